@@ -1,0 +1,141 @@
+"""Atomic writers and readers shared by the stages, the customer-table reader, and the CLI runner.
+
+Every writer goes through a temporary file in the target folder and ``os.replace``: a failed or
+killed stage leaves the previous output or none, never a half-written file that DVC could cache.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("segments")
+
+SIGNIFICANT_DIGITS = 6
+CUSTOMER_ID = "customer_id"
+
+
+class PipelineError(Exception):
+    """A problem the user can fix; reported as one line, without a traceback."""
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def rounded(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """Round to significant digits so metrics files diff on meaning, not float noise."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"refusing to write a non-finite metric value {value!r}")
+    return float(f"{value:.{digits}g}")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def write_metrics(path: Path, metrics: dict[str, float | int]) -> None:
+    """Flat, dot-free keys; floats rounded; ints kept exact; no NaN."""
+    clean: dict[str, float | int] = {}
+    for key, value in metrics.items():
+        if "." in key or not key:
+            raise ValueError(f"metric key {key!r} must be non-empty and dot-free")
+        is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        clean[key] = int(value) if is_int else rounded(value)
+    write_json(path, clean)
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def subplots(*args, **kwargs):
+    """``plt.subplots`` on the headless Agg backend, so stages run without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def write_png(path: Path, figure) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def read_npy(path: Path) -> np.ndarray:
+    return np.load(_existing(path), allow_pickle=False)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(_existing(path))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(_existing(path).read_text(encoding="utf-8"))
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"{path}: missing; run 'dvc repro' so the stage that writes it runs first")
+    return path
+
+
+def run(main: Callable[[], None]) -> None:
+    """Entry point for ``python -m stages.<name>``: log the duration, turn PipelineError into exit 1."""
+    logging.basicConfig(
+        level=os.environ.get("SEGMENTS_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    stage = Path(main.__code__.co_filename).stem
+    started = time.perf_counter()
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {stage}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    log.info("stage %s finished in %.1f s", stage, time.perf_counter() - started)

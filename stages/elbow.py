@@ -1,0 +1,74 @@
+"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from kneed import KneeLocator
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from stages.artifacts import PipelineError, run, subplots, write_csv, write_metrics, write_png
+from stages.config import METRICS, PLOTS, load_params, read_inlier_vectors
+
+log = logging.getLogger("segments")
+
+CURVES = ("inertia", "silhouette", "davies_bouldin", "calinski_harabasz")
+
+
+def elbow_curve(vectors: np.ndarray, ks: range, n_init: int, seed: int) -> pd.DataFrame:
+    """Inertia and the three internal validity scores for each k (exact silhouette)."""
+    if ks.stop - 1 >= len(vectors):
+        raise PipelineError(
+            f"elbow.k_max={ks.stop - 1} must be below the number of inliers ({len(vectors)}); lower it"
+        )
+    rows = []
+    for k in ks:
+        labels = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)
+        rows.append(
+            {
+                "n_clusters": k,
+                "inertia": labels.inertia_,
+                "silhouette": silhouette_score(vectors, labels.labels_),
+                "davies_bouldin": davies_bouldin_score(vectors, labels.labels_),
+                "calinski_harabasz": calinski_harabasz_score(vectors, labels.labels_),
+            }
+        )
+        log.info("elbow k=%d %s", k, {key: round(value, 4) for key, value in rows[-1].items()})
+    return pd.DataFrame(rows)
+
+
+def suggest_k(curve: pd.DataFrame) -> dict[str, int]:
+    """The knee of the inertia curve (Kneedle), falling back to the best silhouette if there is none."""
+    best_silhouette = int(curve.loc[curve["silhouette"].idxmax(), "n_clusters"])
+    knee = KneeLocator(curve["n_clusters"], curve["inertia"], curve="convex", direction="decreasing").knee
+    return {
+        "suggested_k": best_silhouette if knee is None else int(knee),
+        "best_silhouette_k": best_silhouette,
+    }
+
+
+def elbow_figure(curve: pd.DataFrame, suggested: int):
+    figure, axes = subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    for axis, name in zip(axes, CURVES):
+        axis.plot(curve["n_clusters"], curve[name], marker="o")
+        axis.axvline(suggested, color="grey", linestyle="--", linewidth=1)
+        axis.set_title(name.replace("_", " "))
+        axis.set_xlabel("number of segments")
+    figure.suptitle(f"Elbow study (dashed: suggested k = {suggested})")
+    return figure
+
+
+def main() -> None:
+    params = load_params()
+    _, vectors = read_inlier_vectors()
+    curve = elbow_curve(vectors, range(params.elbow.k_min, params.elbow.k_max + 1), params.elbow.n_init, params.seed)
+    suggestion = suggest_k(curve)
+    write_csv(PLOTS / "elbow.csv", curve)
+    write_png(PLOTS / "elbow.png", elbow_figure(curve, suggestion["suggested_k"]))
+    write_metrics(METRICS / "elbow.json", suggestion)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,54 @@
+"""Stage 7: internal validity of the segments, and PCA / t-SNE maps coloured by segment."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, subplots, write_csv, write_metrics, write_png
+from stages.config import LABELS, METRICS, PLOTS, PROJECTIONS, load_params, read_inlier_vectors
+
+MAPS = {"pca_map": ("pca_1", "pca_2"), "tsne_map": ("tsne_1", "tsne_2")}
+
+
+def cluster_metrics(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {
+        "davies_bouldin": davies_bouldin_score(vectors, labels),
+        "calinski_harabasz": calinski_harabasz_score(vectors, labels),
+        "silhouette": silhouette_score(vectors, labels),
+    }
+
+
+def map_points(coordinates: pd.DataFrame, columns: tuple[str, str], n_points: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of one map as ``x, y, segment`` rows: enough to see the shape in ``dvc plots``."""
+    sample = coordinates.sample(n=min(n_points, len(coordinates)), random_state=seed).sort_index()
+    return pd.DataFrame({"x": sample[columns[0]], "y": sample[columns[1]], "segment": sample["segment"]})
+
+
+def map_figure(coordinates: pd.DataFrame, columns: tuple[str, str], title: str):
+    figure, axis = subplots(figsize=(6.5, 5.5))
+    for segment, group in coordinates.groupby("segment"):
+        axis.scatter(group[columns[0]], group[columns[1]], s=1.5, alpha=0.5, label=f"segment {segment}", rasterized=True)
+    axis.set_xlabel(columns[0])
+    axis.set_ylabel(columns[1])
+    axis.set_title(title)
+    axis.legend(markerscale=6, fontsize="small", loc="best")
+    return figure
+
+
+def main() -> None:
+    params = load_params()
+    ids, vectors = read_inlier_vectors()
+    labels = read_csv(LABELS)
+    coordinates = read_csv(PROJECTIONS).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
+    if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):
+        raise PipelineError(f"{LABELS} and {PROJECTIONS} disagree on the inlier rows; rerun 'dvc repro'")
+    write_metrics(METRICS / "evaluate.json", cluster_metrics(vectors, labels["segment"].to_numpy()))
+    titles = {"pca_map": "PCA of the standardized embeddings", "tsne_map": "t-SNE of the embeddings"}
+    for name, columns in MAPS.items():
+        write_csv(PLOTS / f"{name}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))
+        write_png(PLOTS / f"{name}.png", map_figure(coordinates, columns, f"{titles[name]} (k = {params.k}, {params.model})"))
+
+
+if __name__ == "__main__":
+    run(main)

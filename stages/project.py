@@ -1,0 +1,52 @@
+"""Helper stage between outliers and evaluate: k-independent 2-D/3-D projections of the inliers.
+
+PCA (on standardized embeddings, as the article) and t-SNE depend only on the embeddings and the
+outlier mask, so they live here: ``dvc exp run -S k=6`` recolours the maps without recomputing them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.preprocessing import StandardScaler
+
+from stages.artifacts import CUSTOMER_ID, PipelineError, run, write_csv, write_metrics
+from stages.config import METRICS, PROJECTIONS, load_params, read_inlier_vectors
+
+PCA_COMPONENTS = 3
+
+
+def pca_projection(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """First three principal components of the standardized matrix and their variance ratios."""
+    pca = PCA(n_components=PCA_COMPONENTS, svd_solver="full", random_state=seed)
+    components = pca.fit_transform(StandardScaler().fit_transform(vectors))
+    return components, pca.explained_variance_ratio_
+
+
+def tsne_projection(vectors: np.ndarray, perplexity: float, max_iter: int, seed: int) -> np.ndarray:
+    if perplexity >= len(vectors):
+        raise PipelineError(
+            f"project.tsne_perplexity={perplexity} must be below the number of inliers ({len(vectors)})"
+        )
+    tsne = TSNE(n_components=2, perplexity=perplexity, max_iter=max_iter, init="pca", random_state=seed)
+    return tsne.fit_transform(vectors)
+
+
+def main() -> None:
+    params = load_params()
+    ids, vectors = read_inlier_vectors()
+    components, variance = pca_projection(vectors, params.seed)
+    embedding_2d = tsne_projection(vectors, params.project.tsne_perplexity, params.project.tsne_max_iter, params.seed)
+    coordinates = pd.DataFrame({CUSTOMER_ID: ids})
+    for i in range(PCA_COMPONENTS):
+        coordinates[f"pca_{i + 1}"] = components[:, i]
+    coordinates["tsne_1"], coordinates["tsne_2"] = embedding_2d[:, 0], embedding_2d[:, 1]
+    write_csv(PROJECTIONS, coordinates)
+    metrics = {f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)}
+    metrics["pca_variance_first3"] = variance.sum()
+    write_metrics(METRICS / "project.json", metrics)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,167 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on synthetic customers in a temporary git repo.
+
+The raw data goes through the real download code path: a local HTTP server serves a UCI-shaped
+``bank+marketing.zip`` (holding ``bank.zip`` holding ``bank-full.csv``); the real model is loaded
+from its PyPI package. Nothing leaves the machine.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore", ".gitignore")
+ALL_STAGES = {"download", "serialize", "embed", "outliers", "elbow", "project", "kmeans", "evaluate", "explain", "profile"}
+K_STAGES = {"kmeans", "evaluate", "explain", "profile"}
+ROWS = 300
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served_archive(tmp_path_factory):
+    """A local HTTP server holding a UCI-shaped archive of synthetic customers."""
+    folder = tmp_path_factory.mktemp("mirror")
+    csv = synthetic.to_uci_csv(synthetic.customers(ROWS, seed=7))
+    (folder / "bank+marketing.zip").write_bytes(_zip({"bank.zip": _zip({"bank-full.csv": csv, "bank.csv": csv[:500]})}))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/bank+marketing.zip", hashlib.sha256(csv).hexdigest()
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, served_archive):
+    url, sha256 = served_archive
+    work = tmp_path_factory.mktemp("repo")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params.update(k=4)
+    params["download"].update(url=url, sha256=sha256)
+    params["elbow"].update(k_max=6, n_init=1)
+    params["kmeans"].update(n_init=2)
+    params["project"].update(tsne_perplexity=10, tsne_max_iter=250)
+    params["evaluate"].update(map_points=100)
+    params["explain"].update(n_estimators=20)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
+                    ["git", "config", "user.name", "CI"]):
+        subprocess.run(command, cwd=work, check=True)
+    return work
+
+
+def dvc(repo: Path, *args: str) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    env.pop("BANK_MARKETING_SOURCE", None)
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def output_hashes(repo: Path) -> dict[str, str]:
+    """Every stage output's md5, read from dvc.lock (cached and git-tracked outputs alike)."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
+
+
+@pytest.fixture(scope="module")
+def first_run(repo):
+    output = dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baseline")
+    return output
+
+
+def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
+    assert stages_run(first_run) == ALL_STAGES
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for stage in pipeline["stages"].values():
+        for metric in stage.get("metrics", []):
+            path = repo / next(iter(metric))
+            values = json.loads(path.read_text())
+            assert values and all(isinstance(v, (int, float)) and "." not in key for key, v in values.items()), path
+            assert "k" not in values
+    for plot in pipeline["plots"]:
+        if isinstance(plot, str):
+            assert (repo / plot).read_bytes().startswith(b"\x89PNG"), plot
+            continue
+        (definition,) = plot.values()
+        for path, y in definition["y"].items():
+            columns = pd.read_csv(repo / path).columns
+            assert definition["x"] in columns and y in columns, (path, columns)
+    outliers = json.loads((repo / "metrics/outliers.json").read_text())
+    assert outliers["customers"] == ROWS and outliers["inliers"] == 270
+    info = json.loads((repo / "data/interim/embedding_info.json").read_text())
+    assert info == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "rows": ROWS}
+    profiles = pd.read_csv(repo / "reports/profiles.csv")
+    assert profiles["segment"].tolist() == [1, 2, 3, 4] and profiles["customers"].sum() == 270
+    assert "| Segment | Name |" in (repo / "reports/segments.md").read_text()
+
+
+def test_plots_render_without_warnings(repo, first_run):
+    output = dvc(repo, "plots", "show", "-o", "rendered")
+    assert "WARNING" not in output.upper() and "ERROR" not in output.upper()
+    html = (repo / "rendered" / "index.html").read_text()
+    assert "segment" in html and "mean_abs_shap" in html
+
+
+def test_second_repro_is_a_no_op_and_a_forced_one_is_byte_identical(repo, first_run):
+    before = output_hashes(repo)
+    assert "Stage 'profile' didn't change" in dvc(repo, "repro") or "is up to date" in dvc(repo, "status")
+    assert stages_run(dvc(repo, "repro", "--force")) == ALL_STAGES
+    assert output_hashes(repo) == before
+    assert dvc(repo, "status").strip().endswith("Data and pipelines are up to date.")
+
+
+def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
+    git(repo, "checkout", "--", ".")
+    before = json.loads((repo / "metrics/evaluate.json").read_text())
+    output = dvc(repo, "exp", "run", "-S", "k=3")
+    assert stages_run(output) == K_STAGES
+    after = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert after != before
+    assert len(pd.read_csv(repo / "reports/profiles.csv")) == 3
+    diff = dvc(repo, "metrics", "diff", "--md")
+    assert "metrics/evaluate.json" in diff and "silhouette" in diff
+    assert "| Path" in diff
+    shown = dvc(repo, "exp", "show", "--md")
+    assert "k" in shown and "silhouette" in shown

