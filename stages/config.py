@@ -116,9 +116,10 @@ class EvaluateParams(_Section):
 
 class ExplainParams(_Section):
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    n_estimators: Annotated[int, Field(ge=1)] = 200
+    n_estimators: Annotated[int, Field(ge=1)] = 100
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
     num_leaves: Annotated[int, Field(ge=2)] = 31
+    shap_rows: Annotated[int, Field(ge=100)] = 4000
     top_features: Annotated[int, Field(ge=1, le=len(SEGMENT_COLUMNS))] = 3
 
 

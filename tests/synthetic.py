@@ -1,6 +1,9 @@
 """Synthetic customers in the exact UCI ``bank-full.csv`` format (the real file may not be committed)."""
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pandas as pd
 
@@ -46,3 +49,12 @@ def to_uci_csv(frame: pd.DataFrame) -> bytes:
     for row in frame.itertuples(index=False):
         lines.append(";".join(str(v) if c in NUMERIC else f'"{v}"' for c, v in zip(frame.columns, row)))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive in memory, for archives shaped like UCI's ``bank+marketing.zip``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -15,7 +13,7 @@ from sklearn.metrics import silhouette_score
 import synthetic
 from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, serialize
 from stages.artifacts import PipelineError, atomic_path, write_metrics
-from stages.config import ARTICLE_TEMPLATE, SEGMENT_COLUMNS, ExplainParams, read_customers, validate_params
+from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
 
 
 @pytest.fixture
@@ -23,14 +21,6 @@ def customer_csv(tmp_path):
     path = tmp_path / "bank-full.csv"
     path.write_bytes(synthetic.to_uci_csv(synthetic.customers(200)))
     return path
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 # --- params -----------------------------------------------------------------------------------
@@ -113,20 +103,20 @@ def test_read_customers_names_missing_columns_and_bad_rows(tmp_path, customer_cs
 
 # --- download -----------------------------------------------------------------------------------
 
-def test_extract_finds_bank_full_in_csv_inner_and_outer_zip():
+def test_extract_finds_bank_full_in_csv_inner_and_outersynthetic.zip_bytes():
     data = synthetic.to_uci_csv(synthetic.customers(5))
-    inner = _zip({"bank-full.csv": data, "bank.csv": b"x", "bank-names.txt": b"y"})
-    outer = _zip({"bank.zip": inner, "bank-additional.zip": b"z"})
+    inner = synthetic.zip_bytes({"bank-full.csv": data, "bank.csv": b"x", "bank-names.txt": b"y"})
+    outer = synthetic.zip_bytes({"bank.zip": inner, "bank-additional.zip": b"z"})
     for payload in (data, inner, outer):
         assert download.extract_bank_full(payload, "src") == data
 
 
 def test_extract_refuses_a_truncated_zip_and_a_zip_without_the_file():
-    inner = _zip({"bank-full.csv": b"a;b\n" * 1000})
+    inner = synthetic.zip_bytes({"bank-full.csv": b"a;b\n" * 1000})
     with pytest.raises(PipelineError, match="corrupt or truncated zip"):
         download.extract_bank_full(inner[: len(inner) // 2], "cut.zip")
     with pytest.raises(PipelineError, match="holds neither bank-full.csv nor bank.zip"):
-        download.extract_bank_full(_zip({"other.csv": b"x"}), "other.zip")
+        download.extract_bank_full(synthetic.zip_bytes({"other.csv": b"x"}), "other.zip")
 
 
 def test_checksum_mismatch_states_both_hashes():
@@ -264,7 +254,7 @@ def test_map_points_are_a_seeded_sample_with_segments():
 @pytest.fixture(scope="module")
 def segmented():
     frame = synthetic.customers(600, seed=3)
-    customers = frame.loc[:, list(SEGMENT_COLUMNS)]
+    customers = frame.loc[:, list(CUSTOMER_COLUMNS)]
     segments = np.where(customers["housing"] == "yes", 1, 2) + (customers["loan"] == "yes") * 2
     return customers, pd.Series(segments)
 
@@ -290,13 +280,21 @@ def test_profile_counts_modes_and_names(segmented):
     assert table["name"].is_unique and all(isinstance(name, str) and name for name in table["name"])
 
 
-def test_segment_names_say_age_marital_job_and_balance():
-    table = pd.DataFrame({
-        "segment": [1, 2], "top_marital": ["married", "single"], "top_job": ["management", "student"],
-        "top_education": ["tertiary", "secondary"], "mean_age": [47.2, 24.9], "mean_balance": [3000.0, 100.0],
+def test_segment_names_state_what_is_over_represented():
+    customers = pd.DataFrame({
+        "age": [45, 47, 24, 25, 33, 35], "balance": [3000, 3200, 50, 80, 900, 1000],
+        "job": ["management", "management", "student", "student", "technician", "services"],
+        "marital": ["married", "married", "single", "single", "married", "single"],
+        "education": ["tertiary", "tertiary", "secondary", "secondary", "secondary", "primary"],
+        "default": ["no"] * 6, "housing": ["no", "no", "yes", "yes", "no", "yes"], "loan": ["no"] * 6,
+        "contact": ["cellular"] * 4 + ["unknown"] * 2,
     })
-    assert profile.name_segments(table, overall_balance=1000.0) == [
-        "Married managers in their 40s, high balance", "Single students in their 20s, low balance"]
+    table = profile.profile(customers, pd.Series([1, 1, 2, 2, 3, 3]))
+    assert table["name"].tolist() == [
+        "Managers in their 40s: university-educated, married, high balance",
+        "Students in their 20s: housing loan, secondary education, low balance",
+        "Service workers in their 30s: no contact channel on file, primary education, low balance",
+    ]
 
 
 def test_report_has_the_table_drivers_and_figures(segmented):
@@ -306,7 +304,8 @@ def test_report_has_the_table_drivers_and_figures(segmented):
     metrics = {
         "outliers": {"customers": 660, "inliers": 600},
         "evaluate": {"davies_bouldin": 1.5, "calinski_harabasz": 100.0, "silhouette": 0.2},
-        "explain": {"holdout_accuracy": 0.9, "holdout_macro_f1": 0.8, "majority_class_accuracy": 0.3},
+        "explain": {"holdout_accuracy": 0.9, "holdout_macro_f1": 0.8, "majority_class_accuracy": 0.3,
+                    "holdout_accuracy_with_contact": 0.95},
     }
     report = profile.render_report(table, drivers, metrics, "my-model", 4)
     assert "`my-model`" in report and "k = 4" in report and "600 of 660" in report
