@@ -94,7 +94,7 @@ def subplots(*args, **kwargs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(*args, **kwargs)
+    return plt.subplots(*args, layout="constrained", **kwargs)
 
 
 def write_png(path: Path, figure) -> None:

@@ -143,7 +143,8 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key; remove it or check its spelling"
-    return f"{key}: {message} (got {error['input']!r})"
+    got = repr(error["input"])
+    return f"{key}: {message} (got {got if len(got) <= 60 else got[:57] + '...'})"
 
 
 def validate_params(raw: object, source: Path = PARAMS_FILE) -> Params:

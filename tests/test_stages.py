@@ -103,7 +103,7 @@ def test_read_customers_names_missing_columns_and_bad_rows(tmp_path, customer_cs
 
 # --- download -----------------------------------------------------------------------------------
 
-def test_extract_finds_bank_full_in_csv_inner_and_outersynthetic.zip_bytes():
+def test_extract_finds_bank_full_in_csv_inner_and_outer_zip():
     data = synthetic.to_uci_csv(synthetic.customers(5))
     inner = synthetic.zip_bytes({"bank-full.csv": data, "bank.csv": b"x", "bank-names.txt": b"y"})
     outer = synthetic.zip_bytes({"bank.zip": inner, "bank-additional.zip": b"z"})
@@ -132,6 +132,13 @@ def test_read_source_accepts_a_folder_and_explains_a_missing_one(tmp_path):
     assert download.read_source(str(tmp_path)) == (b"PK\x03\x04zip", str(tmp_path / "bank.zip"))
     with pytest.raises(PipelineError, match="BANK_MARKETING_SOURCE"):
         download.read_source(str(tmp_path / "nowhere"))
+
+
+def test_unreachable_url_says_how_to_use_a_local_copy():
+    with pytest.raises(PipelineError) as error:
+        download.read_source("http://127.0.0.1:9/bank+marketing.zip")
+    message = str(error.value)
+    assert message.startswith("cannot fetch http://127.0.0.1:9/bank+marketing.zip") and "BANK_MARKETING_SOURCE=" in message
 
 
 # --- serialize ----------------------------------------------------------------------------------
