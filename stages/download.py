@@ -43,7 +43,7 @@ def extract_bank_full(payload: bytes, origin: str) -> bytes:
             member = next((n for n in names if n == wanted or n.endswith("/" + wanted)), None)
             if member is not None:
                 return extract_bank_full(archive.read(member), f"{origin}!{member}")
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
         raise PipelineError(f"{origin}: corrupt or truncated zip ({exc}); download it again") from None
     raise PipelineError(f"{origin}: zip holds neither {MEMBER} nor {INNER_ARCHIVE} (found {names[:10]})")
 

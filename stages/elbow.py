@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 from kneed import KneeLocator
 from sklearn.cluster import KMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from stages.artifacts import PipelineError, run, subplots, write_csv, write_metrics, write_png
 from stages.config import METRICS, PLOTS, load_params, read_inlier_vectors
+from stages.scoring import cluster_metrics
 
 log = logging.getLogger("segments")
 
@@ -25,18 +25,10 @@ def elbow_curve(vectors: np.ndarray, ks: range, n_init: int, seed: int) -> pd.Da
         )
     rows = []
     for k in ks:
-        labels = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)
-        rows.append(
-            {
-                "n_clusters": k,
-                "inertia": labels.inertia_,
-                "silhouette": silhouette_score(vectors, labels.labels_),
-                "davies_bouldin": davies_bouldin_score(vectors, labels.labels_),
-                "calinski_harabasz": calinski_harabasz_score(vectors, labels.labels_),
-            }
-        )
+        model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)
+        rows.append({"n_clusters": k, "inertia": model.inertia_, **cluster_metrics(vectors, model.labels_)})
         log.info("elbow k=%d %s", k, {key: round(value, 4) for key, value in rows[-1].items()})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).loc[:, ["n_clusters", *CURVES]]
 
 
 def suggest_k(curve: pd.DataFrame) -> dict[str, int]:

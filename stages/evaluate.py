@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, subplots, write_csv, write_metrics, write_png
 from stages.config import LABELS, METRICS, PLOTS, PROJECTIONS, load_params, read_inlier_vectors
+from stages.scoring import cluster_metrics
 
-MAPS = {"pca_map": ("pca_1", "pca_2"), "tsne_map": ("tsne_1", "tsne_2")}
-
-
-def cluster_metrics(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {
-        "davies_bouldin": davies_bouldin_score(vectors, labels),
-        "calinski_harabasz": calinski_harabasz_score(vectors, labels),
-        "silhouette": silhouette_score(vectors, labels),
-    }
+# plot name: (x and y columns of the projections, title)
+MAPS = {
+    "pca_map": (("pca_1", "pca_2"), "PCA of the standardized embeddings"),
+    "tsne_map": (("tsne_1", "tsne_2"), "t-SNE of the embeddings"),
+}
 
 
 def map_points(coordinates: pd.DataFrame, columns: tuple[str, str], n_points: int, seed: int) -> pd.DataFrame:
@@ -44,10 +40,9 @@ def main() -> None:
     if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):
         raise PipelineError(f"{LABELS} and {PROJECTIONS} disagree on the inlier rows; rerun 'dvc repro'")
     write_metrics(METRICS / "evaluate.json", cluster_metrics(vectors, labels["segment"].to_numpy()))
-    titles = {"pca_map": "PCA of the standardized embeddings", "tsne_map": "t-SNE of the embeddings"}
-    for name, columns in MAPS.items():
+    for name, (columns, title) in MAPS.items():
         write_csv(PLOTS / f"{name}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))
-        write_png(PLOTS / f"{name}.png", map_figure(coordinates, columns, f"{titles[name]} (k = {params.k}, {params.model})"))
+        write_png(PLOTS / f"{name}.png", map_figure(coordinates, columns, f"{title} (k = {params.k}, {params.model})"))
 
 
 if __name__ == "__main__":

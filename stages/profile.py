@@ -75,7 +75,7 @@ def name_segments(table: pd.DataFrame, customers: pd.DataFrame) -> list[str]:
     """
     overall = {column: customers[column].value_counts(normalize=True) for column in PROFILE_COLUMNS}
     mean_balance = customers["balance"].mean()
-    stems, traits = [], []
+    stems, traits, balances = [], [], []
     for row in table.to_dict(orient="records"):
         job_lift = row["top_job_share"] / overall["job"][row["top_job"]]
         job = JOB_NOUNS.get(row["top_job"]) if row["top_job_share"] >= TRAIT_MIN_SHARE or job_lift >= JOB_MIN_LIFT else None
@@ -86,25 +86,26 @@ def name_segments(table: pd.DataFrame, customers: pd.DataFrame) -> list[str]:
             lift = share / overall[column][value]
             if (column, value) in TRAITS and share >= TRAIT_MIN_SHARE and lift >= TRAIT_MIN_LIFT:
                 candidates.append((-lift, TRAITS[column, value]))
-        found = [phrase for _, phrase in sorted(candidates)]
+        traits.append([phrase for _, phrase in sorted(candidates)])
         if row["mean_balance"] > mean_balance * (1 + BALANCE_BAND):
-            found.insert(min(len(found), TRAITS_IN_NAME), "high balance")
+            balances.append("high balance")
         elif row["mean_balance"] < mean_balance * (1 - BALANCE_BAND):
-            found.insert(min(len(found), TRAITS_IN_NAME), "low balance")
-        traits.append(found)
-    names = [_name(stem, found[: TRAITS_IN_NAME + _has_balance(found)]) for stem, found in zip(stems, traits)]
+            balances.append("low balance")
+        else:
+            balances.append(None)
+    names = [_name(stem, found[:TRAITS_IN_NAME], word) for stem, found, word in zip(stems, traits, balances)]
     # Segments that would share a name get all their traits, then their number.
     clashing = {name for name in names if names.count(name) > 1}
-    names = [_name(stem, found) if name in clashing else name for name, stem, found in zip(names, stems, traits)]
+    names = [
+        _name(stem, found, word) if name in clashing else name
+        for name, stem, found, word in zip(names, stems, traits, balances)
+    ]
     return [name if names.count(name) == 1 else f"{name} (#{s})" for name, s in zip(names, table["segment"])]
 
 
-def _has_balance(traits: list[str]) -> bool:
-    return any(trait.endswith("balance") for trait in traits[: TRAITS_IN_NAME + 1])
-
-
-def _name(stem: str, traits: list[str]) -> str:
-    return f"{stem}: {', '.join(traits)}" if traits else stem
+def _name(stem: str, traits: list[str], balance: str | None) -> str:
+    parts = traits + ([balance] if balance else [])
+    return f"{stem}: {', '.join(parts)}" if parts else stem
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
 import synthetic
-from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, serialize
+from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
 from stages.artifacts import PipelineError, atomic_path, write_metrics
 from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
 
@@ -242,9 +242,9 @@ def test_projections_have_the_expected_shapes(blobs):
 
 def test_cluster_metrics_match_sklearn_and_separate_good_from_random_labels(blobs):
     vectors, truth = blobs
-    good = evaluate.cluster_metrics(vectors, truth)
+    good = scoring.cluster_metrics(vectors, truth)
     assert good["silhouette"] == pytest.approx(silhouette_score(vectors, truth))
-    shuffled = evaluate.cluster_metrics(vectors, np.random.default_rng(0).permutation(truth))
+    shuffled = scoring.cluster_metrics(vectors, np.random.default_rng(0).permutation(truth))
     assert good["silhouette"] > shuffled["silhouette"] and good["davies_bouldin"] < shuffled["davies_bouldin"]
 
 
