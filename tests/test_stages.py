@@ -12,7 +12,7 @@ from sklearn.metrics import silhouette_score
 
 import synthetic
 from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
-from stages.artifacts import PipelineError, atomic_path, write_metrics
+from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
 from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
 
 
@@ -304,7 +304,7 @@ def test_segment_names_state_what_is_over_represented():
     ]
 
 
-def test_report_has_the_table_drivers_and_figures(segmented):
+def test_report_has_the_table_cards_heatmap_and_figures(segmented):
     customers, segments = segmented
     table = profile.profile(customers, segments)
     drivers = pd.DataFrame({"segment": [1, 1], "rank": [1, 2], "feature": ["housing", "loan"], "mean_abs_shap": [2.0, 1.0]})
@@ -314,8 +314,53 @@ def test_report_has_the_table_drivers_and_figures(segmented):
         "explain": {"holdout_accuracy": 0.9, "holdout_macro_f1": 0.8, "majority_class_accuracy": 0.3,
                     "holdout_accuracy_with_contact": 0.95},
     }
-    report = profile.render_report(table, drivers, metrics, "my-model", 4)
+    shares = profile.representation(customers, segments)
+    report = profile.render_report(table, drivers, shares, {"age": 40.0, "balance": 1234.0}, metrics, "my-model", 4)
     assert "`my-model`" in report and "k = 4" in report and "600 of 660" in report
-    assert report.count("\n| ") == 5  # header + 4 segments
-    assert "**Segment 1**" in report and "housing, loan" in report
+    summary = report.split("## The segments at a glance")[0]
+    assert summary.count("\n| ") == 5  # header + 4 segments
+    cards = report.split("## Segment cards")[1]
+    assert [line.split(".")[0] for line in cards.splitlines() if line.startswith("### ")] == ["### 1", "### 2", "### 3", "### 4"]
+    assert "**housing** (2.00), **loan** (1.00)" in cards and "(all: 1,234 EUR)" in cards
+    # Segment 1 is housing=yes, loan=no: it has more housing loans and none of the personal ones.
+    card_1 = cards.split("### 2.")[0]
+    assert "| more | housing = yes |" in card_1 and "| fewer | loan = yes | 0% |" in card_1
+    assert "![segment_heatmap](../plots/segment_heatmap.png)" in report
     assert "![pca_map](../plots/pca_map.png)" in report
+
+
+def test_representation_gives_shares_and_ratios_against_all_customers():
+    customers = pd.DataFrame({
+        "age": [25, 27, 45, 47], "balance": [-10, 50, 6000, 7000], "job": ["student", "student", "management", "admin."],
+        "marital": ["single"] * 4, "education": ["secondary"] * 4, "default": ["no"] * 4,
+        "housing": ["yes", "yes", "yes", "no"], "loan": ["no"] * 4, "contact": ["cellular"] * 4,
+    })
+    shares = profile.representation(customers, pd.Series([1, 1, 2, 2])).set_index(["segment", "column", "value"])
+    assert shares.loc[(1, "job", "student"), ["segment_share", "base_share", "ratio"]].tolist() == [1.0, 0.5, 2.0]
+    assert shares.loc[(2, "housing", "yes"), "ratio"] == pytest.approx(0.5 / 0.75)
+    assert shares.loc[(1, "age", "under 30"), "ratio"] == 2.0 and shares.loc[(2, "balance", "5,000 and over"), "ratio"] == 2.0
+    assert shares.loc[(1, "balance", "negative"), "segment_share"] == 0.5
+    over, under = profile.distinctive_values(shares.reset_index().query("segment == 1"))
+    assert over["value"].tolist() == ["under 30", "0-999", "negative", "student", "yes"]  # by ratio, column, value
+    assert "marital" not in set(over["column"])
+    assert under["value"].tolist() == ["40-49", "5,000 and over", "no", "admin.", "management"] and (under["ratio"] == 0).all()
+
+
+def test_standardized_differences_and_heatmap(tmp_path):
+    customers = pd.DataFrame({
+        "age": [20, 30, 40, 50], "balance": [0, 0, 100, 100], "job": ["student", "student", "management", "admin."],
+        "marital": ["single"] * 4, "education": ["secondary"] * 4, "default": ["no"] * 4,
+        "housing": ["yes", "yes", "no", "no"], "loan": ["no"] * 4, "contact": ["cellular"] * 4,
+    })
+    differences, values = profile.standardized_differences(customers, pd.Series([1, 1, 2, 2]))
+    assert list(differences.columns) == ["age", "job", "marital", "education", "default", "balance", "housing", "loan", "contact"]
+    assert differences.loc[1, "age"] == pytest.approx((25 - 35) / np.std([20, 30, 40, 50]))
+    assert differences.loc[2, "balance"] == pytest.approx(1.0)
+    # yes/no columns name the over-represented value; a column with one value is neutral.
+    assert (values.loc[1, "housing"], differences.loc[1, "housing"]) == ("yes", pytest.approx(1.0))
+    assert (values.loc[2, "housing"], differences.loc[2, "housing"]) == ("no", pytest.approx(1.0))
+    assert (values.loc[1, "job"], differences.loc[1, "job"]) == ("student", pytest.approx(1.0))
+    assert differences.loc[1, "marital"] == 0 and values.loc[1, "marital"] == ""
+    path = tmp_path / "heatmap.png"
+    write_png(path, profile.heatmap_figure(differences, values, ["Young students", "Older staff"]))
+    assert path.read_bytes().startswith(b"\x89PNG")

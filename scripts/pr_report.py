@@ -1,0 +1,202 @@
+"""The pull-request report: what an experiment changed against a base revision, as markdown.
+
+    python -m scripts.pr_report --base origin/main [--out pr-report] [--image-url URL] [--run-url URL]
+
+Compares the base revision with the workspace (normally a checkout of the pull request after
+`dvc repro`) and writes ``<out>/report.md`` with `dvc metrics diff --md --all`, `dvc params diff --md`,
+the image plots of ``dvc.yaml`` whose bytes changed (base and new side by side), and the git-tracked
+outputs that `dvc repro` rewrote (results that were committed stale). The images are copied to
+``<out>/base`` and ``<out>/head`` and linked relatively, so the folder reads on its own; with
+``--image-url`` (a template with ``{rev}`` and ``{path}``, e.g.
+``https://github.com/OWNER/REPO/blob/{rev}/{path}?raw=true``) the links point at the committed
+files of the two commits instead, which a pull-request comment can show without extra commits.
+`dvc plots diff` renders the interactive plots into ``<out>/plots``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from stages.artifacts import PipelineError, run, write_bytes, write_text
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
+# Git-tracked stage outputs; a difference after `dvc repro` means the committed results are stale.
+TRACKED_OUTPUTS = ("dvc.lock", "metrics", "plots", "reports")
+
+
+@dataclass(frozen=True)
+class ChangedImage:
+    path: str
+    base_link: str | None  # None: the plot is new in this revision
+    head_link: str
+    committed: bool  # the workspace file is the one committed at HEAD
+
+
+def _command(args: list[str]) -> str:
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        message = " ".join((result.stderr or result.stdout).split())[:400]
+        raise PipelineError(f"'{' '.join(args)}' failed: {message}")
+    return result.stdout
+
+
+def git(*args: str) -> str:
+    return _command(["git", *args])
+
+
+def dvc(*args: str) -> str:
+    return _command([sys.executable, "-m", "dvc", *args])
+
+
+def git_blob(rev: str, path: str) -> bytes | None:
+    """The bytes of ``path`` at ``rev``, or None when it did not exist there."""
+    result = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def image_plots(pipeline: dict) -> list[str]:
+    """The image files named in the top-level ``plots`` of a parsed ``dvc.yaml``."""
+    return [entry for entry in pipeline.get("plots", []) if isinstance(entry, str) and entry.lower().endswith(IMAGE_SUFFIXES)]
+
+
+def changed_images(base: str, head: str, paths: list[str], out: Path, image_url: str | None) -> list[ChangedImage]:
+    """Images whose workspace bytes differ from ``base``; both sides copied under ``out``."""
+    changed = []
+    for path in paths:
+        current = Path(path)
+        if not current.exists():
+            continue
+        now = current.read_bytes()
+        before = git_blob(base, path)
+        if before == now:
+            continue
+        committed = git_blob(head, path) == now
+        write_bytes(out / "head" / path, now)
+        if before is not None:
+            write_bytes(out / "base" / path, before)
+        if image_url:
+            head_link = image_url.format(rev=head, path=path)
+            base_link = image_url.format(rev=base, path=path) if before is not None else None
+        else:
+            head_link, base_link = f"head/{path}", f"base/{path}" if before is not None else None
+        changed.append(ChangedImage(path, base_link, head_link, committed))
+    return changed
+
+
+def render_report(base: str, head: str, metrics_md: str, params_md: str, images: list[ChangedImage],
+                  stale: list[str], run_url: str | None = None) -> str:
+    short_base, short_head = base[:7], head[:7]
+    lines = [
+        f"## DVC report: `{short_base}` (base) → `{short_head}` (this pull request)",
+        "",
+        f"### Metrics (`dvc metrics diff --md --all {short_base}`)",
+        "",
+        _table_or(metrics_md, "No metrics."),
+        "",
+        f"### Params (`dvc params diff --md {short_base}`)",
+        "",
+        _table_or(params_md, "No param changed."),
+        "",
+        "### Plots that changed",
+        "",
+    ]
+    if not images:
+        lines += ["No plot image changed.", ""]
+    for image in images:
+        base_cell = f"![{image.path} at {short_base}]({image.base_link})" if image.base_link else "(new plot)"
+        note = "" if image.committed else " (as reproduced here; the committed file differs)"
+        lines += [
+            f"#### `{image.path}`{note}",
+            "",
+            f"| base `{short_base}` | this pull request `{short_head}` |",
+            "|---|---|",
+            f"| {base_cell} | ![{image.path} at {short_head}]({image.head_link}) |",
+            "",
+        ]
+    lines += ["### Reproducibility", ""]
+    if stale:
+        lines += [
+            "`dvc repro` changed these committed files, so the pull request's results are not what its "
+            "code and data produce; run `dvc repro` and commit them:",
+            "",
+            *[f"- `{path}`" for path in stale],
+            "",
+        ]
+    else:
+        lines += ["`dvc repro` reproduced every committed metric, plot and report byte for byte.", ""]
+    if run_url:
+        lines += [f"Interactive plots (`dvc plots diff`) and full-size images: artifact of [this run]({run_url}).", ""]
+    return "\n".join(lines)
+
+
+def _table_or(table: str, empty: str) -> str:
+    """DVC prints a header-only table when nothing differs; say so in words instead."""
+    rows = [line for line in table.strip().splitlines() if line.startswith("|")]
+    return table.strip() if len(rows) > 2 else empty
+
+
+def stale_outputs() -> list[str]:
+    """Git-tracked outputs that differ from HEAD (or are untracked) in the workspace."""
+    status = git("status", "--porcelain", "--untracked-files=all", "--", *TRACKED_OUTPUTS)
+    return sorted(line[3:] for line in status.splitlines() if line.strip())
+
+
+def resolve(rev: str) -> str:
+    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(
+            f"base revision {rev!r} is not a commit here; fetch the full history (git fetch origin, "
+            "or fetch-depth: 0 in CI) or name an existing branch, tag or commit"
+        )
+    return result.stdout.strip()
+
+
+def build_report(base_rev: str, out: Path, image_url: str | None, run_url: str | None) -> str:
+    base = resolve(base_rev)
+    head = git("rev-parse", "HEAD").strip()
+    # The short hash names the base column of DVC's tables.
+    short_base = git("rev-parse", "--short", base).strip()
+    metrics_md = dvc("metrics", "diff", "--md", "--all", short_base)
+    params_md = dvc("params", "diff", "--md", short_base)
+    pipeline = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))
+    images = changed_images(base, head, image_plots(pipeline), out, image_url)
+    dvc("plots", "diff", base, "--out", str(out / "plots"))
+    return render_report(base, head, metrics_md, params_md, images, stale_outputs(), run_url)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", required=True, help="git revision to compare with (e.g. origin/main)")
+    parser.add_argument("--out", type=Path, default=Path("pr-report"), help="folder for report.md, images and plots")
+    parser.add_argument("--image-url", help="link template with {rev} and {path}; default: relative links into --out")
+    parser.add_argument("--run-url", help="URL of the CI run that holds the rendered folder as an artifact")
+    args = parser.parse_args(argv)
+    if not Path("dvc.yaml").exists():
+        raise PipelineError("dvc.yaml not found; run from the repository root")
+    if args.image_url and not all(field in args.image_url for field in ("{rev}", "{path}")):
+        raise PipelineError(f"--image-url must contain {{rev}} and {{path}} (got {args.image_url!r})")
+    out = args.out.resolve()
+    if out.exists() and any(out.iterdir()) and not (out / "report.md").exists():
+        raise PipelineError(f"{args.out}: exists and holds no report.md; name a new or former report folder with --out")
+    # Built aside and moved into place whole, so a failure leaves the previous report or none.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        write_text(building / "report.md", build_report(args.base, building, args.image_url, args.run_url))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    print(args.out / "report.md")
+
+
+if __name__ == "__main__":
+    run(main)

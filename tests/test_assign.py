@@ -1,0 +1,112 @@
+"""The assign command: new customers placed with the committed centroids, on synthetic rows."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import synthetic
+from stages import assign, kmeans, outliers, serialize
+from stages.config import CUSTOMER_COLUMNS, validate_params
+from stages.embed import embed_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = validate_params({"k": 3, "kmeans": {"n_init": 2}})
+
+
+@pytest.fixture(scope="module")
+def trained(model):
+    """The pipeline's steps on 150 synthetic customers: embeddings, ECOD flags, segments, centroids."""
+    raw = synthetic.customers(150, seed=11)
+    customers = raw.loc[:, list(CUSTOMER_COLUMNS)]
+    customers.index.name = "customer_id"
+    texts = serialize.serialize(customers, PARAMS.serialize.template)["text"].tolist()
+    vectors = embed_texts(model, texts, PARAMS.embed.batch_size)
+    flags = outliers.detect_outliers(vectors, PARAMS.outliers.contamination)
+    inliers = flags.loc[flags["inlier"] == 1, "customer_id"].to_numpy()
+    labels, centroids, _ = kmeans.fit_segments(vectors[inliers], PARAMS.k, PARAMS.kmeans.n_init, PARAMS.seed)
+    return raw, customers, vectors, flags, inliers, labels, centroids
+
+
+def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_flags(model, trained):
+    _, customers, vectors, flags, inliers, labels, centroids = trained
+    names = {1: "first", 2: "second", 3: "third"}
+    assigned = assign.assign(customers, model, PARAMS, centroids, vectors, names)
+    assert assigned["customer_id"].tolist() == list(range(150))
+    assert (assigned.loc[inliers, "segment"].to_numpy() == labels).all()
+    assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()
+    assert np.allclose(assigned["ecod_score"], flags["ecod_score"])
+    assert assigned.loc[inliers, "segment_name"].tolist() == [names[s] for s in labels]
+    assert (assigned["centroid_distance"] >= 0).all()
+
+
+def test_nearest_segments_number_centroids_from_one():
+    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=np.float32)
+    segments, distances = assign.nearest_segments(np.array([[9.0, 1.0], [0.0, 8.0], [1.0, 0.0]], dtype=np.float32), centroids)
+    assert segments.tolist() == [2, 3, 1]
+    assert distances == pytest.approx([np.sqrt(2), 2.0, 1.0])
+
+
+def test_a_far_customer_is_flagged_as_outlier():
+    rng = np.random.default_rng(0)
+    training = rng.normal(size=(500, 8))
+    scores, flagged = assign.outlier_scores(training, np.vstack([np.zeros(8), np.full(8, 9.0)]), 0.1)
+    assert flagged.tolist() == [0, 1] and scores[1] > scores[0]
+
+
+@pytest.fixture
+def project(tmp_path, trained):
+    """A folder laid out like the repository after `dvc repro`, with the synthetic model in it."""
+    raw, _, vectors, _, _, _, centroids = trained
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS.model_dump()))
+    for path, array in (("data/interim/embeddings.npy", vectors), ("data/processed/centroids.npy", centroids)):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / path, array)
+    (tmp_path / "data/interim/embedding_info.json").write_text(json.dumps({"model": PARAMS.model, "dimension": 384, "rows": 150}))
+    (tmp_path / "reports").mkdir()
+    pd.DataFrame({"segment": [1, 2, 3], "name": ["A", "B", "C"]}).to_csv(tmp_path / "reports/profiles.csv", index=False)
+    (tmp_path / "new.csv").write_bytes(synthetic.to_uci_csv(raw.iloc[[5, 0, 7]]))
+    return tmp_path
+
+
+def run_assign(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "stages.assign", *args], cwd=folder, env=env, capture_output=True, text=True)
+
+
+def test_command_writes_segments_for_a_csv_of_new_customers(project, trained):
+    _, _, _, flags, inliers, labels, _ = trained
+    result = run_assign(project, "new.csv", "--out", "out/assigned.csv")
+    assert result.returncode == 0, result.stderr
+    assert "3 customers" in result.stdout
+    written = pd.read_csv(project / "out/assigned.csv")
+    assert list(written.columns) == ["customer_id", "segment", "segment_name", "centroid_distance", "ecod_score", "outlier"]
+    pipeline = dict(zip(inliers, labels))
+    for row, training_id in zip(written.itertuples(), (5, 0, 7)):
+        assert row.customer_id == len(written[written.customer_id < row.customer_id])
+        if training_id in pipeline:
+            assert row.segment == pipeline[training_id]
+        assert row.segment_name == "ABC"[row.segment - 1]
+
+
+def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
+    bad = (project / "new.csv").read_text().splitlines()
+    bad[2] = bad[2].replace(bad[2].split(";")[0], "forty", 1)
+    (project / "bad.csv").write_text("\n".join(bad) + "\n")
+    result = run_assign(project, "bad.csv", "--out", "out.csv")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3"
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    (project / "params.yaml").write_text(yaml.safe_dump({**params, "k": 4}))
+    result = run_assign(project, "new.csv", "--out", "out.csv")
+    assert result.returncode == 1 and "holds 3 centroids" in result.stderr and "k=4" in result.stderr
+    result = run_assign(project, "missing.csv", "--out", "out.csv")
+    assert result.returncode == 1 and "missing.csv: not found" in result.stderr
+    assert not (project / "out.csv").exists()

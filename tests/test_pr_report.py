@@ -1,0 +1,128 @@
+"""The pull-request report script and the workflow that runs it.
+
+The script runs for real (git, `dvc metrics diff`, `dvc params diff`, `dvc plots diff`) in a
+temporary repository whose two commits differ in ``k`` and in their metrics and plots; the
+committed files are small stand-ins, so the test needs no pipeline run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "pr-report.yml"
+PIPELINE = {
+    "stages": {
+        "kmeans": {
+            "cmd": "echo fitted",
+            "params": ["k"],
+            "outs": [{"plots/map.png": {"cache": False}}, {"plots/elbow.png": {"cache": False}}],
+            "metrics": [{"metrics/evaluate.json": {"cache": False}}],
+        }
+    },
+    "plots": ["plots/map.png", "plots/elbow.png"],
+}
+
+
+def sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+
+
+def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
+    (repo / "params.yaml").write_text(yaml.safe_dump({"k": k, "seed": 42}))
+    (repo / "metrics" / "evaluate.json").write_text(json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0}))
+    (repo / "plots" / "map.png").write_bytes(map_png)
+    assert sh(repo, "git", "add", "-A").returncode == 0
+    assert sh(repo, "git", "commit", "-qm", f"k={k}").returncode == 0
+    return sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def two_commits(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("pr")
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
+                    ["git", "config", "user.name", "CI"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        assert sh(repo, *command).returncode == 0
+    (repo / "metrics").mkdir()
+    (repo / "plots").mkdir()
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
+    (repo / "plots" / "elbow.png").write_bytes(b"\x89PNG elbow, the same in both commits")
+    base = commit(repo, 5, 0.14166, b"\x89PNG five segments")
+    head = commit(repo, 6, 0.13222, b"\x89PNG six segments")
+    return repo, base, head
+
+
+def test_report_shows_changed_metrics_params_and_images(two_commits):
+    repo, base, head = two_commits
+    result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "report")
+    assert result.returncode == 0, result.stderr
+    report = (repo / "report" / "report.md").read_text()
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")) for line in report.splitlines() if line.startswith("| ")}
+    assert ("metrics/evaluate.json", "silhouette", "0.14166", "0.13222", "-0.00944") in rows
+    assert ("metrics/evaluate.json", "davies_bouldin", "2.0", "2.0", "0.0") in rows  # --all: unchanged too
+    assert ("params.yaml", "k", "5", "6") in rows
+    assert not any("seed" in row for row in rows)
+    assert f"![plots/map.png at {base[:7]}](base/plots/map.png)" in report
+    assert f"![plots/map.png at {head[:7]}](head/plots/map.png)" in report
+    assert "elbow.png" not in report  # unchanged plots are left out
+    assert (repo / "report" / "base" / "plots" / "map.png").read_bytes() == b"\x89PNG five segments"
+    assert (repo / "report" / "head" / "plots" / "map.png").read_bytes() == b"\x89PNG six segments"
+    assert (repo / "report" / "plots" / "index.html").exists()
+    assert "reproduced every committed metric, plot and report" in report
+
+
+def test_image_links_can_point_at_the_committed_files_and_stale_results_are_named(two_commits):
+    repo, base, head = two_commits
+    evaluate = repo / "metrics" / "evaluate.json"
+    committed = evaluate.read_text()
+    evaluate.write_text(json.dumps({"silhouette": 0.2, "davies_bouldin": 2.0}))
+    try:
+        url = "https://github.com/owner/repo/blob/{rev}/{path}?raw=true"
+        result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", base, "--out", "report", "--image-url", url)
+    finally:
+        evaluate.write_text(committed)
+    assert result.returncode == 0, result.stderr
+    report = (repo / "report" / "report.md").read_text()
+    assert f"(https://github.com/owner/repo/blob/{base}/plots/map.png?raw=true)" in report
+    assert f"(https://github.com/owner/repo/blob/{head}/plots/map.png?raw=true)" in report
+    assert "- `metrics/evaluate.json`" in report and "run `dvc repro` and commit" in report
+    assert "| metrics/evaluate.json | silhouette" in report and "0.2 " in report
+
+
+def test_unknown_base_and_a_foreign_out_folder_fail_in_one_line(two_commits):
+    repo, _, _ = two_commits
+    result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "no-such-branch", "--out", "elsewhere")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: pr_report: base revision 'no-such-branch'")
+    assert not (repo / "elsewhere").exists()
+    result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "plots")
+    assert result.returncode == 1 and "holds no report.md" in result.stderr
+    assert (repo / "plots" / "map.png").exists()
+
+
+def test_workflow_runs_the_script_with_pinned_actions_on_pull_requests():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    triggers = workflow.get("on", workflow.get(True))
+    assert "pull_request" in triggers
+    assert workflow["permissions"]["pull-requests"] == "write"
+    (job,) = workflow["jobs"].values()
+    steps = job["steps"]
+    uses = [step["uses"] for step in steps if "uses" in step]
+    assert uses and all("@v" in action and action.split("@v")[1].count(".") == 2 for action in uses), uses
+    by_action = {step["uses"].split("@")[0]: step for step in steps if "uses" in step}
+    assert by_action["actions/checkout"]["with"]["fetch-depth"] == 0
+    assert by_action["actions/setup-python"]["with"]["python-version"] == "3.11"
+    assert "hashFiles('dvc.lock')" in by_action["actions/cache"]["with"]["key"]
+    assert by_action["actions/cache"]["with"]["path"] == ".dvc/cache"
+    assert by_action["marocchino/sticky-pull-request-comment"]["with"]["path"] == "pr-report/report.md"
+    commands = "\n".join(step.get("run", "") for step in steps)
+    for expected in ("pip install -r requirements.txt", "dvc repro", "python -m scripts.pr_report", "$GITHUB_STEP_SUMMARY"):
+        assert expected in commands, expected
