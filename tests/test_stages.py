@@ -136,9 +136,10 @@ def test_read_source_accepts_a_folder_and_explains_a_missing_one(tmp_path):
 
 def test_unreachable_url_says_how_to_use_a_local_copy():
     with pytest.raises(PipelineError) as error:
-        download.read_source("http://127.0.0.1:9/bank+marketing.zip")
+        download.read_source("http://127.0.0.1:9/bank+marketing.zip", download.DownloadParams(attempts=2, backoff_s=0))
     message = str(error.value)
     assert message.startswith("cannot fetch http://127.0.0.1:9/bank+marketing.zip") and "BANK_MARKETING_SOURCE=" in message
+    assert "tried 2 time(s)" in message
 
 
 # --- serialize ----------------------------------------------------------------------------------
