@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +18,8 @@ import synthetic
 from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
 from stages.artifacts import PipelineError, atomic_path, write_metrics
 from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -75,6 +81,26 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_terminated_stage_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    stage = (
+        "import time\nfrom pathlib import Path\nfrom stages.artifacts import atomic_path, run\n"
+        "def main():\n"
+        f"    with atomic_path(Path({str(target)!r})) as tmp:\n"
+        "        tmp.write_text('half')\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(600)\n"
+        "run(main)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", stage], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    process.terminate()
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
