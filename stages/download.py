@@ -30,6 +30,7 @@ FOLDER_CANDIDATES = (MEMBER, INNER_ARCHIVE, "bank+marketing.zip")
 # Worth another try: the server or the network may recover. Anything else (404, 403, ...) is final.
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 CHUNK_BYTES = 1 << 16
+DEFAULTS = DownloadParams()  # frozen, so safe to share as a default argument
 OFFLINE_HINT = (
     f"to use a local copy, set {SOURCE_ENV} to a bank-full.csv, bank.zip or bank+marketing.zip "
     f"(or a folder holding one), e.g. {SOURCE_ENV}=../shared/data dvc repro"
@@ -40,7 +41,7 @@ class TransientFetchError(Exception):
     """A failed try that a later try may get past."""
 
 
-def extract_bank_full(payload: bytes, origin: str, max_bytes: int = DownloadParams().max_mb << 20) -> bytes:
+def extract_bank_full(payload: bytes, origin: str, max_bytes: int = DEFAULTS.max_mb << 20) -> bytes:
     """Return the bytes of ``bank-full.csv`` from a CSV, ``bank.zip`` or the outer UCI zip."""
     if not payload.startswith(b"PK\x03\x04"):
         return payload
@@ -84,7 +85,7 @@ def verify_sha256(data: bytes, expected: str, origin: str) -> None:
         )
 
 
-def read_source(source: str, settings: DownloadParams = DownloadParams()) -> tuple[bytes, str]:
+def read_source(source: str, settings: DownloadParams = DEFAULTS) -> tuple[bytes, str]:
     """Read a local file, a folder holding one of the known files, or a URL; return bytes and origin."""
     if "://" in source:
         return fetch(source, settings), source

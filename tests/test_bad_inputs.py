@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def stage_outputs(stage: str) -> list[str]:
 # --- a local HTTP server that misbehaves on demand ------------------------------------------------
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    hits: Counter = Counter()
+    hits: ClassVar[Counter] = Counter()  # requests per path, across the module
 
     def log_message(self, *args) -> None:  # keep the test output clean
         pass
@@ -156,10 +157,9 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path, server):
-    for name in ("stages", "params.yaml", "dvc.yaml"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, tmp_path / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
+    shutil.copytree(ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
     return Project(tmp_path, server)
 
 
