@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -106,7 +107,14 @@ def write_png(path: Path, figure) -> None:
 
 
 def read_npy(path: Path) -> np.ndarray:
-    return np.load(_existing(path), allow_pickle=False)
+    """Load a plain numeric array; pickled (object) arrays are refused, never unpickled."""
+    try:
+        return np.load(_existing(path), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PipelineError(
+            f"{path}: not a plain .npy array ({' '.join(str(exc).split())[:120]}); "
+            "delete it and rerun 'dvc repro' to rebuild it"
+        ) from None
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -132,6 +140,8 @@ def run(main: Callable[[], None]) -> None:
         stream=sys.stderr,
     )
     stage = Path(main.__code__.co_filename).stem
+    # A terminated stage unwinds like an interrupted one, so atomic_path removes its temporary file.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.perf_counter()
     try:
         main()

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_npy
+# The customer table's columns and validating reader live in stages/schema.py; re-exported here.
+from stages.schema import CATEGORICAL_COLUMNS, CUSTOMER_COLUMNS, NUMERIC_COLUMNS, SEGMENT_COLUMNS, read_customers  # noqa: F401
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -30,12 +31,6 @@ CENTROIDS = Path("data/processed/centroids.npy")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
-
-# The eight columns the article segments on; `contact` is read only by the text template.
-NUMERIC_COLUMNS = ("age", "balance")
-CATEGORICAL_COLUMNS = ("job", "marital", "education", "default", "housing", "loan")
-SEGMENT_COLUMNS = ("age", "job", "marital", "education", "default", "balance", "housing", "loan")
-CUSTOMER_COLUMNS = SEGMENT_COLUMNS + ("contact",)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 ARTICLE_TEMPLATE = (
@@ -56,21 +51,31 @@ class _Section(BaseModel):
 
 
 class DownloadParams(_Section):
-    url: Annotated[str, Field(min_length=1)] = (
+    url: Annotated[str, Field(pattern=r"^(https?|file)://\S+$")] = (
         "https://archive.ics.uci.edu/static/public/222/bank+marketing.zip"
     )
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = (
         "d1513ec63b385506f7cfce9f2c5caa9fe99e7ba4e8c3fa264b3aaf0f849ed32d"
     )
+    # --- issue 4: download robustness ---
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    backoff_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    max_mb: Annotated[int, Field(ge=1, le=2048)] = 100
+
+
+# One customer's values with the types read_customers gives them, to try the template on.
+TEMPLATE_PROBE = {column: 0 if column in NUMERIC_COLUMNS else "unknown" for column in CUSTOMER_COLUMNS}
 
 
 class SerializeParams(_Section):
     template: Annotated[str, Field(min_length=1)] = ARTICLE_TEMPLATE
 
-    @model_validator(mode="after")
-    def _names_known_columns(self) -> "SerializeParams":
+    @field_validator("template")
+    @classmethod
+    def _names_known_columns(cls, template: str) -> str:
         try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None}
+            fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
         except ValueError as exc:
             raise ValueError(f"template is not a valid format string ({exc})") from None
         unknown = sorted(fields - set(CUSTOMER_COLUMNS))
@@ -78,7 +83,12 @@ class SerializeParams(_Section):
             raise ValueError(
                 f"template names unknown column(s) {unknown}; use only {list(CUSTOMER_COLUMNS)}"
             )
-        return self
+        # A format spec that does not fit a value type (e.g. "{job:d}") fails only when filled in.
+        try:
+            template.format(**TEMPLATE_PROBE)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ValueError(f"template cannot be filled with a customer's values ({exc})") from None
+        return template
 
 
 class EmbedParams(_Section):
@@ -168,49 +178,6 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     return validate_params(raw, path)
-
-
-def read_customers(path: Path = RAW_CSV) -> pd.DataFrame:
-    """Read the UCI ``;``-separated customer table: the columns the pipeline uses, indexed by row.
-
-    The customer id is the 0-based data-row number, so row ``i`` of every matrix is customer ``i``.
-    """
-    if not path.exists():
-        raise PipelineError(f"{path}: missing; run 'dvc repro download' first")
-    try:
-        frame = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise PipelineError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise PipelineError(f"{path}: not a ';'-separated table ({' '.join(str(exc).split())})") from None
-    missing = [column for column in CUSTOMER_COLUMNS if column not in frame.columns]
-    if missing:
-        raise PipelineError(
-            f"{path}: missing column(s) {missing} (found {list(frame.columns)[:20]}); "
-            "the file must be the UCI bank-full.csv layout, ';'-separated"
-        )
-    frame = frame.loc[:, list(CUSTOMER_COLUMNS)]
-    if frame.empty:
-        raise PipelineError(f"{path}: has a header but no customer rows")
-    for column in CUSTOMER_COLUMNS:
-        blank = frame.index[frame[column].str.strip() == ""]
-        if len(blank):
-            raise PipelineError(f"{path}: column {column!r} is empty on {_rows(blank)}; fill it in")
-    for column in NUMERIC_COLUMNS:
-        numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame.index[numbers.isna() | (numbers != numbers.round())]
-        if len(bad):
-            raise PipelineError(f"{path}: column {column!r} is not a whole number on {_rows(bad)}")
-        frame[column] = numbers.astype("int64")
-    frame.index.name = CUSTOMER_ID
-    return frame
-
-
-def _rows(index: pd.Index, shown: int = 5) -> str:
-    """Name rows as file line numbers (header is line 1), the way an editor shows them."""
-    lines = ", ".join(str(i + 2) for i in index[:shown])
-    more = f" and {len(index) - shown} more" if len(index) > shown else ""
-    return f"line(s) {lines}{more}"
 
 
 def read_inlier_vectors() -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ import yaml
 import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("stages", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore", ".gitignore")
 ALL_STAGES = {"download", "serialize", "embed", "outliers", "elbow", "project", "kmeans", "evaluate", "explain", "profile"}
 K_STAGES = {"kmeans", "evaluate", "explain", "profile"}
 ROWS = 300
@@ -134,12 +134,27 @@ def test_plots_render_without_warnings(repo, first_run):
     assert "segment" in html and "mean_abs_shap" in html
 
 
-def test_second_repro_is_a_no_op_and_a_forced_one_is_byte_identical(repo, first_run):
+def check_metrics(repo: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/check_metrics.py"], cwd=repo, capture_output=True, text=True,
+                          env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+
+
+def test_second_repro_is_a_no_op_and_one_from_scratch_is_byte_identical(repo, first_run):
     before = output_hashes(repo)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    declared = {e if isinstance(e, str) else next(iter(e))
+                for stage in pipeline["stages"].values() for kind in ("outs", "metrics", "plots") for e in stage.get(kind, [])}
+    assert set(before) == declared  # every output of every stage is compared
     assert stages_run(dvc(repo, "repro")) == set()
-    assert stages_run(dvc(repo, "repro", "--force")) == ALL_STAGES
+    # From scratch: no output and no cache (nor run-cache) left to restore anything from.
+    for path in before:
+        (repo / path).unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    assert stages_run(dvc(repo, "repro")) == ALL_STAGES
     assert output_hashes(repo) == before
     assert dvc(repo, "status").strip().endswith("Data and pipelines are up to date.")
+    result = check_metrics(repo)
+    assert result.returncode == 0 and "match HEAD" in result.stdout, result.stdout + result.stderr
 
 
 def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
@@ -154,3 +169,8 @@ def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
     assert "| Path" in diff
     shown = dvc(repo, "exp", "show", "--md")
     assert "k" in shown and "silhouette" in shown
+    # The CI check refuses these results: they are not the committed ones.
+    result = check_metrics(repo)
+    assert result.returncode == 1
+    assert re.search(r"metrics/evaluate\.json\s+silhouette\s+\S+\s+\S+\s+\d\.\d\de[-+]\d\d", result.stdout), result.stdout
+    assert "differ from HEAD" in result.stderr

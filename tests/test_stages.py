@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +18,8 @@ import synthetic
 from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
 from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -79,6 +85,26 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
+def test_a_terminated_stage_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    stage = (
+        "import time\nfrom pathlib import Path\nfrom stages.artifacts import atomic_path, run\n"
+        "def main():\n"
+        f"    with atomic_path(Path({str(target)!r})) as tmp:\n"
+        "        tmp.write_text('half')\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(600)\n"
+        "run(main)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", stage], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    process.terminate()
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
 # --- customer table ----------------------------------------------------------------------------
 
 def test_read_customers_parses_the_uci_layout(customer_csv):
@@ -136,9 +162,10 @@ def test_read_source_accepts_a_folder_and_explains_a_missing_one(tmp_path):
 
 def test_unreachable_url_says_how_to_use_a_local_copy():
     with pytest.raises(PipelineError) as error:
-        download.read_source("http://127.0.0.1:9/bank+marketing.zip")
+        download.read_source("http://127.0.0.1:9/bank+marketing.zip", download.DownloadParams(attempts=2, backoff_s=0))
     message = str(error.value)
     assert message.startswith("cannot fetch http://127.0.0.1:9/bank+marketing.zip") and "BANK_MARKETING_SOURCE=" in message
+    assert "tried 2 time(s)" in message
 
 
 # --- serialize ----------------------------------------------------------------------------------
