@@ -102,7 +102,8 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
     (project / "bad.csv").write_text("\n".join(bad) + "\n")
     result = run_assign(project, "bad.csv", "--out", "out.csv")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3"
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. ['forty']); write plain integers")
     params = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "k": 4}))
     result = run_assign(project, "new.csv", "--out", "out.csv")
