@@ -106,7 +106,7 @@ def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarra
             axis.set_title(f"{METHODS[method]}\nin the {SPACES[space]}", fontsize="medium")
             axis.set_xlabel("PCA 1")
             axis.set_ylabel("PCA 2")
-    axes[0, -1].legend(markerscale=6, fontsize="small", loc="best")
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", markerscale=6, fontsize="small")
     figure.suptitle(f"The same customers, k = {k}: one colour per segment (segment 1 = largest)")
     return figure
 
@@ -156,15 +156,17 @@ def verdict(metrics: dict[str, float]) -> str:
         f"The article's claim that embeddings segment better is supported on {embedding_wins} of {len(best)} measures"
         + (", a majority." if embedding_wins > len(best) / 2 else ", not a majority.")
     )
-    stable = [METHODS[m] for m in METHODS if metrics[f"{m}_seed_ari_mean"] >= STABLE_ARI]
-    shaky = [METHODS[m] for m in METHODS if metrics[f"{m}_seed_ari_mean"] < SHAKY_ARI]
-    if stable:
-        sentences.append(f"Refitting with other seeds barely changes the segments of {', '.join(stable)} (mean ARI at least {STABLE_ARI}).")
-    if shaky:
-        sentences.append(
-            f"The segments of {', '.join(shaky)} change with the seed (mean ARI below {SHAKY_ARI}): "
-            "they are partly an accident of initialisation, so read their profiles with care."
-        )
+    for refit, cause in (("seed", "the seed"), ("bootstrap", "the customers sampled")):
+        ari = {method: metrics[f"{method}_{refit}_ari_mean"] for method in METHODS}
+        stable = [METHODS[m] for m in METHODS if ari[m] >= STABLE_ARI]
+        shaky = [f"{METHODS[m]} ({ari[m]:.2f})" for m in METHODS if ari[m] < SHAKY_ARI]
+        if stable:
+            sentences.append(f"Changing {cause} barely changes the segments of {' and '.join(stable)} (mean ARI at least {STABLE_ARI}).")
+        if shaky:
+            sentences.append(
+                f"The segments of {' and '.join(shaky)} change with {cause} (mean ARI below {SHAKY_ARI}), "
+                "so part of them is an accident of " + ("initialisation." if refit == "seed" else "the sample.")
+            )
     pairs = {pair: metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
     closest = max(pairs, key=pairs.get)
     sentences.append(
