@@ -32,6 +32,16 @@ METHODS = {
 SPACES = {"tabular": "Method-1 tabular matrix", "embeddings": "embedding matrix"}
 # metric: (plain name, higher is better)
 VALIDITY = {"davies_bouldin": ("Davies-Bouldin", False), "calinski_harabasz": ("Calinski-Harabasz", True), "silhouette": ("Silhouette", True)}
+# Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better).
+MEASURES = {
+    f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
+    for space in SPACES
+    for metric, (name, higher) in VALIDITY.items()
+} | {
+    "{method}_surrogate_accuracy": ("Surrogate held-out accuracy (8 columns)", True),
+    "{method}_seed_ari_mean": ("Stability across seeds (mean ARI)", True),
+    "{method}_bootstrap_ari_mean": ("Stability across bootstrap resamples (mean ARI)", True),
+}
 ENCODINGS = {
     "onehot": "one-hot job, marital, default, housing, loan; ordinal education; Yeo-Johnson age and balance",
     "ordinal": "all 8 ordinal-encoded, then Yeo-Johnson",
@@ -113,23 +123,10 @@ def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarra
 
 # --- the report -------------------------------------------------------------------------------
 
-def measures(metrics: dict[str, float]) -> dict[str, tuple[str, bool]]:
-    """Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better)."""
-    found = {
-        f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
-        for space in SPACES
-        for metric, (name, higher) in VALIDITY.items()
-    }
-    found["{method}_surrogate_accuracy"] = ("Surrogate held-out accuracy (8 columns)", True)
-    found["{method}_seed_ari_mean"] = ("Stability across seeds (mean ARI)", True)
-    found["{method}_bootstrap_ari_mean"] = ("Stability across bootstrap resamples (mean ARI)", True)
-    return {key: found[key] for key in found if all(key.format(method=method) in metrics for method in METHODS)}
-
-
 def winners(metrics: dict[str, float]) -> dict[str, str]:
     """The best method on each measure, by the measure's open key."""
     best = {}
-    for key, (_, higher) in measures(metrics).items():
+    for key, (_, higher) in MEASURES.items():
         values = {method: metrics[key.format(method=method)] for method in METHODS}
         best[key] = (max if higher else min)(values, key=values.get)
     return best
@@ -137,8 +134,8 @@ def winners(metrics: dict[str, float]) -> dict[str, str]:
 
 def verdict(metrics: dict[str, float]) -> str:
     """A paragraph that states, from the numbers, which method wins where and how far to trust it."""
-    names, best = measures(metrics), winners(metrics)
-    wins = {method: [names[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
+    best = winners(metrics)
+    wins = {method: [MEASURES[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
     sentences = [
         f"{METHODS[method]} is best on {len(won)} of {len(best)} measures ({'; '.join(won)})." if won
         else f"{METHODS[method]} is best on none of the {len(best)} measures."
@@ -159,13 +156,14 @@ def verdict(metrics: dict[str, float]) -> str:
     for refit, cause in (("seed", "the seed"), ("bootstrap", "the customers sampled")):
         ari = {method: metrics[f"{method}_{refit}_ari_mean"] for method in METHODS}
         stable = [METHODS[m] for m in METHODS if ari[m] >= STABLE_ARI]
-        shaky = [f"{METHODS[m]} ({ari[m]:.2f})" for m in METHODS if ari[m] < SHAKY_ARI]
+        shaky = [m for m in METHODS if ari[m] < SHAKY_ARI]
         if stable:
             sentences.append(f"Changing {cause} barely changes the segments of {' and '.join(stable)} (mean ARI at least {STABLE_ARI}).")
         if shaky:
             sentences.append(
-                f"The segments of {' and '.join(shaky)} change with {cause} (mean ARI below {SHAKY_ARI}), "
-                "so part of them is an accident of " + ("initialisation." if refit == "seed" else "the sample.")
+                f"Changing {cause} moves many customers between the segments of {' and '.join(METHODS[m] for m in shaky)} "
+                f"(mean ARI {' and '.join(f'{ari[m]:.2f}' for m in shaky)}, below {SHAKY_ARI}): part of them is an accident of "
+                + ("initialisation." if refit == "seed" else "the sample.")
             )
     pairs = {pair: metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
     closest = max(pairs, key=pairs.get)
@@ -193,7 +191,7 @@ def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str
     ]
     best = winners(metrics)
     compared = []
-    for key, (name, _) in measures(metrics).items():
+    for key, (name, _) in MEASURES.items():
         cells = [_number(metrics[key.format(method=method)]) for method in METHODS]
         compared.append([name, *(f"**{cell}**" if method == best[key] else cell for method, cell in zip(METHODS, cells))])
     surrogate = [
@@ -317,7 +315,7 @@ def main() -> None:
         "own_spaces": {
             "embedding": f"{embeddings.shape[1]}-d embeddings",
             "tabular": f"{tabular_matrix.shape[1]} encoded columns",
-            "kprototypes": "age, balance and one-hot categoricals weighted so distance = K-Prototypes cost",
+            "kprototypes": "age, balance, one-hot categoricals × √(γ/2)",
         },
     }
     write_text(REPORTS / "comparison.md", render_report(metrics, own, top, context))

@@ -95,16 +95,21 @@ class OutliersParams(_Section):
     contamination: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
 
 
-class ElbowParams(_Section):
+class _KRange(_Section):
+    """A range of k for a curve over the number of segments."""
+
     k_min: Annotated[int, Field(ge=2)] = 2
     k_max: Annotated[int, Field(ge=3)] = 10
-    n_init: Annotated[int, Field(ge=1)] = 3
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ElbowParams":
+    def _ordered(self) -> "_KRange":
         if self.k_min >= self.k_max:
             raise ValueError(f"k_min ({self.k_min}) must be below k_max ({self.k_max})")
         return self
+
+
+class ElbowParams(_KRange):
+    n_init: Annotated[int, Field(ge=1)] = 3
 
 
 class KMeansParams(_Section):
@@ -137,18 +142,11 @@ class TabularParams(_Section):
     max_iter: Annotated[int, Field(ge=1)] = 100
 
 
-class KPrototypesParams(_Section):
-    k_min: Annotated[int, Field(ge=2)] = 2
+class KPrototypesParams(_KRange):
     k_max: Annotated[int, Field(ge=3)] = 8
     cost_n_init: Annotated[int, Field(ge=1)] = 1
     n_init: Annotated[int, Field(ge=1)] = 2
     max_iter: Annotated[int, Field(ge=1)] = 100
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "KPrototypesParams":
-        if self.k_min >= self.k_max:
-            raise ValueError(f"k_min ({self.k_min}) must be below k_max ({self.k_max})")
-        return self
 
 
 class MCAParams(_Section):
