@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import yaml
@@ -27,6 +27,12 @@ OUTLIERS = Path("data/interim/outliers.csv")
 PROJECTIONS = Path("data/interim/projections.csv")
 LABELS = Path("data/processed/labels.csv")
 CENTROIDS = Path("data/processed/centroids.npy")
+# --- the article's other two methods and the three-way comparison (issue 3) ---
+TABULAR_MATRIX = Path("data/interim/tabular.npy")
+TABULAR_OUTLIERS = Path("data/interim/tabular_outliers.csv")
+TABULAR_LABELS = Path("data/processed/tabular_labels.csv")
+KPROTOTYPES_LABELS = Path("data/processed/kprototypes_labels.csv")
+# --- end issue 3 ---
 
 METRICS = Path("metrics")
 PLOTS = Path("plots")
@@ -99,16 +105,21 @@ class OutliersParams(_Section):
     contamination: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
 
 
-class ElbowParams(_Section):
+class _KRange(_Section):
+    """A range of k for a curve over the number of segments."""
+
     k_min: Annotated[int, Field(ge=2)] = 2
     k_max: Annotated[int, Field(ge=3)] = 10
-    n_init: Annotated[int, Field(ge=1)] = 3
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ElbowParams":
+    def _ordered(self) -> "_KRange":
         if self.k_min >= self.k_max:
             raise ValueError(f"k_min ({self.k_min}) must be below k_max ({self.k_max})")
         return self
+
+
+class ElbowParams(_KRange):
+    n_init: Annotated[int, Field(ge=1)] = 3
 
 
 class KMeansParams(_Section):
@@ -133,6 +144,34 @@ class ExplainParams(_Section):
     top_features: Annotated[int, Field(ge=1, le=len(SEGMENT_COLUMNS))] = 3
 
 
+# --- the article's other two methods and the three-way comparison (issue 3) ---
+class TabularParams(_Section):
+    # onehot: the article's published revision (19 columns); ordinal: its earlier one (8 columns).
+    encoding: Literal["onehot", "ordinal"] = "onehot"
+    n_init: Annotated[int, Field(ge=1)] = 10
+    max_iter: Annotated[int, Field(ge=1)] = 100
+
+
+class KPrototypesParams(_KRange):
+    k_max: Annotated[int, Field(ge=3)] = 8
+    cost_n_init: Annotated[int, Field(ge=1)] = 1
+    n_init: Annotated[int, Field(ge=1)] = 2
+    max_iter: Annotated[int, Field(ge=1)] = 100
+
+
+class MCAParams(_Section):
+    n_components: Annotated[int, Field(ge=2, le=10)] = 3
+    n_iter: Annotated[int, Field(ge=1)] = 100
+
+
+class CompareParams(_Section):
+    silhouette_rows: Annotated[int, Field(ge=100)] = 10000
+    stability_rows: Annotated[int, Field(ge=100)] = 10000
+    stability_seeds: Annotated[int, Field(ge=2)] = 5
+    bootstrap_rounds: Annotated[int, Field(ge=1)] = 5
+# --- end issue 3 ---
+
+
 class Params(_Section):
     k: Annotated[int, Field(ge=2, le=100)] = 5
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
@@ -146,6 +185,12 @@ class Params(_Section):
     project: ProjectParams = ProjectParams()
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()
+    # --- issue 3 ---
+    tabular: TabularParams = TabularParams()
+    kprototypes: KPrototypesParams = KPrototypesParams()
+    mca: MCAParams = MCAParams()
+    compare: CompareParams = CompareParams()
+    # --- end issue 3 ---
 
 
 def _describe(error: dict) -> str:

@@ -21,10 +21,16 @@ def map_points(coordinates: pd.DataFrame, columns: tuple[str, str], n_points: in
     return pd.DataFrame({"x": sample[columns[0]], "y": sample[columns[1]], "segment": sample["segment"]})
 
 
+def scatter_segments(axis, x: np.ndarray, y: np.ndarray, segments: np.ndarray) -> None:
+    """One colour per segment, in segment order, so segment n has the same colour on every map."""
+    for segment in np.unique(segments):
+        members = segments == segment
+        axis.scatter(x[members], y[members], s=1.5, alpha=0.5, label=f"segment {segment}", rasterized=True)
+
+
 def map_figure(coordinates: pd.DataFrame, columns: tuple[str, str], title: str):
     figure, axis = subplots(figsize=(6.5, 5.5))
-    for segment, group in coordinates.groupby("segment"):
-        axis.scatter(group[columns[0]], group[columns[1]], s=1.5, alpha=0.5, label=f"segment {segment}", rasterized=True)
+    scatter_segments(axis, coordinates[columns[0]].to_numpy(), coordinates[columns[1]].to_numpy(), coordinates["segment"].to_numpy())
     axis.set_xlabel(columns[0])
     axis.set_ylabel(columns[1])
     axis.set_title(title)

@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("stages", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore", ".gitignore")
 ALL_STAGES = {"download", "serialize", "embed", "outliers", "elbow", "project", "kmeans", "evaluate", "explain", "profile"}
 K_STAGES = {"kmeans", "evaluate", "explain", "profile"}
+# --- issue 3: the article's other two methods and the comparison ---
+COMPARISON_STAGES = {"tabular", "kprototypes_cost", "kprototypes", "mca", "compare"}
+ALL_STAGES |= COMPARISON_STAGES
+K_STAGES |= COMPARISON_STAGES - {"kprototypes_cost"}
+# --- end issue 3 ---
 ROWS = 300
 
 
@@ -63,6 +68,8 @@ def repo(tmp_path_factory, served_archive):
     params["project"].update(tsne_perplexity=10, tsne_max_iter=250)
     params["evaluate"].update(map_points=100)
     params["explain"].update(n_estimators=20)
+    params["kprototypes"].update(k_max=4, n_init=1, max_iter=20)
+    params["compare"].update(silhouette_rows=100, stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
                     ["git", "config", "user.name", "CI"]):
@@ -125,6 +132,12 @@ def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     profiles = pd.read_csv(repo / "reports/profiles.csv")
     assert profiles["segment"].tolist() == [1, 2, 3, 4] and profiles["customers"].sum() == 270
     assert "| Segment | Name |" in (repo / "reports/segments.md").read_text()
+    # issue 3: every method segments the customers they all keep, and the report says how many
+    assert json.loads((repo / "metrics/tabular.json").read_text())["inliers"] == 270
+    comparison = json.loads((repo / "metrics/comparison.json").read_text())
+    assert 0 < comparison["common_rows"] <= 270
+    assert f"**{comparison['common_rows']:,} customers**" in (repo / "reports/comparison.md").read_text()
+    assert pd.read_csv(repo / "plots/kprototypes_cost.csv")["n_clusters"].tolist() == [2, 3, 4]
 
 
 def test_plots_render_without_warnings(repo, first_run):
@@ -164,6 +177,9 @@ def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
     after = json.loads((repo / "metrics/evaluate.json").read_text())
     assert after != before
     assert len(pd.read_csv(repo / "reports/profiles.csv")) == 3
+    for labels in ("tabular_labels", "kprototypes_labels"):
+        assert pd.read_csv(repo / f"data/processed/{labels}.csv")["segment"].max() == 3
+    assert "k = 3 segments for every method" in (repo / "reports/comparison.md").read_text()
     diff = dvc(repo, "metrics", "diff", "--md")
     assert "metrics/evaluate.json" in diff and "silhouette" in diff
     assert "| Path" in diff

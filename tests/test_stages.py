@@ -12,12 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 import synthetic
-from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
+from stages import (
+    compare, download, elbow, embed, evaluate, explain, kmeans, kprototypes, kprototypes_cost, mca, outliers, profile, project,
+    scoring, serialize, tabular,
+)
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
-from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
+from stages.config import (
+    ARTICLE_TEMPLATE, CATEGORICAL_COLUMNS, CUSTOMER_COLUMNS, ExplainParams, MCAParams, TabularParams, read_customers,
+    validate_params,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -391,3 +397,131 @@ def test_standardized_differences_and_heatmap(tmp_path):
     path = tmp_path / "heatmap.png"
     write_png(path, profile.heatmap_figure(differences, values, ["Young students", "Older staff"]))
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+# --- the article's other two methods and the comparison (issue 3) --------------------------------
+
+@pytest.fixture(scope="module")
+def mixed_customers():
+    """Two groups (young singles, older married managers) in which every UCI category occurs."""
+    frame = synthetic.customers(400, seed=5).loc[:, list(CUSTOMER_COLUMNS)]
+    frame.loc[::40, "marital"] = "divorced"
+    return frame
+
+
+def test_method_one_matrix_has_19_columns_one_hot_and_8_ordinal(mixed_customers):
+    one_hot = tabular.encode_tabular(mixed_customers, "onehot")
+    ordinal = tabular.encode_tabular(mixed_customers, "ordinal")
+    assert one_hot.shape == (400, 19) and ordinal.shape == (400, 8)
+    # the power-transformed age and balance are standardized; one-hot columns are 0/1
+    np.testing.assert_allclose(one_hot[:, -2:].mean(axis=0), 0, atol=1e-8)
+    assert set(np.unique(one_hot[:, :16])) == {0.0, 1.0}
+    np.testing.assert_allclose(ordinal.std(axis=0), 1, atol=1e-6)
+
+
+def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers):
+    matrix = tabular.encode_tabular(mixed_customers, "onehot")
+    segments, metrics = tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0)
+    sizes = np.bincount(segments)[1:]
+    assert sizes[0] >= sizes[1] and sizes.sum() == 400
+    # the synthetic customers are two groups split by age, so k = 2 recovers the older ones
+    older = mixed_customers["age"].to_numpy() >= 45
+    assert adjusted_rand_score(older, segments) > 0.8
+    assert set(metrics) >= {"davies_bouldin", "calinski_harabasz", "silhouette", "pca_variance_first3"}
+    assert metrics["pca_variance_1"] >= metrics["pca_variance_2"] and 0 < metrics["pca_variance_first3"] < 1
+    assert np.array_equal(segments, tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0)[0])
+
+
+def test_prototype_space_distance_is_the_kprototypes_dissimilarity(mixed_customers):
+    frame = kprototypes.prototype_frame(mixed_customers)
+    assert frame["job"].equals(mixed_customers["job"]) and abs(frame["age"].mean()) < 1e-8
+    space = kprototypes.prototype_space(frame)
+    gamma = kprototypes.categorical_weight(frame)
+    a, b = frame.iloc[0], frame.iloc[1]
+    numeric = sum((a[c] - b[c]) ** 2 for c in ("age", "balance"))
+    mismatches = sum(a[c] != b[c] for c in CATEGORICAL_COLUMNS)
+    assert np.sum((space[0] - space[1]) ** 2) == pytest.approx(numeric + gamma * mismatches)
+
+
+def test_kprototypes_finds_the_two_groups_and_is_seeded(mixed_customers):
+    frame = kprototypes.prototype_frame(mixed_customers)
+    segments, cost = kprototypes.fit_prototypes(frame, 2, n_init=2, max_iter=20, seed=0)
+    assert adjusted_rand_score(mixed_customers["age"] >= 45, segments) > 0.8 and cost > 0
+    assert np.bincount(segments)[1] >= np.bincount(segments)[2]
+    assert np.array_equal(segments, kprototypes.fit_prototypes(frame, 2, n_init=2, max_iter=20, seed=0)[0])
+    curve = kprototypes_cost.cost_curve(frame, range(2, 5), n_init=1, max_iter=20, seed=0)
+    assert curve["n_clusters"].tolist() == [2, 3, 4] and curve["cost"].iloc[0] > curve["cost"].iloc[-1]
+    with pytest.raises(PipelineError, match="k=400 must be below"):
+        kprototypes.fit_prototypes(frame, 400, n_init=1, max_iter=5, seed=0)
+
+
+def test_mca_shares_are_ordered_and_the_first_axis_separates_the_groups(mixed_customers):
+    categories = mixed_customers.loc[:, list(CATEGORICAL_COLUMNS)]
+    coordinates, shares = mca.correspondence_map(categories, MCAParams(n_components=3), seed=0)
+    assert coordinates.shape == (400, 3) and shares.shape == (3,)
+    assert shares[0] >= shares[1] >= shares[2] > 0 and shares.sum() < 1
+    # marital status (married vs single) is what the synthetic groups share most among the categoricals
+    married = (categories["marital"] == "married").to_numpy()
+    assert abs(np.corrcoef(coordinates[:, 0], married)[0, 1]) > 0.8
+
+
+def test_stability_is_one_for_a_deterministic_fit_and_low_for_noise():
+    truth = np.repeat([1, 2, 3], 30)
+    perfect = compare.stability(lambda rows, seed: truth[rows], 90, seeds=3, rounds=2, seed=0)
+    assert perfect == {"seed_ari_mean": 1.0, "seed_ari_min": 1.0, "bootstrap_ari_mean": 1.0, "bootstrap_ari_min": 1.0}
+    noise = compare.stability(lambda rows, seed: np.random.default_rng(seed).integers(1, 4, len(rows)), 90, 3, 2, seed=0)
+    assert noise["seed_ari_mean"] < 0.2 and noise["bootstrap_ari_mean"] < 0.2
+
+
+def test_comparison_scores_every_method_in_every_space(blobs):
+    vectors, truth = blobs
+    segments = {"embedding": truth + 1, "tabular": truth + 1, "kprototypes": np.random.default_rng(0).integers(1, 4, len(truth))}
+    spaces = {"tabular": vectors, "embeddings": vectors[:, :3]}
+    scores = compare.space_scores(spaces, segments, silhouette_rows=100, seed=0)
+    assert len(scores) == 3 * 2 * 3
+    assert scores["tabular_on_tabular_silhouette"] > scores["kprototypes_on_tabular_silhouette"]
+    assert scores["embedding_on_tabular_silhouette"] == scores["tabular_on_tabular_silhouette"]
+    agreement = compare.agreement(segments)
+    assert agreement["ari_embedding_tabular"] == 1.0 and abs(agreement["ari_embedding_kprototypes"]) < 0.1
+    assert set(agreement) == {"ari_embedding_tabular", "ari_embedding_kprototypes", "ari_tabular_kprototypes"}
+
+
+def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) -> dict[str, float]:
+    """Metrics in which one method is best everywhere: the one given the highest quality."""
+    quality = {"embedding": embedding, "tabular": tabular, "kprototypes": kprototypes}
+    metrics = {"common_rows": 1000, "ari_embedding_tabular": 0.3, "ari_embedding_kprototypes": 0.2, "ari_tabular_kprototypes": 0.6}
+    for method, q in quality.items():
+        for space in compare.SPACES:
+            metrics |= {f"{method}_on_{space}_davies_bouldin": 2 - q, f"{method}_on_{space}_calinski_harabasz": 1000 * q,
+                        f"{method}_on_{space}_silhouette": q / 2}
+        metrics |= {f"{method}_surrogate_accuracy": q, f"{method}_surrogate_macro_f1": q, f"{method}_majority_class_accuracy": 0.3,
+                    f"{method}_seed_ari_mean": q, f"{method}_seed_ari_min": q, f"{method}_bootstrap_ari_mean": q,
+                    f"{method}_bootstrap_ari_min": q}
+    return metrics
+
+
+def test_verdict_follows_the_numbers():
+    embedding_best = compare.verdict(_comparison_metrics(0.95, 0.8, 0.5))
+    assert "Embeddings + KMeans is best on 9 of 9 measures" in embedding_best
+    assert "supported on 9 of 9 measures, a majority" in embedding_best
+    assert "Changing the seed moves many customers between the segments of K-Prototypes (Method 2) (mean ARI 0.50, below" in embedding_best
+    assert "Changing the customers sampled barely changes the segments of Embeddings + KMeans (mean" in embedding_best
+    assert "Tabular KMeans (Method 1) and K-Prototypes (Method 2), agree with ARI 0.60" in embedding_best
+    tabular_best = compare.verdict(_comparison_metrics(0.5, 0.95, 0.8))
+    assert "Tabular KMeans (Method 1) is best on 9 of 9" in tabular_best and "supported on 0 of 9 measures, not a majority" in tabular_best
+    assert "segments of Embeddings + KMeans (mean ARI 0.50, below 0.75): part of them is an accident of initialisation." in tabular_best
+
+
+def test_comparison_report_marks_the_best_and_states_the_rows():
+    metrics = _comparison_metrics(0.95, 0.8, 0.5)
+    own = {m: {"rows": 900, "davies_bouldin": 1.5, "calinski_harabasz": 5000.0, "silhouette": 0.2} for m in compare.METHODS}
+    top = {m: ["age", "job", "housing"] for m in compare.METHODS}
+    context = {"k": 4, "seed": 1, "model": "my-model", "encoding": "onehot", "silhouette_rows": 500, "stability_rows": 400,
+               "stability_seeds": 5, "bootstrap_rounds": 3, "test_share": 0.2,
+               "own_spaces": {m: f"{m} space" for m in compare.METHODS}}
+    report = compare.render_report(metrics, own, top, context)
+    assert "**1,000 customers**" in report and "k = 4" in report and "`my-model`" in report
+    assert "| Silhouette in the embedding matrix | **0.4750** | 0.4000 | 0.2500 |" in report
+    assert "| Davies-Bouldin in the Method-1 tabular matrix | **1.0500** | 1.2000 | 1.5000 |" in report
+    assert "| Tabular KMeans (Method 1) | 0.300 | 1 | 0.600 |" in report
+    assert "![comparison_pca](../plots/comparison_pca.png)" in report and "## Verdict" in report

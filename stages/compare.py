@@ -1,0 +1,325 @@
+"""The three methods side by side, on the same customers: the article's claim, checkable.
+
+Every number here is computed on the customers that all three methods keep (the embedding ECOD
+inliers that are also Method-1 ECOD inliers), so the methods are scored on identical rows.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score
+
+from stages.artifacts import CUSTOMER_ID, read_csv, read_json, read_npy, run, subplots, write_metrics, write_png, write_text
+from stages.config import (
+    EMBEDDINGS, KPROTOTYPES_LABELS, LABELS, METRICS, PLOTS, PROJECTIONS, RAW_CSV, REPORTS, TABULAR_LABELS,
+    TABULAR_MATRIX, ExplainParams, Params, load_params, read_customers,
+)
+from stages.evaluate import scatter_segments
+from stages.explain import explain, surrogate_features
+from stages.kmeans import fit_segments
+from stages.kprototypes import fit_prototypes, prototype_frame
+from stages.project import pca_projection
+from stages.scoring import cluster_metrics
+
+METHODS = {
+    "embedding": "Embeddings + KMeans",
+    "tabular": "Tabular KMeans (Method 1)",
+    "kprototypes": "K-Prototypes (Method 2)",
+}
+SPACES = {"tabular": "Method-1 tabular matrix", "embeddings": "embedding matrix"}
+# metric: (plain name, higher is better)
+VALIDITY = {"davies_bouldin": ("Davies-Bouldin", False), "calinski_harabasz": ("Calinski-Harabasz", True), "silhouette": ("Silhouette", True)}
+# Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better).
+MEASURES = {
+    f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
+    for space in SPACES
+    for metric, (name, higher) in VALIDITY.items()
+} | {
+    "{method}_surrogate_accuracy": ("Surrogate held-out accuracy (8 columns)", True),
+    "{method}_seed_ari_mean": ("Stability across seeds (mean ARI)", True),
+    "{method}_bootstrap_ari_mean": ("Stability across bootstrap resamples (mean ARI)", True),
+}
+ENCODINGS = {
+    "onehot": "one-hot job, marital, default, housing, loan; ordinal education; Yeo-Johnson age and balance",
+    "ordinal": "all 8 ordinal-encoded, then Yeo-Johnson",
+}
+STABLE_ARI, SHAKY_ARI = 0.9, 0.75
+
+
+def common_rows(labels: dict[str, pd.Series]) -> np.ndarray:
+    """Customer ids segmented by every method, sorted."""
+    return np.array(sorted(set.intersection(*(set(series.index) for series in labels.values()))))
+
+
+def space_scores(spaces: dict[str, np.ndarray], segments: dict[str, np.ndarray], silhouette_rows: int, seed: int) -> dict[str, float]:
+    """Every method's validity scores in every common space, as ``<method>_on_<space>_<metric>``."""
+    return {
+        f"{method}_on_{space}_{metric}": value
+        for space, matrix in spaces.items()
+        for method, labels in segments.items()
+        for metric, value in cluster_metrics(matrix, labels, silhouette_rows, seed).items()
+    }
+
+
+def surrogate_scores(customers: pd.DataFrame, segments: dict[str, np.ndarray], params: ExplainParams, seed: int):
+    """Held-out accuracy of the LightGBM surrogate per method, and its top SHAP columns."""
+    features = surrogate_features(customers)
+    scores, top = {}, {}
+    for method, labels in segments.items():
+        metrics, importance, _ = explain(features, labels, params, seed)
+        scores[f"{method}_surrogate_accuracy"] = metrics["holdout_accuracy"]
+        scores[f"{method}_surrogate_macro_f1"] = metrics["holdout_macro_f1"]
+        scores[f"{method}_majority_class_accuracy"] = metrics["majority_class_accuracy"]
+        top[method] = importance["feature"].head(params.top_features).tolist()
+    return scores, top
+
+
+def agreement(segments: dict[str, np.ndarray]) -> dict[str, float]:
+    return {f"ari_{a}_{b}": adjusted_rand_score(segments[a], segments[b]) for a, b in itertools.combinations(segments, 2)}
+
+
+def stability(fit: Callable[[np.ndarray, int], np.ndarray], rows: int, seeds: int, rounds: int, seed: int) -> dict[str, float]:
+    """Adjusted Rand index between refits of one method on the same ``rows`` customers.
+
+    Across seeds: every pair of fits with seeds ``seed .. seed + seeds - 1``. Across bootstrap
+    resamples: each resample's segments against the ``seed`` fit, on the customers it drew.
+    ``fit(row_indices, seed)`` returns the segments of those rows.
+    """
+    everyone = np.arange(rows)
+    by_seed = [fit(everyone, seed + offset) for offset in range(seeds)]
+    across_seeds = [adjusted_rand_score(a, b) for a, b in itertools.combinations(by_seed, 2)]
+    draws = np.random.default_rng(seed)
+    across_resamples = []
+    for _ in range(rounds):
+        drawn = draws.integers(0, rows, rows)
+        segments = fit(drawn, seed)
+        customers, first = np.unique(drawn, return_index=True)
+        across_resamples.append(adjusted_rand_score(by_seed[0][customers], segments[first]))
+    return {
+        "seed_ari_mean": np.mean(across_seeds),
+        "seed_ari_min": np.min(across_seeds),
+        "bootstrap_ari_mean": np.mean(across_resamples),
+        "bootstrap_ari_min": np.min(across_resamples),
+    }
+
+
+def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarray], k: int):
+    """Rows: the common spaces' first two PCA components; columns: the methods."""
+    figure, axes = subplots(len(maps), len(segments), figsize=(4.2 * len(segments), 3.8 * len(maps)), squeeze=False)
+    for row, (space, points) in enumerate(maps.items()):
+        for column, (method, labels) in enumerate(segments.items()):
+            axis = axes[row, column]
+            scatter_segments(axis, points[:, 0], points[:, 1], labels)
+            axis.set_title(f"{METHODS[method]}\nin the {SPACES[space]}", fontsize="medium")
+            axis.set_xlabel("PCA 1")
+            axis.set_ylabel("PCA 2")
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", markerscale=6, fontsize="small")
+    figure.suptitle(f"The same customers, k = {k}: one colour per segment (segment 1 = largest)")
+    return figure
+
+
+# --- the report -------------------------------------------------------------------------------
+
+def winners(metrics: dict[str, float]) -> dict[str, str]:
+    """The best method on each measure, by the measure's open key."""
+    best = {}
+    for key, (_, higher) in MEASURES.items():
+        values = {method: metrics[key.format(method=method)] for method in METHODS}
+        best[key] = (max if higher else min)(values, key=values.get)
+    return best
+
+
+def verdict(metrics: dict[str, float]) -> str:
+    """A paragraph that states, from the numbers, which method wins where and how far to trust it."""
+    best = winners(metrics)
+    wins = {method: [MEASURES[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
+    sentences = [
+        f"{METHODS[method]} is best on {len(won)} of {len(best)} measures ({'; '.join(won)})." if won
+        else f"{METHODS[method]} is best on none of the {len(best)} measures."
+        for method, won in sorted(wins.items(), key=lambda item: -len(item[1]))
+    ]
+    home_wins = [best[f"{{method}}_on_{space}_{metric}"] == method
+                 for space, method in (("tabular", "tabular"), ("embeddings", "embedding")) for metric in VALIDITY]
+    if sum(home_wins) >= len(home_wins) - 1:
+        sentences.append(
+            "The internal indices mostly favour the method fitted in the space they are measured in, "
+            "so they say more about the space than about which segmentation is better."
+        )
+    embedding_wins = len(wins["embedding"])
+    sentences.append(
+        f"The article's claim that embeddings segment better is supported on {embedding_wins} of {len(best)} measures"
+        + (", a majority." if embedding_wins > len(best) / 2 else ", not a majority.")
+    )
+    for refit, cause in (("seed", "the seed"), ("bootstrap", "the customers sampled")):
+        ari = {method: metrics[f"{method}_{refit}_ari_mean"] for method in METHODS}
+        stable = [METHODS[m] for m in METHODS if ari[m] >= STABLE_ARI]
+        shaky = [m for m in METHODS if ari[m] < SHAKY_ARI]
+        if stable:
+            sentences.append(f"Changing {cause} barely changes the segments of {' and '.join(stable)} (mean ARI at least {STABLE_ARI}).")
+        if shaky:
+            sentences.append(
+                f"Changing {cause} moves many customers between the segments of {' and '.join(METHODS[m] for m in shaky)} "
+                f"(mean ARI {' and '.join(f'{ari[m]:.2f}' for m in shaky)}, below {SHAKY_ARI}): part of them is an accident of "
+                + ("initialisation." if refit == "seed" else "the sample.")
+            )
+    pairs = {pair: metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
+    closest = max(pairs, key=pairs.get)
+    sentences.append(
+        f"The methods find {'largely different' if pairs[closest] < 0.5 else 'partly shared'} segments: "
+        f"the closest pair, {METHODS[closest[0]]} and {METHODS[closest[1]]}, agree with ARI {pairs[closest]:.2f}."
+    )
+    return " ".join(sentences)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _number(value: float) -> str:
+    return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4f}"
+
+
+def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str, list[str]], context: dict) -> str:
+    names = list(METHODS.values())
+    own_rows = [
+        [METHODS[method], description, f"{own[method]['rows']:,}"] + [_number(own[method][metric]) for metric in VALIDITY]
+        for method, description in context["own_spaces"].items()
+    ]
+    best = winners(metrics)
+    compared = []
+    for key, (name, _) in MEASURES.items():
+        cells = [_number(metrics[key.format(method=method)]) for method in METHODS]
+        compared.append([name, *(f"**{cell}**" if method == best[key] else cell for method, cell in zip(METHODS, cells))])
+    surrogate = [
+        [METHODS[m], f"{metrics[f'{m}_surrogate_accuracy']:.3f}", f"{metrics[f'{m}_surrogate_macro_f1']:.3f}",
+         f"{metrics[f'{m}_majority_class_accuracy']:.3f}", ", ".join(top[m])]
+        for m in METHODS
+    ]
+    pairs = {frozenset(pair): metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
+    ari = [[METHODS[a], *("1" if a == b else f"{pairs[frozenset((a, b))]:.3f}" for b in METHODS)] for a in METHODS]
+    stable = [
+        [METHODS[m], f"{metrics[f'{m}_seed_ari_mean']:.3f} (min {metrics[f'{m}_seed_ari_min']:.3f})",
+         f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min {metrics[f'{m}_bootstrap_ari_min']:.3f})"]
+        for m in METHODS
+    ]
+    return f"""# Three ways to segment the same customers
+
+Generated by `dvc repro` (stage `compare`); do not edit by hand.
+
+k = {context['k']} segments for every method, seed {context['seed']}, embedding model `{context['model']}`.
+The comparison uses the **{metrics['common_rows']:,} customers** that all three methods keep (ECOD inliers of
+the embeddings and of the Method-1 matrix).
+
+- **Embeddings + KMeans**: each customer written as text, embedded with the model, KMeans on the vectors.
+- **Tabular KMeans (Method 1)**: the 8 columns encoded ({ENCODINGS[context['encoding']]}), KMeans on that matrix.
+- **K-Prototypes (Method 2)**: the 8 columns as they are (age and balance power-transformed), K-Prototypes.
+
+## Each method in its own space, as the article reports it
+
+Not comparable across rows: each index is measured in a different space, on the method's own inliers.
+
+{_table(["Method", "Space", "Customers", "Davies-Bouldin", "Calinski-Harabasz", "Silhouette"], own_rows)}
+
+## All methods in the same spaces
+
+Every method's segments scored in the Method-1 tabular matrix and in the embedding matrix, on the
+same {metrics['common_rows']:,} customers. Davies-Bouldin: lower is better; the others: higher is better; the
+best of each row is in bold. Silhouettes are on a seeded sample of {context['silhouette_rows']:,} of these customers
+(the same sample for every method). Stability: segments refitted on a seeded sample of
+{context['stability_rows']:,} customers, with {context['stability_seeds']} seeds (all pairs compared) and on
+{context['bootstrap_rounds']} bootstrap resamples (compared with the first seed's fit on the customers each drew).
+An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
+
+{_table(["Measure", *names], compared)}
+
+## How well the 8 original columns explain each method's segments
+
+A LightGBM surrogate predicts each customer's segment from the 8 columns; accuracy and macro-F1 on a
+held-out {context['test_share']:.0%}, and the columns with the largest mean |SHAP|.
+
+{_table(["Method", "Held-out accuracy", "Macro-F1", "Majority class", "Top SHAP columns"], surrogate)}
+
+## Agreement between methods (adjusted Rand index)
+
+{_table(["", *names], ari)}
+
+## Stability (adjusted Rand index between refits)
+
+{_table(["Method", "Across seeds", "Across bootstrap resamples"], stable)}
+
+## Maps
+
+![comparison_pca](../plots/comparison_pca.png)
+
+## Verdict
+
+{verdict(metrics)}
+"""
+
+
+def main() -> None:
+    params: Params = load_params()
+    customers = read_customers(RAW_CSV)
+    labels = {
+        method: read_csv(path).set_index(CUSTOMER_ID)["segment"]
+        for method, path in (("embedding", LABELS), ("tabular", TABULAR_LABELS), ("kprototypes", KPROTOTYPES_LABELS))
+    }
+    rows = common_rows(labels)
+    segments = {method: series.loc[rows].to_numpy() for method, series in labels.items()}
+    tabular_matrix, embeddings = read_npy(TABULAR_MATRIX), read_npy(EMBEDDINGS)
+    spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
+    settings = params.compare
+
+    metrics: dict[str, float] = {"common_rows": len(rows)}
+    metrics.update(space_scores(spaces, segments, settings.silhouette_rows, params.seed))
+    surrogates, top = surrogate_scores(customers.loc[rows], segments, params.explain, params.seed)
+    metrics.update(surrogates)
+    metrics.update(agreement(segments))
+
+    sample = np.sort(np.random.default_rng(params.seed).permutation(len(rows))[: settings.stability_rows])
+    tabular_sample, embedding_sample = spaces["tabular"][sample], spaces["embeddings"][sample]
+    # K-Prototypes sees the frame it was fitted on: power transform fitted on all Method-1 inliers.
+    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index]).loc[rows[sample]]
+    refits = {
+        "embedding": lambda picked, seed: fit_segments(embedding_sample[picked], params.k, params.kmeans.n_init, seed)[0],
+        "tabular": lambda picked, seed: fit_segments(
+            tabular_sample[picked], params.k, params.tabular.n_init, seed, max_iter=params.tabular.max_iter
+        )[0],
+        "kprototypes": lambda picked, seed: fit_prototypes(
+            frame_sample.iloc[picked], params.k, params.kprototypes.n_init, params.kprototypes.max_iter, seed
+        )[0],
+    }
+    for method, fit in refits.items():
+        scores = stability(fit, len(sample), settings.stability_seeds, settings.bootstrap_rounds, params.seed)
+        metrics.update({f"{method}_{name}": value for name, value in scores.items()})
+    write_metrics(METRICS / "comparison.json", metrics)
+
+    coordinates = read_csv(PROJECTIONS).set_index(CUSTOMER_ID).loc[rows, ["pca_1", "pca_2"]].to_numpy()
+    maps = {"tabular": pca_projection(spaces["tabular"], params.seed)[0][:, :2], "embeddings": coordinates}
+    write_png(PLOTS / "comparison_pca.png", comparison_figure(maps, segments, params.k))
+
+    own = {
+        "embedding": {**read_json(METRICS / "evaluate.json"), "rows": len(labels["embedding"])},
+        "tabular": {**read_json(METRICS / "tabular.json"), "rows": len(labels["tabular"])},
+        "kprototypes": {**read_json(METRICS / "kprototypes.json"), "rows": len(labels["kprototypes"])},
+    }
+    context = {
+        "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.tabular.encoding,
+        "silhouette_rows": min(settings.silhouette_rows, len(rows)), "stability_rows": len(sample),
+        "stability_seeds": settings.stability_seeds, "bootstrap_rounds": settings.bootstrap_rounds,
+        "test_share": params.explain.test_size,
+        "own_spaces": {
+            "embedding": f"{embeddings.shape[1]}-d embeddings",
+            "tabular": f"{tabular_matrix.shape[1]} encoded columns",
+            "kprototypes": "age, balance, one-hot categoricals × √(γ/2)",
+        },
+    }
+    write_text(REPORTS / "comparison.md", render_report(metrics, own, top, context))
+
+
+if __name__ == "__main__":
+    run(main)
