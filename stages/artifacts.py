@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import resource
 import signal
 import sys
 import tempfile
@@ -148,4 +149,6 @@ def run(main: Callable[[], None]) -> None:
     except PipelineError as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
         sys.exit(1)
-    log.info("stage %s finished in %.1f s", stage, time.perf_counter() - started)
+    # issue 6: bench/run.py reads each stage's duration and peak memory from this line.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info("stage %s finished in %.1f s, peak RSS %.0f MB", stage, time.perf_counter() - started, peak_mb)

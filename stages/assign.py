@@ -20,7 +20,7 @@ from sklearn.metrics import pairwise_distances_argmin_min
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_json, read_npy, run, write_csv
 from stages.config import CENTROIDS, EMBEDDING_INFO, EMBEDDINGS, REPORTS, Params, load_params, read_customers
-from stages.embed import embed_texts, load_model
+from stages.encoders import make_encoder, resolve_device
 from stages.serialize import serialize
 
 
@@ -43,10 +43,11 @@ def outlier_scores(training: np.ndarray, vectors: np.ndarray, contamination: flo
     return scores, (scores > detector.threshold_).astype(np.int8)
 
 
-def assign(customers: pd.DataFrame, model, params: Params, centroids: np.ndarray, training: np.ndarray,
+def assign(customers: pd.DataFrame, encoder, params: Params, centroids: np.ndarray, training: np.ndarray,
            names: dict[int, str] | None = None) -> pd.DataFrame:
+    """``encoder`` is the embed stage's (``stages.encoders.make_encoder``), so vectors match the training ones."""
     texts = serialize(customers, params.serialize.template)["text"].tolist()
-    vectors = embed_texts(model, texts, params.embed.batch_size)
+    vectors = encoder.encode(texts)
     segments, distances = nearest_segments(vectors, centroids)
     scores, outliers = outlier_scores(training, vectors, params.outliers.contamination)
     assigned = pd.DataFrame({CUSTOMER_ID: customers.index.to_numpy(), "segment": segments})
@@ -85,7 +86,9 @@ def main() -> None:
     params = load_params()
     customers = read_customers(args.customers)
     centroids, training, names = committed_model(params)
-    assigned = assign(customers, load_model(params.model), params, centroids, training, names)
+    settings = params.embed
+    encoder = make_encoder(params.model, settings.backend, resolve_device(settings.device, settings.backend), settings.batch_size)
+    assigned = assign(customers, encoder, params, centroids, training, names)
     write_csv(args.out, assigned)
     counts = assigned["segment"].value_counts().sort_index()
     print(f"{args.out}: {len(assigned)} customers; per segment "

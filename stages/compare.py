@@ -54,14 +54,20 @@ def common_rows(labels: dict[str, pd.Series]) -> np.ndarray:
     return np.array(sorted(set.intersection(*(set(series.index) for series in labels.values()))))
 
 
-def space_scores(spaces: dict[str, np.ndarray], segments: dict[str, np.ndarray], silhouette_rows: int, seed: int) -> dict[str, float]:
+def space_scores(spaces: dict[str, np.ndarray], segments: dict[str, np.ndarray], silhouette_max_rows: int, seed: int) -> dict[str, float]:
     """Every method's validity scores in every common space, as ``<method>_on_<space>_<metric>``."""
     return {
-        f"{method}_on_{space}_{metric}": value
+        f"{method}_on_{space}_{metric}": scores[metric]
         for space, matrix in spaces.items()
-        for method, labels in segments.items()
-        for metric, value in cluster_metrics(matrix, labels, silhouette_rows, seed).items()
+        for method, scores in zip(segments, cluster_metrics(matrix, list(segments.values()), silhouette_max_rows, seed))
+        for metric in VALIDITY
     }
+
+
+def silhouette_note(rows: int, silhouette_max_rows: int) -> str:
+    if rows <= silhouette_max_rows:
+        return "exact, over all of them"
+    return f"seeded estimates from {silhouette_max_rows:,} of them (`silhouette_max_rows`), the same rows for every method"
 
 
 def surrogate_scores(customers: pd.DataFrame, segments: dict[str, np.ndarray], params: ExplainParams, seed: int):
@@ -228,8 +234,7 @@ Not comparable across rows: each index is measured in a different space, on the 
 
 Every method's segments scored in the Method-1 tabular matrix and in the embedding matrix, on the
 same {metrics['common_rows']:,} customers. Davies-Bouldin: lower is better; the others: higher is better; the
-best of each row is in bold. Silhouettes are on a seeded sample of {context['silhouette_rows']:,} of these customers
-(the same sample for every method). Stability: segments refitted on a seeded sample of
+best of each row is in bold. Silhouettes: {context['silhouette']}. Stability: segments refitted on a seeded sample of
 {context['stability_rows']:,} customers, with {context['stability_seeds']} seeds (all pairs compared) and on
 {context['bootstrap_rounds']} bootstrap resamples (compared with the first seed's fit on the customers each drew).
 An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
@@ -275,7 +280,7 @@ def main() -> None:
     settings = params.compare
 
     metrics: dict[str, float] = {"common_rows": len(rows)}
-    metrics.update(space_scores(spaces, segments, settings.silhouette_rows, params.seed))
+    metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
     surrogates, top = surrogate_scores(customers.loc[rows], segments, params.explain, params.seed)
     metrics.update(surrogates)
     metrics.update(agreement(segments))
@@ -309,7 +314,7 @@ def main() -> None:
     }
     context = {
         "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.tabular.encoding,
-        "silhouette_rows": min(settings.silhouette_rows, len(rows)), "stability_rows": len(sample),
+        "silhouette": silhouette_note(len(rows), params.silhouette_max_rows), "stability_rows": len(sample),
         "stability_seeds": settings.stability_seeds, "bootstrap_rounds": settings.bootstrap_rounds,
         "test_share": params.explain.test_size,
         "own_spaces": {

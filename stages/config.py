@@ -99,6 +99,10 @@ class SerializeParams(_Section):
 
 class EmbedParams(_Section):
     batch_size: Annotated[int, Field(gt=0, le=4096)] = 64
+    # --- issue 6: embedding backends, devices and resumable chunks ---
+    backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    chunk_rows: Annotated[int, Field(ge=1)] = 4096   # distinct texts per resumable chunk
 
 
 class OutliersParams(_Section):
@@ -165,7 +169,6 @@ class MCAParams(_Section):
 
 
 class CompareParams(_Section):
-    silhouette_rows: Annotated[int, Field(ge=100)] = 10000
     stability_rows: Annotated[int, Field(ge=100)] = 10000
     stability_seeds: Annotated[int, Field(ge=2)] = 5
     bootstrap_rounds: Annotated[int, Field(ge=1)] = 5
@@ -176,6 +179,8 @@ class Params(_Section):
     k: Annotated[int, Field(ge=2, le=100)] = 5
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    # --- issue 6: above this many rows elbow and evaluate report a sampled silhouette with its CI ---
+    silhouette_max_rows: Annotated[int, Field(ge=100)] = 100_000
     download: DownloadParams = DownloadParams()
     serialize: SerializeParams = SerializeParams()
     embed: EmbedParams = EmbedParams()

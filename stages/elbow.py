@@ -17,18 +17,18 @@ log = logging.getLogger("segments")
 CURVES = ("inertia", "silhouette", "davies_bouldin", "calinski_harabasz")
 
 
-def elbow_curve(vectors: np.ndarray, ks: range, n_init: int, seed: int) -> pd.DataFrame:
-    """Inertia and the three internal validity scores for each k (exact silhouette)."""
+def elbow_curve(vectors: np.ndarray, ks: range, n_init: int, seed: int, silhouette_max_rows: int) -> pd.DataFrame:
+    """Inertia and the three internal validity scores for each k (silhouette for all k in one pass)."""
     if ks.stop - 1 >= len(vectors):
         raise PipelineError(
             f"elbow.k_max={ks.stop - 1} must be below the number of inliers ({len(vectors)}); lower it"
         )
-    rows = []
-    for k in ks:
-        model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)
-        rows.append({"n_clusters": k, "inertia": model.inertia_, **cluster_metrics(vectors, model.labels_)})
-        log.info("elbow k=%d %s", k, {key: round(value, 4) for key, value in rows[-1].items()})
-    return pd.DataFrame(rows).loc[:, ["n_clusters", *CURVES]]
+    models = [KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors) for k in ks]
+    scores = cluster_metrics(vectors, [model.labels_ for model in models], silhouette_max_rows, seed)
+    rows = [{"n_clusters": k, "inertia": model.inertia_, **score} for k, model, score in zip(ks, models, scores)]
+    for row in rows:
+        log.info("elbow k=%d %s", row["n_clusters"], {key: round(value, 4) for key, value in row.items()})
+    return pd.DataFrame(rows).loc[:, ["n_clusters", *CURVES, "silhouette_ci95", "silhouette_sampled"]]
 
 
 def suggest_k(curve: pd.DataFrame) -> dict[str, int]:
@@ -55,11 +55,12 @@ def elbow_figure(curve: pd.DataFrame, suggested: int):
 def main() -> None:
     params = load_params()
     _, vectors = read_inlier_vectors()
-    curve = elbow_curve(vectors, range(params.elbow.k_min, params.elbow.k_max + 1), params.elbow.n_init, params.seed)
+    curve = elbow_curve(vectors, range(params.elbow.k_min, params.elbow.k_max + 1), params.elbow.n_init, params.seed,
+                        params.silhouette_max_rows)
     suggestion = suggest_k(curve)
     write_csv(PLOTS / "elbow.csv", curve)
     write_png(PLOTS / "elbow.png", elbow_figure(curve, suggestion["suggested_k"]))
-    write_metrics(METRICS / "elbow.json", suggestion)
+    write_metrics(METRICS / "elbow.json", {**suggestion, "silhouette_sampled": int(curve["silhouette_sampled"].iloc[0])})
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def main() -> None:
     coordinates = read_csv(PROJECTIONS).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
     if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):
         raise PipelineError(f"{LABELS} and {PROJECTIONS} disagree on the inlier rows; rerun 'dvc repro'")
-    write_metrics(METRICS / "evaluate.json", cluster_metrics(vectors, labels["segment"].to_numpy()))
+    (scores,) = cluster_metrics(vectors, [labels["segment"].to_numpy()], params.silhouette_max_rows, params.seed)
+    write_metrics(METRICS / "evaluate.json", scores)
     for name, (columns, title) in MAPS.items():
         write_csv(PLOTS / f"{name}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))
         write_png(PLOTS / f"{name}.png", map_figure(coordinates, columns, f"{title} (k = {params.k}, {params.model})"))

@@ -77,7 +77,7 @@ def main() -> None:
         {
             "cost": cost,
             "gamma": categorical_weight(frame),
-            **cluster_metrics(prototype_space(frame), segments),
+            **cluster_metrics(prototype_space(frame), [segments], params.silhouette_max_rows, params.seed)[0],
             "largest_segment_share": shares.max(),
             "smallest_segment_share": shares.min(),
         },

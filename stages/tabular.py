@@ -38,10 +38,10 @@ def encode_tabular(customers: pd.DataFrame, encoding: str) -> np.ndarray:
     return transform.fit_transform(customers.loc[:, list(SEGMENT_COLUMNS)]).astype(np.float64)
 
 
-def segment_tabular(matrix: np.ndarray, k: int, params: TabularParams, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+def segment_tabular(matrix: np.ndarray, k: int, params: TabularParams, seed: int, silhouette_max_rows: int) -> tuple[np.ndarray, dict[str, float]]:
     """KMeans segments of the matrix rows (1 = largest), their validity scores and PCA variance."""
     segments, _, inertia = fit_segments(matrix, k, params.n_init, seed, max_iter=params.max_iter)
-    metrics = {"inertia": inertia, **cluster_metrics(matrix, segments)}
+    metrics = {"inertia": inertia, **cluster_metrics(matrix, [segments], silhouette_max_rows, seed)[0]}
     _, variance = pca_projection(matrix, seed)
     metrics.update({f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)})
     metrics["pca_variance_first3"] = variance.sum()
@@ -53,7 +53,7 @@ def main() -> None:
     matrix = encode_tabular(read_customers(RAW_CSV), params.tabular.encoding)
     flags = detect_outliers(matrix, params.outliers.contamination)
     inliers = flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()
-    segments, metrics = segment_tabular(matrix[inliers], params.k, params.tabular, params.seed)
+    segments, metrics = segment_tabular(matrix[inliers], params.k, params.tabular, params.seed, params.silhouette_max_rows)
     write_npy(TABULAR_MATRIX, matrix)
     write_csv(TABULAR_OUTLIERS, flags)
     write_csv(TABULAR_LABELS, pd.DataFrame({CUSTOMER_ID: inliers, "segment": segments}))

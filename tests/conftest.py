@@ -15,7 +15,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def model():
-    from stages.embed import load_model
+    from stages.encoders import load_model
     from stages.config import DEFAULT_MODEL
 
     return load_model(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """One ONNX export for the whole session, shared with the `dvc repro` subprocesses via the env."""
+    folder = tmp_path_factory.mktemp("segments-cache")
+    os.environ["SEGMENTS_CACHE"] = str(folder)
+    return folder

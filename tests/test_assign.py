@@ -15,7 +15,7 @@ import yaml
 import synthetic
 from stages import assign, kmeans, outliers, serialize
 from stages.config import CUSTOMER_COLUMNS, validate_params
-from stages.embed import embed_texts
+from stages.encoders import TorchEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = validate_params({"k": 3, "kmeans": {"n_init": 2}})
@@ -28,7 +28,7 @@ def trained(model):
     customers = raw.loc[:, list(CUSTOMER_COLUMNS)]
     customers.index.name = "customer_id"
     texts = serialize.serialize(customers, PARAMS.serialize.template)["text"].tolist()
-    vectors = embed_texts(model, texts, PARAMS.embed.batch_size)
+    vectors = TorchEncoder(model, PARAMS.embed.batch_size).encode(texts)
     flags = outliers.detect_outliers(vectors, PARAMS.outliers.contamination)
     inliers = flags.loc[flags["inlier"] == 1, "customer_id"].to_numpy()
     labels, centroids, _ = kmeans.fit_segments(vectors[inliers], PARAMS.k, PARAMS.kmeans.n_init, PARAMS.seed)
@@ -38,7 +38,7 @@ def trained(model):
 def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_flags(model, trained):
     _, customers, vectors, flags, inliers, labels, centroids = trained
     names = {1: "first", 2: "second", 3: "third"}
-    assigned = assign.assign(customers, model, PARAMS, centroids, vectors, names)
+    assigned = assign.assign(customers, TorchEncoder(model, PARAMS.embed.batch_size), PARAMS, centroids, vectors, names)
     assert assigned["customer_id"].tolist() == list(range(150))
     assert (assigned.loc[inliers, "segment"].to_numpy() == labels).all()
     assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()

@@ -69,7 +69,7 @@ def repo(tmp_path_factory, served_archive):
     params["evaluate"].update(map_points=100)
     params["explain"].update(n_estimators=20)
     params["kprototypes"].update(k_max=4, n_init=1, max_iter=20)
-    params["compare"].update(silhouette_rows=100, stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
+    params["compare"].update(stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
                     ["git", "config", "user.name", "CI"]):
@@ -128,7 +128,8 @@ def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     outliers = json.loads((repo / "metrics/outliers.json").read_text())
     assert outliers["customers"] == ROWS and outliers["inliers"] == 270
     info = json.loads((repo / "data/interim/embedding_info.json").read_text())
-    assert info == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "rows": ROWS}
+    assert info == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "rows": ROWS,
+                    "backend": "onnx", "device": "cpu"}
     profiles = pd.read_csv(repo / "reports/profiles.csv")
     assert profiles["segment"].tolist() == [1, 2, 3, 4] and profiles["customers"].sum() == 270
     assert "| Segment | Name |" in (repo / "reports/segments.md").read_text()

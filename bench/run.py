@@ -1,0 +1,193 @@
+"""Issue 6 benchmark: this pipeline against the article's tools, on the same machine, in one run.
+
+    BANK_MARKETING_SOURCE=/path/to/bank-full.csv python bench/run.py [--synthetic-rows 200000]
+
+Everything runs in fresh project copies under a temporary folder (nothing in the repository is
+touched); the data source defaults to data/raw/bank-full.csv of this checkout. It measures
+
+1. a cold ``dvc repro`` of this pipeline (empty DVC cache, empty ONNX cache), per-stage times and
+   peak RSS read from each stage's last log line;
+2. the article-equivalent chain: the same stages, with bench/article.py standing in for embed
+   (torch fp32, batch 32, no dedupe), elbow and evaluate (sklearn silhouette) and project
+   (sklearn t-SNE);
+3. ``dvc exp run -S k=6 profile`` on the warm cache (profile is the embedding chain's last stage);
+4. the exact silhouette against sklearn on the inliers, vector and segment agreement;
+5. the embed stage on ``--synthetic-rows`` generated customers, next to the full-data run;
+
+and prints the ratios with PASS/FAIL against the issue's targets.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
+
+import synthetic  # noqa: E402
+from stages import scoring, serialize  # noqa: E402
+from stages.artifacts import CUSTOMER_ID  # noqa: E402
+from stages.config import ARTICLE_TEMPLATE  # noqa: E402
+
+PROJECT_FILES = ("stages", "bench", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
+                 ".dvcignore", ".gitignore")
+ARTICLE_CHAIN = (
+    ("download", "stages.download"), ("serialize", "stages.serialize"), ("embed", "bench/article.py embed"),
+    ("outliers", "stages.outliers"), ("elbow", "bench/article.py elbow"), ("project", "bench/article.py project"),
+    ("kmeans", "stages.kmeans"), ("evaluate", "bench/article.py evaluate"), ("explain", "stages.explain"),
+    ("profile", "stages.profile"),
+)
+STAGE_LINE = re.compile(r"stage (\w+) finished in ([\d.]+) s, peak RSS (\d+) MB")
+
+
+def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB (the largest process of the tree) and the combined output."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed in {cwd}:\n{output[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, output
+
+
+def project_copy(folder: Path, env: dict[str, str], overrides: list[str]) -> Path:
+    """A fresh git repo holding the project, with ``KEY=VALUE`` params overrides (as ``dvc exp run -S``)."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
+                    ["git", "config", "user.name", "bench"]):
+        subprocess.run(command, cwd=folder, check=True, env=env)
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    for override in overrides:
+        key, value = override.split("=", 1)
+        *parents, leaf = key.split(".")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        section[leaf] = yaml.safe_load(value)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+def stage_log(output: str) -> dict[str, tuple[float, float]]:
+    return {name: (float(seconds), float(mb)) for name, seconds, mb in STAGE_LINE.findall(output)}
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--synthetic-rows", type=int, default=200_000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="params override for every copy, e.g. download.sha256=... for another data file")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder and print its path")
+    args = parser.parse_args()
+    source = os.environ.get("BANK_MARKETING_SOURCE") or str(ROOT / "data/raw/bank-full.csv")
+    work = Path(tempfile.mkdtemp(prefix="segments-bench-"))
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", BANK_MARKETING_SOURCE=source,
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", SEGMENTS_CACHE=str(work / "cache"), PYTHONPATH=".")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; data: {source}", flush=True)
+
+    ours = project_copy(work / "ours", env, args.set)
+    wall_ours, rss_ours, output = measured([sys.executable, "-m", "dvc", "repro"], ours, env)
+    stages_ours = stage_log(output)
+    print(f"ours: cold dvc repro {wall_ours:.1f} s, peak RSS {rss_ours:.0f} MB; stages (s, MB): {stages_ours}", flush=True)
+
+    article = project_copy(work / "article", env, args.set)
+    article_stages = {}
+    for name, module in ARTICLE_CHAIN:
+        command = [sys.executable, *module.split()] if "/" in module else [sys.executable, "-m", module]
+        wall, rss, _ = measured(command, article, env)
+        article_stages[name] = (round(wall, 1), round(rss))
+    wall_article = sum(wall for wall, _ in article_stages.values())
+    rss_article = max(rss for _, rss in article_stages.values())
+    print(f"article: chain {wall_article:.1f} s, peak RSS {rss_article:.0f} MB; stages (s, MB): {article_stages}", flush=True)
+
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "cold run"]):
+        subprocess.run(command, cwd=ours, check=True, env=env, capture_output=True)
+    wall_k6, rss_k6, output = measured([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", "profile"], ours, env)
+    print(f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: {sorted(stage_log(output))})", flush=True)
+
+    vectors_ours = np.load(ours / "data/interim/embeddings.npy")
+    vectors_article = np.load(article / "data/interim/embeddings.npy")
+    max_dcos = float(np.abs(np.einsum("ij,ij->i", vectors_ours, vectors_article) - 1).max())
+    labels = pd.read_csv(ours / "data/processed/labels.csv").merge(
+        pd.read_csv(article / "data/processed/labels.csv"), on=CUSTOMER_ID, suffixes=("_ours", "_article"))
+    ari = adjusted_rand_score(labels["segment_ours"], labels["segment_article"])
+    inliers = len(pd.read_csv(ours / "data/processed/labels.csv"))
+    print(f"agreement: max |dcos| {max_dcos:.2e}; k=5 segments ARI {ari:.6f} on {len(labels)} shared of {inliers} inliers",
+          flush=True)
+
+    inlier_vectors = vectors_ours[labels[CUSTOMER_ID].to_numpy()]
+    segments = labels["segment_ours"].to_numpy()
+    started = time.perf_counter()
+    fast = scoring.exact_silhouettes(inlier_vectors, [segments])[0]
+    wall_fast = time.perf_counter() - started
+    started = time.perf_counter()
+    reference = silhouette_score(inlier_vectors, segments)
+    wall_sklearn = time.perf_counter() - started
+    print(f"silhouette on {inlier_vectors.shape}: ours {wall_fast:.1f} s, sklearn {wall_sklearn:.1f} s, "
+          f"|delta| {abs(fast - reference):.2e}", flush=True)
+
+    big = project_copy(work / "synthetic", env, args.set)
+    texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), ARTICLE_TEMPLATE)
+    (big / "data/interim").mkdir(parents=True)
+    texts.to_csv(big / "data/interim/texts.csv", index=False, lineterminator="\n")
+    wall_big, _, output = measured([sys.executable, "-m", "stages.embed"], big, env)
+    seconds_big, rss_big = stage_log(output)["embed"]
+    distinct_big = texts["text"].nunique()
+    matrix_mb = args.synthetic_rows * 384 * 4 / 2**20
+    seconds_45k, rss_45k = stages_ours["embed"]
+    print(f"embed stage: {len(vectors_ours)} rows {seconds_45k:.1f} s, peak RSS {rss_45k:.0f} MB; "
+          f"{args.synthetic_rows} synthetic rows ({distinct_big} distinct) {seconds_big:.1f} s, peak RSS {rss_big:.0f} MB "
+          f"(output matrix {matrix_mb:.0f} MB)", flush=True)
+
+    embed_ratio = article_stages["embed"][0] / seconds_45k
+    chain_ratio = wall_article / wall_ours
+    silhouette_ratio = wall_sklearn / wall_fast
+    rss_limit = 1.1 * rss_45k + (args.synthetic_rows - len(vectors_ours)) * 384 * 4 / 2**20
+    print("\ntarget | measured | verdict")
+    print(f"embed stage >= 1.6x faster than torch fp32 batch 32 | {embed_ratio:.2f}x "
+          f"({article_stages['embed'][0]:.1f} s -> {seconds_45k:.1f} s) | {verdict(embed_ratio >= 1.6)}")
+    print(f"max |dcos| <= 1e-5 | {max_dcos:.2e} | {verdict(max_dcos <= 1e-5)}")
+    print(f"cold repro >= 2.5x faster than the article chain | {chain_ratio:.2f}x ({wall_article:.1f} s -> {wall_ours:.1f} s)"
+          f" | {verdict(chain_ratio >= 2.5)}")
+    print(f"dvc exp run -S k=6 profile <= 30 s | {wall_k6:.1f} s | {verdict(wall_k6 <= 30)}")
+    print(f"peak RSS <= 2048 MB on the full data | {rss_ours:.0f} MB | {verdict(rss_ours <= 2048)}")
+    print(f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_45k:.0f} MB + added matrix | {rss_big:.0f} MB "
+          f"(limit {rss_limit:.0f} MB) | {verdict(rss_big <= rss_limit)}")
+    print(f"exact silhouette >= 2.5x faster than sklearn, |delta| <= 1e-5 | {silhouette_ratio:.2f}x, {abs(fast - reference):.2e}"
+          f" | {verdict(silhouette_ratio >= 2.5 and abs(fast - reference) <= 1e-5)}")
+    print(f"k=5 segments unchanged (ARI) | {ari:.6f} | {verdict(ari == 1.0)}")
+    if args.keep:
+        print(f"work folder: {work}")
+    else:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
