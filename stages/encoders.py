@@ -25,7 +25,6 @@ from stages.config import DEFAULT_MODEL
 log = logging.getLogger("segments")
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-DEVICES = ("auto", "cpu", "cuda")
 CACHE_ENV = "SEGMENTS_CACHE"
 DEFAULT_CACHE = Path(".cache")
 ONNX_OPSET = 17

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
@@ -58,7 +59,7 @@ def test_onnx_export_is_byte_identical_and_cached(model, tmp_path):
 
 def test_cuda_that_is_not_there_is_refused_and_auto_falls_back():
     assert encoders.resolve_device("cpu", "onnx") == "cpu"
-    if "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers():
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         assert encoders.resolve_device("auto", "onnx") == "cpu"
         with pytest.raises(Exception, match="embed.device is 'cuda'"):
             encoders.resolve_device("cuda", "onnx")
