@@ -39,6 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
 
 import synthetic  # noqa: E402
+from project_copy import copy_project  # noqa: E402
 from stages import scoring, serialize  # noqa: E402
 from stages.artifacts import CUSTOMER_ID  # noqa: E402
 from stages.config import ARTICLE_TEMPLATE  # noqa: E402
@@ -69,13 +70,7 @@ def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
 
 def project_copy(folder: Path, env: dict[str, str], overrides: list[str]) -> Path:
     """A fresh git repo holding the project, with ``KEY=VALUE`` params overrides (as ``dvc exp run -S``)."""
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, folder / name)
+    copy_project(folder, PROJECT_FILES)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
                     ["git", "config", "user.name", "bench"]):
         subprocess.run(command, cwd=folder, check=True, env=env)

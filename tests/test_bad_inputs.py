@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import pytest
 import yaml
 
 import synthetic
+from project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -157,10 +157,7 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path, server):
-    shutil.copytree(ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy2(ROOT / name, tmp_path / name)
-    return Project(tmp_path, server)
+    return Project(copy_project(tmp_path, ("stages", "params.yaml", "dvc.yaml")), server)
 
 
 def replaced(line_number: int, column: str, value: str, lines: list[str] = GOOD_LINES) -> list[str]:

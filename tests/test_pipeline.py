@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 import synthetic
+from project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("stages", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore", ".gitignore")
@@ -53,13 +54,7 @@ def served_archive(tmp_path_factory):
 def repo(tmp_path_factory, served_archive):
     url, sha256 = served_archive
     work = tmp_path_factory.mktemp("repo")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, work / name)
+    copy_project(work, PROJECT_FILES)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params.update(k=4)
     params["download"].update(url=url, sha256=sha256)
