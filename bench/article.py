@@ -23,6 +23,7 @@ from stages.config import EMBEDDING_INFO, EMBEDDINGS, LABELS, METRICS, PLOTS, PR
 from stages.encoders import load_model
 
 ARTICLE_BATCH_SIZE = 32
+SKLEARN_TSNE_ITER = 1000  # sklearn's default (the article's notebook: 5000); project.tsne_max_iter is openTSNE's
 
 
 def article_scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -60,7 +61,7 @@ def project_main() -> None:
     params = load_params()
     ids, vectors = read_inlier_vectors()
     components, variance = project.pca_projection(vectors, params.seed)
-    tsne = TSNE(n_components=2, perplexity=params.project.tsne_perplexity, max_iter=params.project.tsne_max_iter,
+    tsne = TSNE(n_components=2, perplexity=params.project.tsne_perplexity, max_iter=SKLEARN_TSNE_ITER,
                 init="pca", random_state=params.seed)
     embedding_2d = tsne.fit_transform(vectors)
     coordinates = pd.DataFrame({CUSTOMER_ID: ids})

@@ -100,7 +100,7 @@ class SerializeParams(_Section):
 class EmbedParams(_Section):
     batch_size: Annotated[int, Field(gt=0, le=4096)] = 64
     # --- issue 6: embedding backends, devices and resumable chunks ---
-    backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk_rows: Annotated[int, Field(ge=1)] = 4096   # distinct texts per resumable chunk
 
@@ -132,7 +132,7 @@ class KMeansParams(_Section):
 
 class ProjectParams(_Section):
     tsne_perplexity: Annotated[float, Field(ge=5, le=500)] = 30.0
-    tsne_max_iter: Annotated[int, Field(ge=250)] = 1000
+    tsne_max_iter: Annotated[int, Field(ge=250)] = 500
 
 
 class EvaluateParams(_Section):
@@ -144,7 +144,7 @@ class ExplainParams(_Section):
     n_estimators: Annotated[int, Field(ge=1)] = 100
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
     num_leaves: Annotated[int, Field(ge=2)] = 31
-    shap_rows: Annotated[int, Field(ge=100)] = 4000
+    shap_rows: Annotated[int, Field(ge=100)] = 2000
     top_features: Annotated[int, Field(ge=1, le=len(SEGMENT_COLUMNS))] = 3
 
 

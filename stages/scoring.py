@@ -2,7 +2,8 @@
 
 The silhouette is computed here rather than with ``sklearn.metrics.silhouette_score``: the same
 exact value (to ~1e-7) several times faster, because the pairwise distances are computed once per
-pair of row blocks in float32 GEMM, using symmetry, and reduced to per-cluster sums with a one-hot
+pair of row blocks by one float32 GEMM each (the squared norms ride along as two extra columns),
+using symmetry, and reduced to per-cluster sums with a one-hot
 matrix product for every labeling at once (the elbow scores all its k with one pass over the
 distances). Above ``max_rows`` rows the exact value (quadratic in rows) gives way to a seeded
 estimate: the exact silhouette of a random sample of rows, each scored against all rows, with a
@@ -36,11 +37,9 @@ def _one_hot(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarr
     return indicator, codes, spans
 
 
-def _distances(left: np.ndarray, left_sq: np.ndarray, right: np.ndarray, right_sq: np.ndarray) -> np.ndarray:
+def _distances(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Euclidean distances between rows of the two factors made by ``_prepared``."""
     block = left @ right.T
-    block *= -2.0
-    block += left_sq[:, None]
-    block += right_sq[None, :]
     np.maximum(block, 0.0, out=block)
     return np.sqrt(block, out=block)
 
@@ -60,24 +59,30 @@ def _per_sample(sums: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> np.nd
 
 
 def _prepared(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # Centering leaves distances unchanged and shrinks the norms, so the float32 expansion
-    # |x|^2 + |y|^2 - 2 x.y cancels less.
+    """Factors L, R with (L @ R.T)[i, j] = |x_i|^2 + |x_j|^2 - 2 x_i.x_j: one GEMM per block, no extra passes.
+
+    Centering leaves distances unchanged and shrinks the norms, so the float32 expansion cancels less.
+    """
     centered = np.asarray(vectors, dtype=np.float64)
-    centered = (centered - centered.mean(axis=0)).astype(np.float32)
-    return centered, np.einsum("ij,ij->i", centered, centered)
+    centered -= centered.mean(axis=0)
+    squared = np.einsum("ij,ij->i", centered, centered)
+    ones = np.ones_like(squared)
+    left = np.column_stack([centered, squared, ones]).astype(np.float32)
+    right = np.column_stack([-2.0 * centered, ones, squared]).astype(np.float32)
+    return left, right
 
 
 def exact_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray]) -> list[float]:
     """The mean silhouette of each labeling over all rows (Euclidean), as sklearn defines it."""
-    points, sq = _prepared(vectors)
+    left, right = _prepared(vectors)
     indicator, codes, spans = _one_hot(labelings)
     sums = np.zeros(indicator.shape, dtype=np.float64)
-    starts = range(0, len(points), BLOCK_ROWS)
+    starts = range(0, len(left), BLOCK_ROWS)
     for i in starts:
         rows_i = slice(i, i + BLOCK_ROWS)
         for j in starts[i // BLOCK_ROWS:]:
             rows_j = slice(j, j + BLOCK_ROWS)
-            block = _distances(points[rows_i], sq[rows_i], points[rows_j], sq[rows_j])
+            block = _distances(left[rows_i], right[rows_j])
             if i == j:
                 np.fill_diagonal(block, 0.0)
             sums[rows_i] += block @ indicator[rows_j]
@@ -96,19 +101,19 @@ def sampled_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray], ro
     ``rows`` customers drawn without replacement are scored exactly against all rows; their mean
     is unbiased for the full silhouette, and the interval uses the finite-population correction.
     """
-    points, sq = _prepared(vectors)
+    left, right = _prepared(vectors)
     indicator, codes, spans = _one_hot(labelings)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(points), size=rows, replace=False))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(left), size=rows, replace=False))
     sums = np.zeros((rows, indicator.shape[1]), dtype=np.float64)
     for i in range(0, rows, BLOCK_ROWS):
         picked = chosen[i:i + BLOCK_ROWS]
-        for j in range(0, len(points), BLOCK_ROWS):
+        for j in range(0, len(left), BLOCK_ROWS):
             rows_j = slice(j, j + BLOCK_ROWS)
-            block = _distances(points[picked], sq[picked], points[rows_j], sq[rows_j])
+            block = _distances(left[picked], right[rows_j])
             inside = (picked >= j) & (picked < j + BLOCK_ROWS)
             block[np.flatnonzero(inside), picked[inside] - j] = 0.0  # a row's distance to itself
             sums[i:i + BLOCK_ROWS] += block @ indicator[rows_j]
-    correction = np.sqrt(1.0 - rows / len(points))
+    correction = np.sqrt(1.0 - rows / len(left))
     results = []
     for code, span in zip(codes, spans):
         sizes = np.bincount(code).astype(np.float64)

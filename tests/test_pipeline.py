@@ -124,7 +124,7 @@ def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     assert outliers["customers"] == ROWS and outliers["inliers"] == 270
     info = json.loads((repo / "data/interim/embedding_info.json").read_text())
     assert info == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "rows": ROWS,
-                    "backend": "onnx", "device": "cpu"}
+                    "backend": "torch", "device": "cpu"}
     profiles = pd.read_csv(repo / "reports/profiles.csv")
     assert profiles["segment"].tolist() == [1, 2, 3, 4] and profiles["customers"].sum() == 270
     assert "| Segment | Name |" in (repo / "reports/segments.md").read_text()

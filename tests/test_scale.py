@@ -31,7 +31,7 @@ def texts():
 
 def test_backend_and_device_params_are_validated():
     params = validate_params({})
-    assert (params.embed.backend, params.embed.device) == ("onnx", "auto")
+    assert (params.embed.backend, params.embed.device) == ("torch", "auto")
     for bad, key in (({"backend": "tensorflow"}, "embed.backend"), ({"device": "tpu"}, "embed.device")):
         with pytest.raises(Exception, match=key):
             validate_params({"embed": bad})
