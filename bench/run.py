@@ -134,12 +134,34 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def scale_check(work: Path, env: dict[str, str], args: argparse.Namespace, rows: int,
+                embed_full: tuple[float, float]) -> tuple[str, str]:
+    """Step 5: the embed stage on generated customers next to the full-data run; a line and a table row."""
+    big = project_copy(work / "synthetic", env, args.set)
+    texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), ARTICLE_TEMPLATE)
+    (big / "data/interim").mkdir(parents=True)
+    texts.to_csv(big / "data/interim/texts.csv", index=False, lineterminator="\n")
+    _, _, output = measured([sys.executable, "-m", "stages.embed"], big, env)
+    seconds_big, rss_big = stage_log(output)["embed"]
+    seconds_full, rss_full = embed_full
+    matrix_mb = args.synthetic_rows * 384 * 4 / 2**20
+    limit = 1.1 * rss_full + (args.synthetic_rows - rows) * 384 * 4 / 2**20
+    line = (f"embed stage: {rows} rows {seconds_full:.1f} s, peak RSS {rss_full:.0f} MB; {args.synthetic_rows} synthetic "
+            f"rows ({texts['text'].nunique()} distinct) {seconds_big:.1f} s, peak RSS {rss_big:.0f} MB "
+            f"(output matrix {matrix_mb:.0f} MB)")
+    row = (f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_full:.0f} MB + added matrix | {rss_big:.0f} MB "
+           f"(limit {limit:.0f} MB) | {verdict(rss_big <= limit)}")
+    return line, row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic-rows", type=int, default=200_000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="params override for every copy, e.g. download.sha256=... for another data file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and print its path")
+    parser.add_argument("--scale-only", action="store_true",
+                        help="only the embed stage on the full data and on --synthetic-rows customers (step 5)")
     args = parser.parse_args()
     source = os.environ.get("BANK_MARKETING_SOURCE") or str(ROOT / "data/raw/bank-full.csv")
     work = Path(tempfile.mkdtemp(prefix="segments-bench-"))
@@ -149,6 +171,11 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; data: {source}", flush=True)
 
     ours = project_copy(work / "ours", env, args.set)
+    if args.scale_only:
+        _, _, output = measured([sys.executable, "-m", "dvc", "repro", "embed"], ours, env)
+        rows = len(pd.read_csv(ours / "data/interim/texts.csv"))
+        print("\n".join(scale_check(work, env, args, rows, stage_log(output)["embed"])))
+        return
     wall_ours, rss_ours, output = measured([sys.executable, "-m", "dvc", "repro", *CHAIN_TARGETS], ours, env)
     stages_ours = stage_log(output)
     if sorted(stages_ours) != sorted(name for name, _ in ARTICLE_CHAIN):
@@ -198,23 +225,13 @@ def main() -> None:
     wall_k6, _, output = measured([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", "profile"], ours, env)
     print(f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: {sorted(stage_log(output))})", flush=True)
 
-    big = project_copy(work / "synthetic", env, args.set)
-    texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), ARTICLE_TEMPLATE)
-    (big / "data/interim").mkdir(parents=True)
-    texts.to_csv(big / "data/interim/texts.csv", index=False, lineterminator="\n")
-    _, _, output = measured([sys.executable, "-m", "stages.embed"], big, env)
-    seconds_big, rss_big = stage_log(output)["embed"]
-    distinct_big = texts["text"].nunique()
-    matrix_mb = args.synthetic_rows * 384 * 4 / 2**20
-    seconds_45k, rss_45k = stages_ours["embed"]
-    print(f"embed stage: {len(vectors_ours)} rows {seconds_45k:.1f} s, peak RSS {rss_45k:.0f} MB; "
-          f"{args.synthetic_rows} synthetic rows ({distinct_big} distinct) {seconds_big:.1f} s, peak RSS {rss_big:.0f} MB "
-          f"(output matrix {matrix_mb:.0f} MB)", flush=True)
+    scale_line, scale_row = scale_check(work, env, args, len(vectors_ours), stages_ours["embed"])
+    print(scale_line, flush=True)
 
+    seconds_45k = stages_ours["embed"][0]
     embed_ratio = article_stages["embed"][0] / seconds_45k
     chain_ratio = wall_article / wall_ours
     silhouette_ratio = wall_sklearn / wall_fast
-    rss_limit = 1.1 * rss_45k + (args.synthetic_rows - len(vectors_ours)) * 384 * 4 / 2**20
     print("\ntarget | measured | verdict")
     print(f"embed stage >= 1.6x faster than torch fp32 batch 32 | {embed_ratio:.2f}x "
           f"({article_stages['embed'][0]:.1f} s -> {seconds_45k:.1f} s) | {verdict(embed_ratio >= 1.6)}")
@@ -223,8 +240,7 @@ def main() -> None:
           f" | {verdict(chain_ratio >= 2.5)}")
     print(f"dvc exp run -S k=6 profile <= 30 s | {wall_k6:.1f} s | {verdict(wall_k6 <= 30)}")
     print(f"peak RSS <= 2048 MB on the full data | {rss_ours:.0f} MB | {verdict(rss_ours <= 2048)}")
-    print(f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_45k:.0f} MB + added matrix | {rss_big:.0f} MB "
-          f"(limit {rss_limit:.0f} MB) | {verdict(rss_big <= rss_limit)}")
+    print(scale_row)
     print(f"exact silhouette >= 2.5x faster than sklearn, |delta| <= 1e-5 | {silhouette_ratio:.2f}x, {abs(fast - reference):.2e}"
           f" | {verdict(silhouette_ratio >= 2.5 and abs(fast - reference) <= 1e-5)}")
     print(f"k=5 segments unchanged (ARI) | {ari:.6f} | {verdict(ari == 1.0)}")

@@ -8,6 +8,7 @@ restarts from its last complete chunk. The matrix is assembled chunk by chunk in
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import shutil
@@ -37,6 +38,18 @@ def texts_digest(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
+def release_freed_memory() -> None:
+    """Return the heap that a chunk's inference freed to the OS.
+
+    glibc keeps freed blocks in per-thread arenas, which fragment over thousands of batches: without
+    this the process grew by ~1 GB over 200,000 texts (torch backend, 2 threads); a no-op off glibc.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def chunk_file(folder: Path, index: int) -> Path:
     return folder / f"chunk-{index:06d}.npy"
 
@@ -55,6 +68,7 @@ def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int) -> tu
             reused += 1
             continue
         write_npy(target, encoder.encode(texts[start:start + chunk_rows]))
+        release_freed_memory()
         done += 1
         log.info("embedded chunk %d (%d of %d distinct texts)", index, min(start + chunk_rows, len(texts)), len(texts))
     return done, reused
