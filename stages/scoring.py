@@ -63,7 +63,7 @@ def _prepared(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Centering leaves distances unchanged and shrinks the norms, so the float32 expansion cancels less.
     """
-    centered = np.asarray(vectors, dtype=np.float64)
+    centered = np.array(vectors, dtype=np.float64)  # a copy: the caller's matrix is not centred in place
     centered -= centered.mean(axis=0)
     squared = np.einsum("ij,ij->i", centered, centered)
     ones = np.ones_like(squared)

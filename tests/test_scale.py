@@ -172,3 +172,11 @@ def test_opentsne_map_is_byte_identical_across_runs(spread):
     first = project.tsne_projection(vectors, perplexity=30, max_iter=300, seed=1)
     assert first.shape == (1200, 2) and np.isfinite(first).all()
     assert first.tobytes() == project.tsne_projection(vectors, perplexity=30, max_iter=300, seed=1).tobytes()
+
+
+def test_silhouette_leaves_a_float64_input_untouched():
+    vectors = np.random.default_rng(0).normal(size=(60, 5)) + 3.0
+    before = vectors.copy()
+    scoring.exact_silhouettes(vectors, [np.arange(60) % 3])
+    scoring.sampled_silhouettes(vectors, [np.arange(60) % 3], rows=20, seed=0)
+    assert np.array_equal(vectors, before)
