@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,17 +109,24 @@ def test_unknown_base_and_a_foreign_out_folder_fail_in_one_line(two_commits):
 
 
 def test_workflow_runs_the_script_with_pinned_actions_on_pull_requests():
-    workflow = yaml.safe_load(WORKFLOW.read_text())
+    text = WORKFLOW.read_text()
+    workflow = yaml.safe_load(text)
     # YAML 1.1 reads the key `on` as True.
     triggers = workflow.get("on", workflow.get(True))
     assert "pull_request" in triggers
-    assert workflow["permissions"]["pull-requests"] == "write"
+    assert workflow["permissions"] == {}
     (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
     steps = job["steps"]
     uses = [step["uses"] for step in steps if "uses" in step]
-    assert uses and all("@v" in action and action.split("@v")[1].count(".") == 2 for action in uses), uses
+    # YAML drops comments, so the version comment beside each commit pin is read from the text.
+    pins = [re.fullmatch(r"\s*(?:- )?uses: ([\w./-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+", line)
+            for line in text.splitlines() if "uses:" in line]
+    assert uses and all(pins), [line for line in text.splitlines() if "uses:" in line]
+    assert [f"{pin[1]}@{pin[2]}" for pin in pins] == uses
     by_action = {step["uses"].split("@")[0]: step for step in steps if "uses" in step}
     assert by_action["actions/checkout"]["with"]["fetch-depth"] == 0
+    assert by_action["actions/checkout"]["with"]["persist-credentials"] is False
     assert by_action["actions/setup-python"]["with"]["python-version"] == "3.11"
     assert "hashFiles('dvc.lock')" in by_action["actions/cache"]["with"]["key"]
     assert by_action["actions/cache"]["with"]["path"] == ".dvc/cache"
