@@ -1,14 +1,16 @@
-"""Atomic writers and readers shared by the stages, the customer-table reader, and the CLI runner.
+"""Atomic writers and readers shared by the stages, and the command-line runner of a stage.
 
 Every writer goes through a temporary file in the target folder and ``os.replace``: a failed or
 killed stage leaves the previous output or none, never a half-written file that DVC could cache.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
 import os
+import re
 import resource
 import signal
 import sys
@@ -68,6 +70,11 @@ def write_json(path: Path, payload: dict) -> None:
     write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
+def metric_key(*parts: str) -> str:
+    """A flat, dot-free metrics key made of names that may come from a data set (column names)."""
+    return "_".join(re.sub(r"[^0-9A-Za-z]+", "_", str(part)).strip("_") for part in parts)
+
+
 def write_metrics(path: Path, metrics: dict[str, float | int]) -> None:
     """Flat, dot-free keys; floats rounded; ints kept exact; no NaN."""
     clean: dict[str, float | int] = {}
@@ -119,7 +126,8 @@ def read_npy(path: Path) -> np.ndarray:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(_existing(path))
+    """A stage's CSV output; customer ids stay text ("00123" is not 123, "NA" is not missing)."""
+    return pd.read_csv(_existing(path), dtype={CUSTOMER_ID: str}, keep_default_na=False, na_values=[""])
 
 
 def read_json(path: Path) -> dict:
@@ -133,22 +141,31 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def run(main: Callable[[], None]) -> None:
-    """Entry point for ``python -m stages.<name>``: log the duration, turn PipelineError into exit 1."""
+def run(main: Callable[..., None], takes_dataset: bool = True) -> None:
+    """Entry point for ``python -m stages.<name> <data set>``: calls ``main(data set name)``.
+
+    Logs the duration and peak memory, and turns a PipelineError into one line and exit status 1.
+    """
+    stage = Path(main.__code__.co_filename).stem
+    if takes_dataset:
+        parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=sys.modules[main.__module__].__doc__)
+        parser.add_argument("dataset", help="the data set's name: its file is datasets/<name>.yaml")
+        arguments = [parser.parse_args().dataset]
+    else:
+        arguments = []
     logging.basicConfig(
         level=os.environ.get("SEGMENTS_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    stage = Path(main.__code__.co_filename).stem
     # A terminated stage unwinds like an interrupted one, so atomic_path removes its temporary file.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.perf_counter()
     try:
-        main()
+        main(*arguments)
     except PipelineError as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
         sys.exit(1)
-    # issue 6: bench/run.py reads each stage's duration and peak memory from this line.
+    # bench/run.py reads each stage's duration and peak memory from this line.
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     log.info("stage %s finished in %.1f s, peak RSS %.0f MB", stage, time.perf_counter() - started, peak_mb)

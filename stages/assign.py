@@ -1,13 +1,14 @@
 """Place new customers in the segments the pipeline found (a command, not a DVC stage).
 
-    python -m stages.assign NEW.csv --out assigned.csv
+    python -m stages.assign NEW.csv --dataset bank --out assigned.csv
 
-NEW.csv is in the UCI ``bank-full.csv`` layout and is validated like the pipeline's input. Each
-customer is written with the params' template, embedded with the same model, given the segment of
-the nearest centroid in ``data/processed/centroids.npy`` (numbered as in ``labels.csv``) and an
-ECOD outlier score from a detector fitted on the training embeddings with the same contamination.
-Scoring follows pyod's ECOD, which ranks new rows against the training rows and the new file
-together, so a file much smaller than the training set barely moves the scores.
+NEW.csv is written like the data set's table (its data-set file says how; outcome columns may be
+absent) and is validated the same way. Each customer is written as the data set's text, embedded
+with the same model, given the segment of the nearest centroid in the data set's ``centroids.npy``
+(numbered as in ``labels.csv``) and an ECOD outlier score from a detector fitted on the training
+embeddings with the same contamination. Scoring follows pyod's ECOD, which ranks new rows against
+the training rows and the new file together, so a file much smaller than the training set barely
+moves the scores. Rows that a missing-cell policy rejects are written too, with their reason.
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ import pandas as pd
 from sklearn.metrics import pairwise_distances_argmin_min
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_json, read_npy, run, write_csv
-from stages.config import CENTROIDS, EMBEDDING_INFO, EMBEDDINGS, REPORTS, Params, load_params, read_customers
+from stages.config import Layout, Params, layout, load_params
+from stages.dataset import dataset_file, load_dataset, read_table, typed
 from stages.encoders import make_encoder, resolve_device
 from stages.serialize import serialize
-
-
 def nearest_segments(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Segment (1 = centroid row 0, as kmeans numbers them) and distance to that centroid, per row."""
     rows, distances = pairwise_distances_argmin_min(vectors, centroids)
@@ -43,57 +43,66 @@ def outlier_scores(training: np.ndarray, vectors: np.ndarray, contamination: flo
     return scores, (scores > detector.threshold_).astype(np.int8)
 
 
-def assign(customers: pd.DataFrame, encoder, params: Params, centroids: np.ndarray, training: np.ndarray,
-           names: dict[int, str] | None = None) -> pd.DataFrame:
+def assign(customers: pd.DataFrame, encoder, template: str, contamination: float, centroids: np.ndarray,
+           training: np.ndarray, names: dict[int, str] | None = None) -> pd.DataFrame:
     """``encoder`` is the embed stage's (``stages.encoders.make_encoder``), so vectors match the training ones."""
-    texts = serialize(customers, params.serialize.template)["text"].tolist()
+    texts = serialize(customers, template)["text"].tolist()
     vectors = encoder.encode(texts)
     segments, distances = nearest_segments(vectors, centroids)
-    scores, outliers = outlier_scores(training, vectors, params.outliers.contamination)
+    scores, outliers = outlier_scores(training, vectors, contamination)
     assigned = pd.DataFrame({CUSTOMER_ID: customers.index.to_numpy(), "segment": segments})
     if names is not None:
         assigned["segment_name"] = [names[segment] for segment in segments]
     return assigned.assign(centroid_distance=distances, ecod_score=scores, outlier=outliers)
 
 
-def committed_model(params: Params) -> tuple[np.ndarray, np.ndarray, dict[int, str] | None]:
+def committed_model(params: Params, paths: Layout) -> tuple[np.ndarray, np.ndarray, dict[int, str] | None]:
     """The centroids, training embeddings and segment names, checked against params.yaml."""
-    centroids, training = read_npy(CENTROIDS), read_npy(EMBEDDINGS)
-    info = read_json(EMBEDDING_INFO)
+    centroids, training = read_npy(paths.centroids), read_npy(paths.embeddings)
+    info = read_json(paths.embedding_info)
     if info["model"] != params.model:
         raise PipelineError(
-            f"{EMBEDDINGS} was made with model {info['model']!r} but params.yaml names {params.model!r}; "
+            f"{paths.embeddings} was made with model {info['model']!r} but params.yaml names {params.model!r}; "
             "run 'dvc repro' (or 'dvc checkout') so the model and the centroids agree"
         )
     if len(centroids) != params.k or centroids.shape[1] != training.shape[1]:
         raise PipelineError(
-            f"{CENTROIDS} holds {len(centroids)} centroids of dimension {centroids.shape[1]} but params.yaml "
+            f"{paths.centroids} holds {len(centroids)} centroids of dimension {centroids.shape[1]} but params.yaml "
             f"has k={params.k} and the embeddings dimension {training.shape[1]}; run 'dvc repro' or 'dvc checkout'"
         )
     # Names come from the profile stage's table when it describes these k segments.
-    profiles = REPORTS / "profiles.csv"
+    profiles = paths.reports / "profiles.csv"
     names = dict(zip(*pd.read_csv(profiles)[["segment", "name"]].to_numpy().T)) if profiles.exists() else {}
     return centroids, training, names if sorted(names) == list(range(1, params.k + 1)) else None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Assign new customers (UCI bank-full.csv layout) to the pipeline's segments.")
-    parser.add_argument("customers", type=Path, help="';'-separated CSV with the UCI columns")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write: customer_id (0-based data row), segment, ...")
+    parser = argparse.ArgumentParser(description="Assign new customers to the segments the pipeline found.")
+    parser.add_argument("customers", type=Path, help="a CSV written like the data set's table")
+    parser.add_argument("--dataset", help="the data set (datasets/<name>.yaml); default: the first in params.yaml")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="CSV to write: customer_id, segment, segment_name, ..., rejected (the reason, if any)")
     args = parser.parse_args()
-    if not args.customers.is_file():
-        raise PipelineError(f"{args.customers}: not found; give the path of a ';'-separated CSV in the UCI layout")
     params = load_params()
-    customers = read_customers(args.customers)
-    centroids, training, names = committed_model(params)
+    name = args.dataset or params.datasets[0]
+    dataset, paths = load_dataset(name), layout(name)
+    if not args.customers.is_file():
+        raise PipelineError(f"{args.customers}: not found; give the path of a CSV written like {name}'s table "
+                            f"(see {dataset_file(name)})")
+    cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
+    centroids, training, names = committed_model(params, paths)
     settings = params.embed
     encoder = make_encoder(params.model, settings.backend, resolve_device(settings.device, settings.backend), settings.batch_size)
-    assigned = assign(customers, encoder, params, centroids, training, names)
-    write_csv(args.out, assigned)
+    assigned = assign(typed(cells, dataset), encoder, dataset.text_template, params.outliers.contamination,
+                      centroids, training, names)
+    assigned["segment"] = assigned["segment"].astype("Int64")
+    refused = pd.DataFrame({CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]})
+    write_csv(args.out, pd.concat([assigned.assign(rejected=""), refused], ignore_index=True))
     counts = assigned["segment"].value_counts().sort_index()
     print(f"{args.out}: {len(assigned)} customers; per segment "
-          + ", ".join(f"{s}: {n}" for s, n in counts.items()) + f"; {int(assigned['outlier'].sum())} flagged as outliers")
+          + ", ".join(f"{s}: {n}" for s, n in counts.items()) + f"; {int(assigned['outlier'].sum())} flagged as outliers"
+          + f"; {len(rejected)} rejected")
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, takes_dataset=False)

@@ -10,19 +10,20 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score
 
-from stages.artifacts import CUSTOMER_ID, read_csv, read_json, read_npy, run, subplots, write_metrics, write_png, write_text
-from stages.config import (
-    EMBEDDINGS, KPROTOTYPES_LABELS, LABELS, METRICS, PLOTS, PROJECTIONS, RAW_CSV, REPORTS, TABULAR_LABELS,
-    TABULAR_MATRIX, ExplainParams, Params, load_params, read_customers,
-)
+from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, read_json, read_npy, run, subplots, write_metrics, write_png, write_text
+from stages.config import ExplainParams, Params, layout, load_params
+from stages.dataset import Dataset, load_dataset, read_customers
 from stages.evaluate import scatter_segments
 from stages.explain import explain, surrogate_features
 from stages.kmeans import fit_segments
-from stages.kprototypes import fit_prototypes, prototype_frame
+from stages.kprototypes import fit_prototypes, numeric_columns, prototype_frame
+from stages.profile import outcome_title, outcome_values
 from stages.project import pca_projection
 from stages.scoring import cluster_metrics
+from stages.tabular import encoding_description
 
 METHODS = {
     "embedding": "Embeddings + KMeans",
@@ -32,26 +33,62 @@ METHODS = {
 SPACES = {"tabular": "Method-1 tabular matrix", "embeddings": "embedding matrix"}
 # metric: (plain name, higher is better)
 VALIDITY = {"davies_bouldin": ("Davies-Bouldin", False), "calinski_harabasz": ("Calinski-Harabasz", True), "silhouette": ("Silhouette", True)}
-# Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better).
-MEASURES = {
-    f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
-    for space in SPACES
-    for metric, (name, higher) in VALIDITY.items()
-} | {
-    "{method}_surrogate_accuracy": ("Surrogate held-out accuracy (8 columns)", True),
-    "{method}_seed_ari_mean": ("Stability across seeds (mean ARI)", True),
-    "{method}_bootstrap_ari_mean": ("Stability across bootstrap resamples (mean ARI)", True),
-}
-ENCODINGS = {
-    "onehot": "one-hot job, marital, default, housing, loan; ordinal education; Yeo-Johnson age and balance",
-    "ordinal": "all 8 ordinal-encoded, then Yeo-Johnson",
-}
 STABLE_ARI, SHAKY_ARI = 0.9, 0.75
 
 
-def common_rows(labels: dict[str, pd.Series]) -> np.ndarray:
-    """Customer ids segmented by every method, sorted."""
-    return np.array(sorted(set.intersection(*(set(series.index) for series in labels.values()))))
+def measures(dataset: Dataset) -> dict[str, tuple[str, bool]]:
+    """Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better)."""
+    return {
+        f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
+        for space in SPACES
+        for metric, (name, higher) in VALIDITY.items()
+    } | {
+        "{method}_surrogate_accuracy": (f"Surrogate held-out accuracy ({len(dataset.segment_on)} columns)", True),
+        "{method}_seed_ari_mean": ("Stability across seeds (mean ARI)", True),
+        "{method}_bootstrap_ari_mean": ("Stability across bootstrap resamples (mean ARI)", True),
+    } | {
+        f"{{method}}_{outcome_metric(column)}_association": (f"Separates {outcome_title(dataset, column)} "
+                                                             f"({'correlation ratio' if value == 'mean' else 'Cramér V'})", True)
+        for column, value in dataset.describe.items()
+    }
+
+
+def outcome_metric(column: str) -> str:
+    return metric_key("outcome", column)
+
+
+def common_rows(labels: dict[str, pd.Series], order: pd.Index) -> pd.Index:
+    """Customer ids segmented by every method, in the table's order."""
+    kept = np.ones(len(order), dtype=bool)
+    for series in labels.values():
+        kept &= order.isin(series.index)
+    return order[kept]
+
+
+def outcome_separation(outcome: pd.Series, segments: np.ndarray, numeric: bool) -> dict[str, float]:
+    """How much the segments separate one outcome: the range of its per-segment rate (or mean), and
+    Cramér's V of segment against outcome (the correlation ratio for a numeric outcome)."""
+    frame = pd.DataFrame({"segment": segments, "outcome": outcome.to_numpy()})
+    by_segment = frame.groupby("segment")["outcome"].mean()
+    if numeric:
+        total = ((frame["outcome"] - frame["outcome"].mean()) ** 2).sum()
+        sizes = frame.groupby("segment").size()
+        between = (sizes * (by_segment - frame["outcome"].mean()) ** 2).sum()
+        strength = float(np.sqrt(between / total)) if total > 0 else 0.0
+    else:
+        counts = pd.crosstab(frame["segment"], frame["outcome"]).to_numpy()
+        strength = float(association(counts, method="cramer")) if counts.shape[1] > 1 else 0.0
+    return {"spread": float(by_segment.max() - by_segment.min()), "association": strength}
+
+
+def outcome_scores(customers: pd.DataFrame, segments: dict[str, np.ndarray], dataset: Dataset) -> dict[str, float]:
+    scores = {}
+    for column in dataset.describe:
+        outcome = outcome_values(customers, dataset, column)
+        for method, labels in segments.items():
+            found = outcome_separation(outcome, labels, dataset.columns[column].kind == "numeric")
+            scores.update({f"{method}_{outcome_metric(column)}_{name}": value for name, value in found.items()})
+    return scores
 
 
 def space_scores(spaces: dict[str, np.ndarray], segments: dict[str, np.ndarray], silhouette_max_rows: int, seed: int) -> dict[str, float]:
@@ -70,9 +107,10 @@ def silhouette_note(rows: int, silhouette_max_rows: int) -> str:
     return f"seeded estimates from {silhouette_max_rows:,} of them (`silhouette_max_rows`), the same rows for every method"
 
 
-def surrogate_scores(customers: pd.DataFrame, segments: dict[str, np.ndarray], params: ExplainParams, seed: int):
+def surrogate_scores(customers: pd.DataFrame, dataset: Dataset, segments: dict[str, np.ndarray], params: ExplainParams,
+                     seed: int):
     """Held-out accuracy of the LightGBM surrogate per method, and its top SHAP columns."""
-    features = surrogate_features(customers)
+    features = surrogate_features(customers, dataset)
     scores, top = {}, {}
     for method, labels in segments.items():
         metrics, importance, _ = explain(features, labels, params, seed)
@@ -129,19 +167,19 @@ def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarra
 
 # --- the report -------------------------------------------------------------------------------
 
-def winners(metrics: dict[str, float]) -> dict[str, str]:
+def winners(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) -> dict[str, str]:
     """The best method on each measure, by the measure's open key."""
     best = {}
-    for key, (_, higher) in MEASURES.items():
+    for key, (_, higher) in compared.items():
         values = {method: metrics[key.format(method=method)] for method in METHODS}
         best[key] = (max if higher else min)(values, key=values.get)
     return best
 
 
-def verdict(metrics: dict[str, float]) -> str:
+def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) -> str:
     """A paragraph that states, from the numbers, which method wins where and how far to trust it."""
-    best = winners(metrics)
-    wins = {method: [MEASURES[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
+    best = winners(metrics, compared)
+    wins = {method: [compared[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
     sentences = [
         f"{METHODS[method]} is best on {len(won)} of {len(best)} measures ({'; '.join(won)})." if won
         else f"{METHODS[method]} is best on none of the {len(best)} measures."
@@ -189,15 +227,17 @@ def _number(value: float) -> str:
     return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
-def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str, list[str]], context: dict) -> str:
+def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str, list[str]], context: dict,
+                  dataset: Dataset) -> str:
     names = list(METHODS.values())
+    compared_measures = measures(dataset)
     own_rows = [
         [METHODS[method], description, f"{own[method]['rows']:,}"] + [_number(own[method][metric]) for metric in VALIDITY]
         for method, description in context["own_spaces"].items()
     ]
-    best = winners(metrics)
+    best = winners(metrics, compared_measures)
     compared = []
-    for key, (name, _) in MEASURES.items():
+    for key, (name, _) in compared_measures.items():
         cells = [_number(metrics[key.format(method=method)]) for method in METHODS]
         compared.append([name, *(f"**{cell}**" if method == best[key] else cell for method, cell in zip(METHODS, cells))])
     surrogate = [
@@ -212,17 +252,36 @@ def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str
          f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min {metrics[f'{m}_bootstrap_ari_min']:.3f})"]
         for m in METHODS
     ]
-    return f"""# Three ways to segment the same customers
+    columns = len(dataset.segment_on)
+    numbers = ", ".join(dataset.numeric)
+    outcomes = ""
+    for column, value in dataset.describe.items():
+        key = outcome_metric(column)
+        unit = "" if value == "mean" else " points"
+        scale = 1 if value == "mean" else 100
+        rows = [[METHODS[m], f"{metrics[f'{m}_{key}_spread'] * scale:.1f}{unit}", f"{metrics[f'{m}_{key}_association']:.3f}"]
+                for m in METHODS]
+        strength = "correlation ratio" if value == "mean" else "Cramér's V"
+        outcomes += f"""
+### {outcome_title(dataset, column)}
 
-Generated by `dvc repro` (stage `compare`); do not edit by hand.
+The range of the per-segment {"mean" if value == "mean" else "rate"} (highest segment minus lowest) and the
+{strength} between segment and outcome (0: the segments say nothing about it).
+
+{_table(["Method", "Range across segments", f"Association ({strength})"], rows)}
+"""
+    outcome_section = f"\n## How far the segments separate the outcomes\n{outcomes}" if outcomes else ""
+    return f"""# Three ways to segment the same customers: {dataset.title}
+
+Generated by `dvc repro` (stage `compare@{context['name']}`); do not edit by hand.
 
 k = {context['k']} segments for every method, seed {context['seed']}, embedding model `{context['model']}`.
 The comparison uses the **{metrics['common_rows']:,} customers** that all three methods keep (ECOD inliers of
 the embeddings and of the Method-1 matrix).
 
 - **Embeddings + KMeans**: each customer written as text, embedded with the model, KMeans on the vectors.
-- **Tabular KMeans (Method 1)**: the 8 columns encoded ({ENCODINGS[context['encoding']]}), KMeans on that matrix.
-- **K-Prototypes (Method 2)**: the 8 columns as they are (age and balance power-transformed), K-Prototypes.
+- **Tabular KMeans (Method 1)**: the {columns} segmentation columns encoded ({encoding_description(dataset, context['encoding'])}), KMeans on that matrix.
+- **K-Prototypes (Method 2)**: the {columns} columns as they are ({numbers} power-transformed), K-Prototypes.
 
 ## Each method in its own space, as the article reports it
 
@@ -240,10 +299,10 @@ best of each row is in bold. Silhouettes: {context['silhouette']}. Stability: se
 An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
 
 {_table(["Measure", *names], compared)}
+{outcome_section}
+## How well the {columns} segmentation columns explain each method's segments
 
-## How well the 8 original columns explain each method's segments
-
-A LightGBM surrogate predicts each customer's segment from the 8 columns; accuracy and macro-F1 on a
+A LightGBM surrogate predicts each customer's segment from the {columns} columns; accuracy and macro-F1 on a
 held-out {context['test_share']:.0%}, and the columns with the largest mean |SHAP|.
 
 {_table(["Method", "Held-out accuracy", "Macro-F1", "Majority class", "Top SHAP columns"], surrogate)}
@@ -258,37 +317,42 @@ held-out {context['test_share']:.0%}, and the columns with the largest mean |SHA
 
 ## Maps
 
-![comparison_pca](../plots/comparison_pca.png)
+![comparison_pca]({context['plots']}/comparison_pca.png)
 
 ## Verdict
 
-{verdict(metrics)}
+{verdict(metrics, compared_measures)}
 """
 
 
-def main() -> None:
+def main(name: str) -> None:
     params: Params = load_params()
-    customers = read_customers(RAW_CSV)
+    dataset, paths = load_dataset(name), layout(name)
+    customers = read_customers(paths.customers, dataset)
     labels = {
         method: read_csv(path).set_index(CUSTOMER_ID)["segment"]
-        for method, path in (("embedding", LABELS), ("tabular", TABULAR_LABELS), ("kprototypes", KPROTOTYPES_LABELS))
+        for method, path in (("embedding", paths.labels), ("tabular", paths.tabular_labels),
+                             ("kprototypes", paths.kprototypes_labels))
     }
-    rows = common_rows(labels)
-    segments = {method: series.loc[rows].to_numpy() for method, series in labels.items()}
-    tabular_matrix, embeddings = read_npy(TABULAR_MATRIX), read_npy(EMBEDDINGS)
+    ids = common_rows(labels, customers.index)
+    rows = customers.index.get_indexer(ids)  # the customers' rows in the embedding and tabular matrices
+    segments = {method: series.loc[ids].to_numpy() for method, series in labels.items()}
+    tabular_matrix, embeddings = read_npy(paths.tabular_matrix), read_npy(paths.embeddings)
     spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
     settings = params.compare
 
-    metrics: dict[str, float] = {"common_rows": len(rows)}
+    metrics: dict[str, float] = {"common_rows": len(ids)}
     metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
-    surrogates, top = surrogate_scores(customers.loc[rows], segments, params.explain, params.seed)
+    common = customers.loc[ids]
+    surrogates, top = surrogate_scores(common, dataset, segments, params.explain, params.seed)
     metrics.update(surrogates)
     metrics.update(agreement(segments))
+    metrics.update(outcome_scores(common, segments, dataset))
 
-    sample = np.sort(np.random.default_rng(params.seed).permutation(len(rows))[: settings.stability_rows])
+    sample = np.sort(np.random.default_rng(params.seed).permutation(len(ids))[: settings.stability_rows])
     tabular_sample, embedding_sample = spaces["tabular"][sample], spaces["embeddings"][sample]
     # K-Prototypes sees the frame it was fitted on: power transform fitted on all Method-1 inliers.
-    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index]).loc[rows[sample]]
+    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index], dataset).loc[ids[sample]]
     refits = {
         "embedding": lambda picked, seed: fit_segments(embedding_sample[picked], params.k, params.kmeans.n_init, seed)[0],
         "tabular": lambda picked, seed: fit_segments(
@@ -300,30 +364,30 @@ def main() -> None:
     }
     for method, fit in refits.items():
         scores = stability(fit, len(sample), settings.stability_seeds, settings.bootstrap_rounds, params.seed)
-        metrics.update({f"{method}_{name}": value for name, value in scores.items()})
-    write_metrics(METRICS / "comparison.json", metrics)
+        metrics.update({f"{method}_{measure}": value for measure, value in scores.items()})
+    write_metrics(paths.metrics / "comparison.json", metrics)
 
-    coordinates = read_csv(PROJECTIONS).set_index(CUSTOMER_ID).loc[rows, ["pca_1", "pca_2"]].to_numpy()
+    coordinates = read_csv(paths.projections).set_index(CUSTOMER_ID).loc[ids, ["pca_1", "pca_2"]].to_numpy()
     maps = {"tabular": pca_projection(spaces["tabular"], params.seed)[0][:, :2], "embeddings": coordinates}
-    write_png(PLOTS / "comparison_pca.png", comparison_figure(maps, segments, params.k))
+    write_png(paths.plots / "comparison_pca.png", comparison_figure(maps, segments, params.k))
 
     own = {
-        "embedding": {**read_json(METRICS / "evaluate.json"), "rows": len(labels["embedding"])},
-        "tabular": {**read_json(METRICS / "tabular.json"), "rows": len(labels["tabular"])},
-        "kprototypes": {**read_json(METRICS / "kprototypes.json"), "rows": len(labels["kprototypes"])},
+        "embedding": {**read_json(paths.metrics / "evaluate.json"), "rows": len(labels["embedding"])},
+        "tabular": {**read_json(paths.metrics / "tabular.json"), "rows": len(labels["tabular"])},
+        "kprototypes": {**read_json(paths.metrics / "kprototypes.json"), "rows": len(labels["kprototypes"])},
     }
     context = {
-        "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.tabular.encoding,
-        "silhouette": silhouette_note(len(rows), params.silhouette_max_rows), "stability_rows": len(sample),
+        "name": name, "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.tabular.encoding,
+        "silhouette": silhouette_note(len(ids), params.silhouette_max_rows), "stability_rows": len(sample),
         "stability_seeds": settings.stability_seeds, "bootstrap_rounds": settings.bootstrap_rounds,
-        "test_share": params.explain.test_size,
+        "test_share": params.explain.test_size, "plots": f"../../{paths.plots.as_posix()}",
         "own_spaces": {
             "embedding": f"{embeddings.shape[1]}-d embeddings",
             "tabular": f"{tabular_matrix.shape[1]} encoded columns",
-            "kprototypes": "age, balance, one-hot categoricals × √(γ/2)",
+            "kprototypes": f"{', '.join(numeric_columns(frame_sample))}, one-hot categories × √(γ/2)",
         },
     }
-    write_text(REPORTS / "comparison.md", render_report(metrics, own, top, context))
+    write_text(paths.reports / "comparison.md", render_report(metrics, own, top, context, dataset))
 
 
 if __name__ == "__main__":

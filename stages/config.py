@@ -1,55 +1,68 @@
-"""The params schema, the file layout and the customer columns shared by every stage.
+"""The params schema, each data set's file layout, and the reader of the segmented inliers.
 
 ``params.yaml`` is validated as a whole when any stage starts, so a bad value set with
-``dvc exp run -S`` fails at once with one line naming the key, whichever stage reads it.
+``dvc exp run -S`` fails at once with one line naming the key, whichever stage reads it. What a
+customer table holds is not a param: it is described by its data-set file (``stages/dataset.py``).
 """
 from __future__ import annotations
 
-import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_npy
-# The customer table's columns and validating reader live in stages/schema.py; re-exported here.
-from stages.schema import CATEGORICAL_COLUMNS, CUSTOMER_COLUMNS, NUMERIC_COLUMNS, SEGMENT_COLUMNS, read_customers  # noqa: F401
 
 PARAMS_FILE = Path("params.yaml")
-
-RAW_CSV = Path("data/raw/bank-full.csv")
-TEXTS = Path("data/interim/texts.csv")
-EMBEDDINGS = Path("data/interim/embeddings.npy")
-EMBEDDING_INFO = Path("data/interim/embedding_info.json")
-OUTLIERS = Path("data/interim/outliers.csv")
-PROJECTIONS = Path("data/interim/projections.csv")
-LABELS = Path("data/processed/labels.csv")
-CENTROIDS = Path("data/processed/centroids.npy")
-# --- the article's other two methods and the three-way comparison (issue 3) ---
-TABULAR_MATRIX = Path("data/interim/tabular.npy")
-TABULAR_OUTLIERS = Path("data/interim/tabular_outliers.csv")
-TABULAR_LABELS = Path("data/processed/tabular_labels.csv")
-KPROTOTYPES_LABELS = Path("data/processed/kprototypes_labels.csv")
-# --- end issue 3 ---
-
-METRICS = Path("metrics")
-PLOTS = Path("plots")
-REPORTS = Path("reports")
-
+DATASETS_DIR = Path("datasets")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-ARTICLE_TEMPLATE = (
-    "Age: {age},\n"
-    "housing load: {housing},\n"
-    "Job: {job},\n"
-    "Marital: {marital},\n"
-    "Education: {education},\n"
-    "Default: {default},\n"
-    "Balance: {balance},\n"
-    "Personal loan: {loan},\n"
-    "contact: {contact}"
-)
+
+
+class Layout(NamedTuple):
+    """Where one data set's files live; dvc.yaml names the same paths with ``${item.ds}``."""
+
+    raw: Path
+    customers: Path
+    rejected: Path
+    texts: Path
+    embeddings: Path
+    embedding_info: Path
+    outliers: Path
+    projections: Path
+    labels: Path
+    centroids: Path
+    tabular_matrix: Path
+    tabular_outliers: Path
+    tabular_labels: Path
+    kprototypes_labels: Path
+    metrics: Path
+    plots: Path
+    reports: Path
+
+
+def layout(name: str) -> Layout:
+    data, interim, processed = Path("data") / name, Path("data") / name / "interim", Path("data") / name / "processed"
+    return Layout(
+        raw=data / "raw" / "table.csv",
+        customers=interim / "customers.csv",
+        rejected=Path("reports") / name / "rejected.csv",
+        texts=interim / "texts.csv",
+        embeddings=interim / "embeddings.npy",
+        embedding_info=interim / "embedding_info.json",
+        outliers=interim / "outliers.csv",
+        projections=interim / "projections.csv",
+        labels=processed / "labels.csv",
+        centroids=processed / "centroids.npy",
+        tabular_matrix=interim / "tabular.npy",
+        tabular_outliers=interim / "tabular_outliers.csv",
+        tabular_labels=processed / "tabular_labels.csv",
+        kprototypes_labels=processed / "kprototypes_labels.csv",
+        metrics=Path("metrics") / name,
+        plots=Path("plots") / name,
+        reports=Path("reports") / name,
+    )
 
 
 class _Section(BaseModel):
@@ -57,49 +70,16 @@ class _Section(BaseModel):
 
 
 class DownloadParams(_Section):
-    url: Annotated[str, Field(pattern=r"^(https?|file)://\S+$")] = (
-        "https://archive.ics.uci.edu/static/public/222/bank+marketing.zip"
-    )
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = (
-        "d1513ec63b385506f7cfce9f2c5caa9fe99e7ba4e8c3fa264b3aaf0f849ed32d"
-    )
-    # --- issue 4: download robustness ---
+    """How hard to try; where from and what checksum is each data set's own (its data-set file)."""
+
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
     attempts: Annotated[int, Field(ge=1, le=10)] = 4
     backoff_s: Annotated[float, Field(ge=0, le=60)] = 2.0
     max_mb: Annotated[int, Field(ge=1, le=2048)] = 100
 
 
-# One customer's values with the types read_customers gives them, to try the template on.
-TEMPLATE_PROBE = {column: 0 if column in NUMERIC_COLUMNS else "unknown" for column in CUSTOMER_COLUMNS}
-
-
-class SerializeParams(_Section):
-    template: Annotated[str, Field(min_length=1)] = ARTICLE_TEMPLATE
-
-    @field_validator("template")
-    @classmethod
-    def _names_known_columns(cls, template: str) -> str:
-        try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"template is not a valid format string ({exc})") from None
-        unknown = sorted(fields - set(CUSTOMER_COLUMNS))
-        if unknown:
-            raise ValueError(
-                f"template names unknown column(s) {unknown}; use only {list(CUSTOMER_COLUMNS)}"
-            )
-        # A format spec that does not fit a value type (e.g. "{job:d}") fails only when filled in.
-        try:
-            template.format(**TEMPLATE_PROBE)
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            raise ValueError(f"template cannot be filled with a customer's values ({exc})") from None
-        return template
-
-
 class EmbedParams(_Section):
     batch_size: Annotated[int, Field(gt=0, le=4096)] = 64
-    # --- issue 6: embedding backends, devices and resumable chunks ---
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk_rows: Annotated[int, Field(ge=1)] = 4096   # distinct texts per resumable chunk
@@ -145,12 +125,12 @@ class ExplainParams(_Section):
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
     num_leaves: Annotated[int, Field(ge=2)] = 31
     shap_rows: Annotated[int, Field(ge=100)] = 2000
-    top_features: Annotated[int, Field(ge=1, le=len(SEGMENT_COLUMNS))] = 3
+    top_features: Annotated[int, Field(ge=1, le=20)] = 3
 
 
-# --- the article's other two methods and the three-way comparison (issue 3) ---
 class TabularParams(_Section):
-    # onehot: the article's published revision (19 columns); ordinal: its earlier one (8 columns).
+    # onehot: the article's published revision (categories one-hot, ordinals in order, numbers
+    # Yeo-Johnson); ordinal: its earlier one (every column ordinal-encoded, then Yeo-Johnson).
     encoding: Literal["onehot", "ordinal"] = "onehot"
     n_init: Annotated[int, Field(ge=1)] = 10
     max_iter: Annotated[int, Field(ge=1)] = 100
@@ -172,17 +152,15 @@ class CompareParams(_Section):
     stability_rows: Annotated[int, Field(ge=100)] = 10000
     stability_seeds: Annotated[int, Field(ge=2)] = 5
     bootstrap_rounds: Annotated[int, Field(ge=1)] = 5
-# --- end issue 3 ---
 
 
 class Params(_Section):
+    datasets: Annotated[list[str], Field(min_length=1)] = ["bank", "telco"]
     k: Annotated[int, Field(ge=2, le=100)] = 5
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
-    # --- issue 6: above this many rows elbow and evaluate report a sampled silhouette with its CI ---
     silhouette_max_rows: Annotated[int, Field(ge=100)] = 100_000
     download: DownloadParams = DownloadParams()
-    serialize: SerializeParams = SerializeParams()
     embed: EmbedParams = EmbedParams()
     outliers: OutliersParams = OutliersParams()
     elbow: ElbowParams = ElbowParams()
@@ -190,12 +168,21 @@ class Params(_Section):
     project: ProjectParams = ProjectParams()
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()
-    # --- issue 3 ---
     tabular: TabularParams = TabularParams()
     kprototypes: KPrototypesParams = KPrototypesParams()
     mca: MCAParams = MCAParams()
     compare: CompareParams = CompareParams()
-    # --- end issue 3 ---
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("lists a data set twice")
+        unknown = [name for name in names if not (DATASETS_DIR / f"{name}.yaml").is_file()]
+        if unknown:
+            known = sorted(path.stem for path in DATASETS_DIR.glob("*.yaml"))
+            raise ValueError(f"no data-set file for {unknown} in {DATASETS_DIR}/ (found {known})")
+        return names
 
 
 def _describe(error: dict) -> str:
@@ -204,20 +191,24 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key; remove it or check its spelling"
     got = repr(error["input"])
-    return f"{key}: {message} (got {got if len(got) <= 60 else got[:57] + '...'})"
+    if isinstance(error["input"], bool):
+        got += ": YAML reads unquoted yes/no/on/off as true/false, so quote the value"
+    return f"{key}: {message} (got {got if len(got) <= 90 else got[:87] + '...'})"
+
+
+def validated(model: type[BaseModel], raw: object, source: Path, fix: str):
+    """``raw`` validated as ``model``, every problem reported in one line that ends with ``fix``."""
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise PipelineError(f"{source}: {problems}. {fix}.") from None
 
 
 def validate_params(raw: object, source: Path = PARAMS_FILE) -> Params:
-    """Validate a parsed params mapping, reporting every problem in one line."""
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{source}: expected a mapping of params, got {type(raw).__name__}")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
-        raise PipelineError(
-            f"{source}: {problems}. Fix params.yaml or the value given to 'dvc exp run -S'."
-        ) from None
+    return validated(Params, raw, source, "Fix params.yaml or the value given to 'dvc exp run -S'")
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
@@ -230,13 +221,13 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     return validate_params(raw, path)
 
 
-def read_inlier_vectors() -> tuple[np.ndarray, np.ndarray]:
-    """The customer ids that ECOD kept and their embedding rows, in customer order."""
-    vectors = read_npy(EMBEDDINGS)
-    flags = read_csv(OUTLIERS)
+def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The customer ids that ECOD kept, their rows in the matrix, and their embeddings."""
+    vectors = read_npy(paths.embeddings)
+    flags = read_csv(paths.outliers)
     if len(flags) != len(vectors):
         raise PipelineError(
-            f"{OUTLIERS} has {len(flags)} rows but {EMBEDDINGS} has {len(vectors)}; rerun 'dvc repro'"
+            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {len(vectors)}; rerun 'dvc repro'"
         )
-    ids = flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()
-    return ids, vectors[ids]
+    rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
+    return flags[CUSTOMER_ID].to_numpy()[rows], rows, vectors[rows]

@@ -1,9 +1,9 @@
-"""Stage 1: fetch the UCI Bank Marketing archive (or a local copy) and keep ``bank-full.csv``.
+"""Stage 1: fetch a data set's customer table (or a local copy) and keep it byte for byte.
 
-The source is, in order: the environment variable ``BANK_MARKETING_SOURCE`` (a local
-``bank-full.csv``, ``bank.zip`` or ``bank+marketing.zip``, a folder holding one of them, or a
-mirror URL), else the ``download.url`` param. Whatever the source, the extracted file must match
-``download.sha256``, so every source gives byte-identical raw data.
+The source is, in order: the environment variable the data-set file names in ``source.env`` (a
+local file, a zip holding it, a folder holding either, or a mirror URL), else ``source.url`` or
+``source.path``. The table may sit inside zip archives at any depth. Whatever the source, the
+table must match ``source.sha256``, so every source gives byte-identical raw data.
 """
 from __future__ import annotations
 
@@ -19,49 +19,62 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from stages.artifacts import PipelineError, run, write_bytes
-from stages.config import RAW_CSV, DownloadParams, load_params
+from stages.config import DownloadParams, layout, load_params
+from stages.dataset import Source, dataset_file, load_dataset
 
 log = logging.getLogger("segments")
 
-SOURCE_ENV = "BANK_MARKETING_SOURCE"
-MEMBER = "bank-full.csv"
-INNER_ARCHIVE = "bank.zip"
-FOLDER_CANDIDATES = (MEMBER, INNER_ARCHIVE, "bank+marketing.zip")
 # Worth another try: the server or the network may recover. Anything else (404, 403, ...) is final.
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 CHUNK_BYTES = 1 << 16
 DEFAULTS = DownloadParams()  # frozen, so safe to share as a default argument
-OFFLINE_HINT = (
-    f"to use a local copy, set {SOURCE_ENV} to a bank-full.csv, bank.zip or bank+marketing.zip "
-    f"(or a folder holding one), e.g. {SOURCE_ENV}=../shared/data dvc repro"
-)
 
 
 class TransientFetchError(Exception):
     """A failed try that a later try may get past."""
 
 
-def extract_bank_full(payload: bytes, origin: str, max_bytes: int = DEFAULTS.max_mb << 20) -> bytes:
-    """Return the bytes of ``bank-full.csv`` from a CSV, ``bank.zip`` or the outer UCI zip."""
+def offline_hint(source: Source) -> str:
+    if source.env is None:
+        return "to use a local copy, set source.path in the data-set file"
+    return (f"to use a local copy, set {source.env} to the file {source.file}, a zip holding it, a folder "
+            f"holding either, or a mirror URL, e.g. {source.env}=../shared/data dvc repro")
+
+
+def extract_table(payload: bytes, file: str, origin: str, max_bytes: int = DEFAULTS.max_mb << 20) -> bytes:
+    """The table itself, or the member named ``file`` of a zip, looked for in nested zips too."""
     if not payload.startswith(b"PK\x03\x04"):
         return payload
+    found = _find_in_zip(payload, file, origin, max_bytes)
+    if found is None:
+        raise PipelineError(f"{origin}: zip holds no {file}, nor a zip holding it; check source.file")
+    return found
+
+
+def _find_in_zip(payload: bytes, file: str, origin: str, max_bytes: int) -> bytes | None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
         names = archive.namelist()
         refuse_unsafe_members(names, origin)
-        for wanted in (MEMBER, INNER_ARCHIVE):
-            member = next((n for n in names if n == wanted or n.endswith("/" + wanted)), None)
-            if member is not None:
-                size = archive.getinfo(member).file_size
-                if size > max_bytes:
-                    raise PipelineError(
-                        f"{origin}!{member}: unpacks to {size} bytes, over download.max_mb "
-                        f"({max_bytes >> 20} MB); raise download.max_mb if the file is genuine"
-                    )
-                return extract_bank_full(archive.read(member), f"{origin}!{member}", max_bytes)
+        member = next((n for n in names if n == file or n.endswith("/" + file)), None)
+        nested = sorted(n for n in names if n.lower().endswith(".zip"))
+        for name in ([member] if member is not None else []) + nested:
+            size = archive.getinfo(name).file_size
+            if size > max_bytes:
+                raise PipelineError(
+                    f"{origin}!{name}: unpacks to {size} bytes, over download.max_mb "
+                    f"({max_bytes >> 20} MB); raise download.max_mb if the file is genuine"
+                )
+            content = archive.read(name)
+            if name == member:
+                return content
+            if content.startswith(b"PK\x03\x04"):
+                inner = _find_in_zip(content, file, f"{origin}!{name}", max_bytes)
+                if inner is not None:
+                    return inner
     except (zipfile.BadZipFile, EOFError) as exc:
         raise PipelineError(f"{origin}: corrupt or truncated zip ({exc}); download it again") from None
-    raise PipelineError(f"{origin}: zip holds neither {MEMBER} nor {INNER_ARCHIVE} (found {names[:10]})")
+    return None
 
 
 def refuse_unsafe_members(names: list[str], origin: str) -> None:
@@ -71,36 +84,38 @@ def refuse_unsafe_members(names: list[str], origin: str) -> None:
         if name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):
             raise PipelineError(
                 f"{origin}: zip member {name!r} would be written outside the target folder; "
-                "refusing the archive (it is not UCI's, or it was tampered with)"
+                "refusing the archive (it is not the publisher's, or it was tampered with)"
             )
 
 
-def verify_sha256(data: bytes, expected: str, origin: str) -> None:
+def verify_sha256(data: bytes, expected: str, origin: str, spec_file: Path) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise PipelineError(
-            f"{origin}: sha256 {actual} does not match download.sha256 {expected}; "
-            "the file is not the UCI bank-full.csv (or is damaged). Fetch it again, or if you "
-            "deliberately use other data, set download.sha256 to its checksum"
+            f"{origin}: sha256 {actual} does not match source.sha256 {expected} of {spec_file}; "
+            "the file is not the data set's table (or is damaged). Fetch it again, or if you "
+            "deliberately use other data, set source.sha256 to its checksum"
         )
 
 
-def read_source(source: str, settings: DownloadParams = DEFAULTS) -> tuple[bytes, str]:
-    """Read a local file, a folder holding one of the known files, or a URL; return bytes and origin."""
+def read_source(source: str, spec: Source, settings: DownloadParams = DEFAULTS) -> tuple[bytes, str]:
+    """Read a local file, a folder holding the table or a zip, or a URL; return bytes and origin."""
     if "://" in source:
-        return fetch(source, settings), source
+        return fetch(source, settings, offline_hint(spec)), source
     path = Path(source).expanduser()
     if path.is_dir():
-        found = next((path / name for name in FOLDER_CANDIDATES if (path / name).is_file()), None)
+        candidates = [path / spec.file] + sorted(path.glob("*.zip"))
+        found = next((candidate for candidate in candidates if candidate.is_file()), None)
         if found is None:
-            raise PipelineError(f"{path}: folder holds none of {list(FOLDER_CANDIDATES)}; {OFFLINE_HINT}")
+            raise PipelineError(f"{path}: folder holds neither {spec.file} nor a zip; {offline_hint(spec)}")
         path = found
     if not path.is_file():
-        raise PipelineError(f"{SOURCE_ENV}={source}: no such file or folder; {OFFLINE_HINT}")
+        named = f"{spec.env}={source}" if spec.env and os.environ.get(spec.env) == source else source
+        raise PipelineError(f"{named}: no such file or folder; {offline_hint(spec)}")
     return path.read_bytes(), str(path)
 
 
-def fetch(url: str, settings: DownloadParams) -> bytes:
+def fetch(url: str, settings: DownloadParams, hint: str) -> bytes:
     """GET ``url``, retrying transient failures with exponential backoff (``attempts`` >= 1).
 
     urllib's default opener honours the standard proxy variables (``http_proxy``, ``https_proxy``,
@@ -108,18 +123,18 @@ def fetch(url: str, settings: DownloadParams) -> bytes:
     """
     for attempt in range(1, settings.attempts + 1):
         try:
-            return _fetch_once(url, settings)
+            return _fetch_once(url, settings, hint)
         except TransientFetchError as exc:
             if attempt == settings.attempts:
                 raise PipelineError(
-                    f"cannot fetch {url} ({exc}; tried {attempt} time(s)); {OFFLINE_HINT}"
+                    f"cannot fetch {url} ({exc}; tried {attempt} time(s)); {hint}"
                 ) from None
             delay = settings.backoff_s * 2 ** (attempt - 1)
             log.warning("%s: %s; try %d of %d in %.1f s", url, exc, attempt + 1, settings.attempts, delay)
             time.sleep(delay)
 
 
-def _fetch_once(url: str, settings: DownloadParams) -> bytes:
+def _fetch_once(url: str, settings: DownloadParams, hint: str) -> bytes:
     max_bytes = settings.max_mb << 20
     log.info("downloading %s", url)
     try:
@@ -135,7 +150,7 @@ def _fetch_once(url: str, settings: DownloadParams) -> bytes:
     except urllib.error.HTTPError as exc:
         if exc.code in TRANSIENT_STATUS:
             raise TransientFetchError(f"HTTP {exc.code} {exc.reason}") from None
-        raise PipelineError(f"cannot fetch {url} (HTTP {exc.code} {exc.reason}); check download.url, or {OFFLINE_HINT}") from None
+        raise PipelineError(f"cannot fetch {url} (HTTP {exc.code} {exc.reason}); check source.url, or {hint}") from None
     except TimeoutError:
         raise TransientFetchError(f"no data for download.timeout_s={settings.timeout_s:g} s") from None
     except urllib.error.URLError as exc:
@@ -151,19 +166,21 @@ def _fetch_once(url: str, settings: DownloadParams) -> bytes:
 
 def _too_large(url: str, what: str, settings: DownloadParams) -> PipelineError:
     return PipelineError(
-        f"{url}: {what}, over download.max_mb ({settings.max_mb} MB); check download.url, "
+        f"{url}: {what}, over download.max_mb ({settings.max_mb} MB); check source.url, "
         "or raise download.max_mb if the file is genuine"
     )
 
 
-def main() -> None:
-    params = load_params().download
-    source = os.environ.get(SOURCE_ENV) or params.url
-    payload, origin = read_source(source, params)
-    data = extract_bank_full(payload, origin, params.max_mb << 20)
-    verify_sha256(data, params.sha256, origin)
-    write_bytes(RAW_CSV, data)
-    log.info("wrote %s (%d bytes) from %s", RAW_CSV, len(data), origin)
+def main(name: str) -> None:
+    settings = load_params().download
+    dataset, paths = load_dataset(name), layout(name)
+    spec = dataset.source
+    source = (spec.env and os.environ.get(spec.env)) or spec.url or spec.path
+    payload, origin = read_source(source, spec, settings)
+    data = extract_table(payload, spec.file, origin, settings.max_mb << 20)
+    verify_sha256(data, spec.sha256, origin, dataset_file(name))
+    write_bytes(paths.raw, data)
+    log.info("wrote %s (%d bytes) from %s", paths.raw, len(data), origin)
 
 
 if __name__ == "__main__":

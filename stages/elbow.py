@@ -9,7 +9,7 @@ from kneed import KneeLocator
 from sklearn.cluster import KMeans
 
 from stages.artifacts import PipelineError, run, subplots, write_csv, write_metrics, write_png
-from stages.config import METRICS, PLOTS, load_params, read_inlier_vectors
+from stages.config import layout, load_params, read_inlier_vectors
 from stages.scoring import cluster_metrics
 
 log = logging.getLogger("segments")
@@ -52,15 +52,15 @@ def elbow_figure(curve: pd.DataFrame, suggested: int):
     return figure
 
 
-def main() -> None:
-    params = load_params()
-    _, vectors = read_inlier_vectors()
+def main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    _, _, vectors = read_inlier_vectors(paths)
     curve = elbow_curve(vectors, range(params.elbow.k_min, params.elbow.k_max + 1), params.elbow.n_init, params.seed,
                         params.silhouette_max_rows)
     suggestion = suggest_k(curve)
-    write_csv(PLOTS / "elbow.csv", curve)
-    write_png(PLOTS / "elbow.png", elbow_figure(curve, suggestion["suggested_k"]))
-    write_metrics(METRICS / "elbow.json", {**suggestion, "silhouette_sampled": int(curve["silhouette_sampled"].iloc[0])})
+    write_csv(paths.plots / "elbow.csv", curve)
+    write_png(paths.plots / "elbow.png", elbow_figure(curve, suggestion["suggested_k"]))
+    write_metrics(paths.metrics / "elbow.json", {**suggestion, "silhouette_sampled": int(curve["silhouette_sampled"].iloc[0])})
 
 
 if __name__ == "__main__":

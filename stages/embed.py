@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from stages.artifacts import PipelineError, atomic_path, read_csv, run, write_json, write_metrics, write_npy
-from stages.config import EMBEDDING_INFO, EMBEDDINGS, METRICS, TEXTS, load_params
+from stages.config import layout, load_params
 from stages.encoders import cache_root, fingerprint, make_encoder, package_versions, resolve_device, resolve_model
 
 log = logging.getLogger("segments")
@@ -109,22 +109,22 @@ def resume_folder(model: str, backend: str, device: str, batch_size: int, chunk_
     return cache_root() / "embed-resume" / key
 
 
-def main() -> None:
-    params = load_params()
-    texts = read_csv(TEXTS)["text"].tolist()
+def main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    texts = read_csv(paths.texts)["text"].tolist()
     if not texts:
-        raise PipelineError(f"{TEXTS}: has no texts; rerun 'dvc repro serialize'")
+        raise PipelineError(f"{paths.texts}: has no texts; rerun 'dvc repro serialize'")
     settings = params.embed
     device = resolve_device(settings.device, settings.backend)
     encoder = make_encoder(params.model, settings.backend, device, settings.batch_size)
     codes, uniques = distinct_texts(texts)
     folder = resume_folder(params.model, settings.backend, device, settings.batch_size, settings.chunk_rows,
                            texts_digest(uniques))
-    summary = embed_to_file(encoder, codes, uniques, EMBEDDINGS, folder, settings.chunk_rows)
-    write_json(EMBEDDING_INFO, {"model": params.model, "dimension": summary["dimension"], "rows": len(texts),
+    summary = embed_to_file(encoder, codes, uniques, paths.embeddings, folder, settings.chunk_rows)
+    write_json(paths.embedding_info, {"model": params.model, "dimension": summary["dimension"], "rows": len(texts),
                                 "backend": settings.backend, "device": device})
     write_metrics(
-        METRICS / "embed.json",
+        paths.metrics / "embed.json",
         {"embedded_rows": len(texts), "embedding_dimension": summary["dimension"], "distinct_texts": summary["distinct"]},
     )
     log.info("embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s on %s/%s",

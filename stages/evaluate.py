@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, subplots, write_csv, write_metrics, write_png
-from stages.config import LABELS, METRICS, PLOTS, PROJECTIONS, load_params, read_inlier_vectors
+from stages.config import layout, load_params, read_inlier_vectors
 from stages.scoring import cluster_metrics
 
 # plot name: (x and y columns of the projections, title)
@@ -38,18 +38,18 @@ def map_figure(coordinates: pd.DataFrame, columns: tuple[str, str], title: str):
     return figure
 
 
-def main() -> None:
-    params = load_params()
-    ids, vectors = read_inlier_vectors()
-    labels = read_csv(LABELS)
-    coordinates = read_csv(PROJECTIONS).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
+def main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    ids, _, vectors = read_inlier_vectors(paths)
+    labels = read_csv(paths.labels)
+    coordinates = read_csv(paths.projections).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
     if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):
-        raise PipelineError(f"{LABELS} and {PROJECTIONS} disagree on the inlier rows; rerun 'dvc repro'")
+        raise PipelineError(f"{paths.labels} and {paths.projections} disagree on the inlier rows; rerun 'dvc repro'")
     (scores,) = cluster_metrics(vectors, [labels["segment"].to_numpy()], params.silhouette_max_rows, params.seed)
-    write_metrics(METRICS / "evaluate.json", scores)
-    for name, (columns, title) in MAPS.items():
-        write_csv(PLOTS / f"{name}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))
-        write_png(PLOTS / f"{name}.png", map_figure(coordinates, columns, f"{title} (k = {params.k}, {params.model})"))
+    write_metrics(paths.metrics / "evaluate.json", scores)
+    for plot, (columns, title) in MAPS.items():
+        write_csv(paths.plots / f"{plot}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))
+        write_png(paths.plots / f"{plot}.png", map_figure(coordinates, columns, f"{title} (k = {params.k}, {params.model})"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage 8: how well the 8 original columns explain the segments (LightGBM surrogate + SHAP)."""
+"""Stage 8: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -9,14 +9,17 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from stages.artifacts import CUSTOMER_ID, read_csv, run, subplots, write_csv, write_metrics, write_png
-from stages.config import NUMERIC_COLUMNS, LABELS, METRICS, PLOTS, RAW_CSV, REPORTS, SEGMENT_COLUMNS, ExplainParams, load_params, read_customers
+from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, run, subplots, write_csv, write_metrics, write_png
+from stages.config import ExplainParams, layout, load_params
+from stages.dataset import Dataset, load_dataset, read_customers
 
 
-def surrogate_features(customers: pd.DataFrame, columns: tuple[str, ...] = SEGMENT_COLUMNS) -> pd.DataFrame:
-    """The chosen columns, text ones as pandas categories with a fixed (sorted) order."""
-    features = customers.loc[:, list(columns)].copy()
-    for column in features.columns.difference(NUMERIC_COLUMNS):
+def surrogate_features(customers: pd.DataFrame, dataset: Dataset, columns: list[str] | None = None) -> pd.DataFrame:
+    """The chosen columns (the segmentation columns by default), categories as pandas categories
+    with a fixed (sorted) order."""
+    columns = dataset.segment_on if columns is None else columns
+    features = customers.loc[:, columns].copy()
+    for column in dataset.of_kind(columns, "categorical", "ordinal"):
         features[column] = pd.Categorical(features[column], categories=sorted(features[column].unique()))
     return features
 
@@ -91,21 +94,24 @@ def importance_figure(importance: pd.DataFrame):
     return figure
 
 
-def main() -> None:
-    params = load_params()
-    labels = read_csv(LABELS)
-    customers = read_customers(RAW_CSV).loc[labels[CUSTOMER_ID]]
+def main(name: str) -> None:
+    params, dataset, paths = load_params(), load_dataset(name), layout(name)
+    labels = read_csv(paths.labels)
+    customers = read_customers(paths.customers, dataset).loc[labels[CUSTOMER_ID]]
     segments = labels["segment"].to_numpy()
-    # The article's text also carries `contact`; this says how much of the segments it alone explains.
-    with_contact = surrogate_features(customers, SEGMENT_COLUMNS + ("contact",))
+    # The text may carry columns the segments are not built on; this says how much they explain.
+    context = dataset.context_columns
     with ThreadPoolExecutor(max_workers=1) as pool:
-        contact_scores = pool.submit(holdout_scores, with_contact, segments - 1, params.explain, params.seed)
-        metrics, importance, drivers = explain(surrogate_features(customers), segments, params.explain, params.seed)
-        metrics["holdout_accuracy_with_contact"] = contact_scores.result()["holdout_accuracy"]
-    write_metrics(METRICS / "explain.json", metrics)
-    write_csv(PLOTS / "importance.csv", importance)
-    write_png(PLOTS / "importance.png", importance_figure(importance))
-    write_csv(REPORTS / "segment_drivers.csv", drivers)
+        if context:
+            with_context = surrogate_features(customers, dataset, dataset.segment_on + context)
+            context_scores = pool.submit(holdout_scores, with_context, segments - 1, params.explain, params.seed)
+        metrics, importance, drivers = explain(surrogate_features(customers, dataset), segments, params.explain, params.seed)
+        if context:
+            metrics[metric_key("holdout_accuracy_with", *context)] = context_scores.result()["holdout_accuracy"]
+    write_metrics(paths.metrics / "explain.json", metrics)
+    write_csv(paths.plots / "importance.csv", importance)
+    write_png(paths.plots / "importance.png", importance_figure(importance))
+    write_csv(paths.reports / "segment_drivers.csv", drivers)
 
 
 if __name__ == "__main__":

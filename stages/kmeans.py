@@ -6,7 +6,7 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, run, write_csv, write_metrics, write_npy
-from stages.config import CENTROIDS, LABELS, METRICS, load_params, read_inlier_vectors
+from stages.config import layout, load_params, read_inlier_vectors
 
 
 def number_by_size(clusters: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,15 +34,15 @@ def fit_segments(
     return segments, model.cluster_centers_[by_size].astype(np.float32), float(model.inertia_)
 
 
-def main() -> None:
-    params = load_params()
-    ids, vectors = read_inlier_vectors()
+def main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    ids, _, vectors = read_inlier_vectors(paths)
     labels, centroids, inertia = fit_segments(vectors, params.k, params.kmeans.n_init, params.seed)
     shares = np.bincount(labels)[1:] / len(labels)
-    write_csv(LABELS, pd.DataFrame({CUSTOMER_ID: ids, "segment": labels}))
-    write_npy(CENTROIDS, centroids)
+    write_csv(paths.labels, pd.DataFrame({CUSTOMER_ID: ids, "segment": labels}))
+    write_npy(paths.centroids, centroids)
     write_metrics(
-        METRICS / "kmeans.json",
+        paths.metrics / "kmeans.json",
         {"inertia": inertia, "largest_segment_share": shares.max(), "smallest_segment_share": shares.min()},
     )
 

@@ -1,14 +1,14 @@
 """K-Prototypes cost over a range of k on the Method-1 inliers: the article's elbow for Method 2.
 
-It does not depend on the chosen ``k``, so ``dvc exp run -S k=6`` does not rerun it. Each fit is a
-pure-Python loop over the customers (about 30 s per k on 40,000 rows), hence the small defaults.
+It does not depend on the chosen ``k``, so ``dvc exp run -S k=6`` does not rerun it.
 """
 from __future__ import annotations
 
 import pandas as pd
 
 from stages.artifacts import run, subplots, write_csv, write_png
-from stages.config import PLOTS, load_params
+from stages.config import layout, load_params
+from stages.dataset import load_dataset
 from stages.kprototypes import fit_prototypes, prototype_frame, read_tabular_inliers
 
 
@@ -26,13 +26,13 @@ def cost_figure(curve: pd.DataFrame):
     return figure
 
 
-def main() -> None:
-    params = load_params()
+def main(name: str) -> None:
+    params, dataset, paths = load_params(), load_dataset(name), layout(name)
     settings = params.kprototypes
-    frame = prototype_frame(read_tabular_inliers())
+    frame = prototype_frame(read_tabular_inliers(paths, dataset), dataset)
     curve = cost_curve(frame, range(settings.k_min, settings.k_max + 1), settings.cost_n_init, settings.max_iter, params.seed)
-    write_csv(PLOTS / "kprototypes_cost.csv", curve)
-    write_png(PLOTS / "kprototypes_cost.png", cost_figure(curve))
+    write_csv(paths.plots / "kprototypes_cost.csv", curve)
+    write_png(paths.plots / "kprototypes_cost.png", cost_figure(curve))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pandas as pd
 import prince
 
 from stages.artifacts import CUSTOMER_ID, read_csv, run, write_metrics, write_png
-from stages.config import CATEGORICAL_COLUMNS, KPROTOTYPES_LABELS, METRICS, PLOTS, RAW_CSV, MCAParams, load_params, read_customers
+from stages.config import MCAParams, layout, load_params
+from stages.dataset import load_dataset, read_customers
 from stages.evaluate import map_figure
 
 
@@ -21,18 +22,18 @@ def correspondence_map(categories: pd.DataFrame, params: MCAParams, seed: int) -
     return coordinates, np.asarray(mca.percentage_of_variance_) / 100
 
 
-def main() -> None:
-    params = load_params()
-    labels = read_csv(KPROTOTYPES_LABELS)
-    categories = read_customers(RAW_CSV).loc[labels[CUSTOMER_ID], list(CATEGORICAL_COLUMNS)]
+def main(name: str) -> None:
+    params, dataset, paths = load_params(), load_dataset(name), layout(name)
+    labels = read_csv(paths.kprototypes_labels)
+    categories = read_customers(paths.customers, dataset).loc[labels[CUSTOMER_ID], dataset.categorical]
     coordinates, shares = correspondence_map(categories, params.mca, params.seed)
     metrics = {f"inertia_share_{i + 1}": share for i, share in enumerate(shares)}
     metrics[f"inertia_share_first{len(shares)}"] = shares.sum()
-    write_metrics(METRICS / "mca.json", metrics)
+    write_metrics(paths.metrics / "mca.json", metrics)
     axes = [f"MCA component {i} ({shares[i - 1]:.1%} of inertia)" for i in (1, 2)]
     points = pd.DataFrame({axes[0]: coordinates[:, 0], axes[1]: coordinates[:, 1], "segment": labels["segment"]})
     title = "MCA of the categorical columns, coloured by K-Prototypes segment"
-    write_png(PLOTS / "mca_map.png", map_figure(points, (axes[0], axes[1]), title))
+    write_png(paths.plots / "mca_map.png", map_figure(points, (axes[0], axes[1]), title))
 
 
 if __name__ == "__main__":

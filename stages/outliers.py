@@ -4,18 +4,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.artifacts import CUSTOMER_ID, read_npy, run, write_csv, write_metrics
-from stages.config import EMBEDDINGS, METRICS, OUTLIERS, load_params
+from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_npy, run, write_csv, write_metrics
+from stages.config import layout, load_params
 
 
-def detect_outliers(vectors: np.ndarray, contamination: float) -> pd.DataFrame:
-    """ECOD score and inlier flag per row; the top ``contamination`` share of scores are outliers."""
+def detect_outliers(vectors: np.ndarray, contamination: float, ids: np.ndarray) -> pd.DataFrame:
+    """ECOD score and inlier flag per customer (row ``i`` of ``vectors`` is customer ``ids[i]``).
+
+    The top ``contamination`` share of scores are outliers.
+    """
     from pyod.models.ecod import ECOD
 
     detector = ECOD(contamination=contamination, n_jobs=1).fit(vectors)
     return pd.DataFrame(
         {
-            CUSTOMER_ID: np.arange(len(vectors)),
+            CUSTOMER_ID: ids,
             "ecod_score": detector.decision_scores_,
             "inlier": (detector.labels_ == 0).astype(np.int8),
         }
@@ -32,11 +35,15 @@ def outlier_metrics(flags: pd.DataFrame) -> dict[str, float | int]:
     }
 
 
-def main() -> None:
-    params = load_params()
-    flags = detect_outliers(read_npy(EMBEDDINGS), params.outliers.contamination)
-    write_csv(OUTLIERS, flags)
-    write_metrics(METRICS / "outliers.json", outlier_metrics(flags))
+def main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    vectors, ids = read_npy(paths.embeddings), read_csv(paths.texts)[CUSTOMER_ID].to_numpy()
+    if len(ids) != len(vectors):
+        raise PipelineError(f"{paths.embeddings} has {len(vectors)} rows but {paths.texts} has {len(ids)}; "
+                            "rerun 'dvc repro'")
+    flags = detect_outliers(vectors, params.outliers.contamination, ids)
+    write_csv(paths.outliers, flags)
+    write_metrics(paths.metrics / "outliers.json", outlier_metrics(flags))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap for a marketing manager."""
+"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap for a marketing manager.
+
+Which columns are shown, their labels, the phrases that name segments and the outcomes described
+per segment all come from the data-set file.
+"""
 from __future__ import annotations
 
 import textwrap
@@ -6,69 +10,56 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from stages.artifacts import CUSTOMER_ID, read_csv, read_json, run, subplots, write_csv, write_png, write_text
-from stages.config import CATEGORICAL_COLUMNS, LABELS, METRICS, PLOTS, RAW_CSV, REPORTS, SEGMENT_COLUMNS, load_params, read_customers
+from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, read_json, run, subplots, write_csv, write_png, write_text
+from stages.config import layout, load_params
+from stages.dataset import Dataset, load_dataset, read_customers
 
-JOB_NOUNS = {
-    "admin.": "Admin staff",
-    "blue-collar": "Blue-collar workers",
-    "entrepreneur": "Entrepreneurs",
-    "housemaid": "Housemaids",
-    "management": "Managers",
-    "retired": "Retirees",
-    "self-employed": "Self-employed",
-    "services": "Service workers",
-    "student": "Students",
-    "technician": "Technicians",
-    "unemployed": "Unemployed",
-}
-TRAITS = {
-    ("housing", "yes"): "housing loan",
-    ("housing", "no"): "no housing loan",
-    ("loan", "yes"): "personal loan",
-    ("default", "yes"): "in default",
-    ("contact", "cellular"): "reached by mobile",
-    ("contact", "telephone"): "reached by landline",
-    ("contact", "unknown"): "no contact channel on file",
-    ("marital", "single"): "single",
-    ("marital", "divorced"): "divorced",
-    ("marital", "married"): "married",
-    ("education", "tertiary"): "university-educated",
-    ("education", "secondary"): "secondary education",
-    ("education", "primary"): "primary education",
-}
-# `contact` is not one of the 8 segmentation columns, but the article's text carries it.
-PROFILE_COLUMNS = CATEGORICAL_COLUMNS + ("contact",)
 # A value names a segment when most of the segment has it and it is this much commoner than overall.
 TRAIT_MIN_SHARE, TRAIT_MIN_LIFT, TRAITS_IN_NAME = 0.5, 1.2, 2
-JOB_MIN_LIFT = 1.5
-# A segment whose mean balance is this far above or below the customer base's gets a balance word.
-BALANCE_BAND = 0.25
+SUBJECT_MIN_LIFT = 1.5
+# A segment whose mean of a phrased number is this far above or below all customers' gets its phrase.
+NUMBER_BAND = 0.25
 FIGURES = ("elbow", "pca_map", "tsne_map", "importance")
 HEATMAP = "segment_heatmap"
-# Age and balance in bands, so the cards can say which ranges a segment over- or under-represents.
-AGE_BANDS = ([-np.inf, 30, 40, 50, 60, np.inf], ["under 30", "30-39", "40-49", "50-59", "60 and over"])
-BALANCE_BANDS = ([-np.inf, 0, 1000, 5000, np.inf], ["negative", "0-999", "1,000-4,999", "5,000 and over"])
 # A value is listed on a card when its share in the segment is this many times (or this fraction of)
 # its share among all segmented customers, and it concerns at least MIN_SHARE of either group.
 OVER_RATIO, UNDER_RATIO, MIN_SHARE, VALUES_PER_CARD = 1.25, 0.8, 0.05, 5
-# The heatmap compares segments on the 8 segmentation columns and `contact`, which the text carries.
-HEATMAP_COLUMNS = SEGMENT_COLUMNS + ("contact",)
+QUARTILES = (0.25, 0.5, 0.75)
 
 
-def profile(customers: pd.DataFrame, segments: pd.Series) -> pd.DataFrame:
-    """Size, share, mean age and balance, and the most frequent value (with its share) per column."""
+def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical columns a profile shows: those segmented on, then those the
+    text also carries."""
+    shown = dataset.segment_on + dataset.context_columns
+    return dataset.of_kind(shown, "numeric"), dataset.of_kind(shown, "categorical", "ordinal")
+
+
+def outcome_key(dataset: Dataset, column: str) -> str:
+    """The profile column of a described outcome: the rate of its value, or the mean of a number."""
+    value = dataset.describe[column]
+    return metric_key(column, "mean") if dataset.columns[column].kind == "numeric" else metric_key(column, value, "rate")
+
+
+def outcome_values(customers: pd.DataFrame, dataset: Dataset, column: str) -> pd.Series:
+    """Per customer, the described outcome as a number: 1/0 for the described value, or the number."""
+    if dataset.columns[column].kind == "numeric":
+        return customers[column].astype(float)
+    return customers[column].eq(dataset.describe[column]).astype(float)
+
+
+def profile(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
+    """Size, share, outcome rates, means of the numbers and the most frequent value (with its share)
+    of each categorical column, per segment."""
+    numeric, categorical = profile_columns(dataset)
     frame = customers.assign(segment=segments.to_numpy())
     rows = []
     for segment, group in frame.groupby("segment", sort=True):
-        row = {
-            "segment": int(segment),
-            "customers": len(group),
-            "share": len(group) / len(frame),
-            "mean_age": group["age"].mean(),
-            "mean_balance": group["balance"].mean(),
-        }
-        for column in PROFILE_COLUMNS:
+        row = {"segment": int(segment), "customers": len(group), "share": len(group) / len(frame)}
+        for column in dataset.describe:
+            row[outcome_key(dataset, column)] = outcome_values(group, dataset, column).mean()
+        for column in numeric:
+            row[f"mean_{column}"] = group[column].mean()
+        for column in categorical:
             counts = group[column].value_counts()
             # Ties broken alphabetically so the profile does not depend on row order.
             top = sorted(counts[counts == counts.max()].index)[0]
@@ -76,61 +67,98 @@ def profile(customers: pd.DataFrame, segments: pd.Series) -> pd.DataFrame:
             row[f"top_{column}_share"] = counts[top] / len(group)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.insert(1, "name", name_segments(table, customers))
+    table.insert(1, "name", name_segments(table, customers, dataset))
     return table
 
 
-def name_segments(table: pd.DataFrame, customers: pd.DataFrame) -> list[str]:
+def name_segments(table: pd.DataFrame, customers: pd.DataFrame, dataset: Dataset) -> list[str]:
     """Plain-language names such as "Managers in their 30s: university-educated, reached by mobile".
 
-    The job and the traits named are those over-represented in the segment against all customers.
+    The lead is the phrase of the naming subject's value when it dominates the segment (else the
+    data set's 'mixed' word), with the decade of the naming decade column; the traits are the
+    phrased values over-represented in the segment against all customers, then the phrases of
+    numbers whose segment mean is far above or below all customers'.
     """
-    overall = {column: customers[column].value_counts(normalize=True) for column in PROFILE_COLUMNS}
-    mean_balance = customers["balance"].mean()
-    stems, traits, balances = [], [], []
+    numeric, categorical = profile_columns(dataset)
+    naming = dataset.naming
+    overall = {column: customers[column].value_counts(normalize=True) for column in categorical}
+    stems, traits, levels = [], [], []
     for row in table.to_dict(orient="records"):
-        job_lift = row["top_job_share"] / overall["job"][row["top_job"]]
-        job = JOB_NOUNS.get(row["top_job"]) if row["top_job_share"] >= TRAIT_MIN_SHARE or job_lift >= JOB_MIN_LIFT else None
-        stems.append(f"{job or 'Mixed jobs'} in their {int(row['mean_age'] // 10 * 10)}s")
+        lead = naming.mixed
+        if naming.subject is not None:
+            value, share = row[f"top_{naming.subject}"], row[f"top_{naming.subject}_share"]
+            phrase = dataset.columns[naming.subject].phrases.get(value)
+            if phrase and (share >= TRAIT_MIN_SHARE or share / overall[naming.subject][value] >= SUBJECT_MIN_LIFT):
+                lead = phrase
+        if naming.decade is not None:
+            lead += f" in their {int(row[f'mean_{naming.decade}'] // 10 * 10)}s"
+        stems.append(lead)
         candidates = []
-        for column in PROFILE_COLUMNS:
+        for column in categorical:
+            if column == naming.subject:
+                continue
             value, share = row[f"top_{column}"], row[f"top_{column}_share"]
             lift = share / overall[column][value]
-            if (column, value) in TRAITS and share >= TRAIT_MIN_SHARE and lift >= TRAIT_MIN_LIFT:
-                candidates.append((-lift, TRAITS[column, value]))
+            phrase = dataset.columns[column].phrases.get(value)
+            if phrase and share >= TRAIT_MIN_SHARE and lift >= TRAIT_MIN_LIFT:
+                candidates.append((-lift, phrase))
         traits.append([phrase for _, phrase in sorted(candidates)])
-        if row["mean_balance"] > mean_balance * (1 + BALANCE_BAND):
-            balances.append("high balance")
-        elif row["mean_balance"] < mean_balance * (1 - BALANCE_BAND):
-            balances.append("low balance")
-        else:
-            balances.append(None)
-    names = [_name(stem, found[:TRAITS_IN_NAME], word) for stem, found, word in zip(stems, traits, balances)]
+        words = []
+        for column in numeric:
+            phrases, base = dataset.columns[column].phrases, customers[column].mean()
+            if "high" in phrases and row[f"mean_{column}"] > base + abs(base) * NUMBER_BAND:
+                words.append(phrases["high"])
+            elif "low" in phrases and row[f"mean_{column}"] < base - abs(base) * NUMBER_BAND:
+                words.append(phrases["low"])
+        levels.append(words)
+    names = [_name(stem, found[:TRAITS_IN_NAME], words) for stem, found, words in zip(stems, traits, levels)]
     # Segments that would share a name get all their traits, then their number.
     clashing = {name for name in names if names.count(name) > 1}
     names = [
-        _name(stem, found, word) if name in clashing else name
-        for name, stem, found, word in zip(names, stems, traits, balances)
+        _name(stem, found, words) if name in clashing else name
+        for name, stem, found, words in zip(names, stems, traits, levels)
     ]
     return [name if names.count(name) == 1 else f"{name} (#{s})" for name, s in zip(names, table["segment"])]
 
 
-def _name(stem: str, traits: list[str], balance: str | None) -> str:
-    parts = traits + ([balance] if balance else [])
+def _name(stem: str, traits: list[str], words: list[str]) -> str:
+    parts = traits + words
     return f"{stem}: {', '.join(parts)}" if parts else stem
 
 
-def banded(customers: pd.DataFrame) -> pd.DataFrame:
-    """The profile columns with age and balance replaced by their bands, as text."""
-    bands = customers.loc[:, list(PROFILE_COLUMNS)].copy()
-    for column, (edges, labels) in (("age", AGE_BANDS), ("balance", BALANCE_BANDS)):
-        bands[column] = pd.cut(customers[column], edges, labels=labels, right=False).astype(str)
+def band_edges(values: pd.Series, declared: list[float] | None) -> list[float]:
+    """The declared band edges, or the quartiles rounded to two significant digits."""
+    if declared is not None:
+        return list(declared)
+    quartiles = np.quantile(values.to_numpy(dtype=float), QUARTILES)
+    return sorted({float(f"{edge:.2g}") for edge in quartiles})
+
+
+def band_labels(edges: list[float], integer: bool) -> list[str]:
+    """'under 30', '30-39', ..., '60 and over' (whole numbers), or 'under 35', '35 to 70', ..."""
+    def shown(value: float) -> str:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+
+    inner = [f"{shown(low)}-{shown(high - 1)}" if integer and float(high).is_integer() and float(low).is_integer()
+             else f"{shown(low)} to {shown(high)}" for low, high in zip(edges, edges[1:])]
+    return [f"under {shown(edges[0])}", *inner, f"{shown(edges[-1])} and over"]
+
+
+def banded(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """The profile columns, numbers replaced by their bands, as text."""
+    numeric, categorical = profile_columns(dataset)
+    bands = customers.loc[:, numeric + categorical].copy()
+    for column in numeric:
+        spec = dataset.columns[column]
+        edges = band_edges(customers[column], spec.bands)
+        bands[column] = pd.cut(customers[column], [-np.inf, *edges, np.inf],
+                               labels=band_labels(edges, spec.integer), right=False).astype(str)
     return bands
 
 
-def representation(customers: pd.DataFrame, segments: pd.Series) -> pd.DataFrame:
+def representation(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
     """Per segment, column and value: its share in the segment, among all customers, and their ratio."""
-    bands = banded(customers)
+    bands = banded(customers, dataset)
     frame = bands.assign(segment=segments.to_numpy())
     rows = []
     for column in bands.columns:
@@ -153,19 +181,21 @@ def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return over.head(VALUES_PER_CARD), under.head(VALUES_PER_CARD)
 
 
-def standardized_differences(customers: pd.DataFrame, segments: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """How far each segment sits from all customers on each column, in standard deviations.
+def standardized_differences(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How far each segment sits from all customers on each profile column, in standard deviations.
 
-    Numbers: (segment mean - overall mean) / overall standard deviation. Text columns: for each value,
+    Numbers: (segment mean - overall mean) / overall standard deviation. Categories: for each value,
     (segment share - overall share) / sqrt(overall share x (1 - overall share)), the standardized
     difference of a yes/no indicator; the most over-represented value stands for the column. Returns the
     differences and the value each one refers to (empty for numbers), segments as rows.
     """
+    numeric, _ = profile_columns(dataset)
+    columns = dataset.segment_on + dataset.context_columns
     frame = customers.assign(segment=segments.to_numpy())
-    differences = pd.DataFrame(0.0, index=sorted(frame["segment"].unique()), columns=list(HEATMAP_COLUMNS))
+    differences = pd.DataFrame(0.0, index=sorted(frame["segment"].unique()), columns=columns)
     values = pd.DataFrame("", index=differences.index, columns=differences.columns)
-    for column in HEATMAP_COLUMNS:
-        if column in ("age", "balance"):
+    for column in columns:
+        if column in numeric:
             spread = customers[column].std(ddof=0)
             means = frame.groupby("segment")[column].mean()
             differences[column] = (means - customers[column].mean()) / spread if spread > 0 else 0.0
@@ -189,17 +219,17 @@ def heatmap_figure(differences: pd.DataFrame, values: pd.DataFrame, names: list[
     figure, axis = subplots(figsize=(1.15 * len(differences.columns) + 3.5, 0.75 * len(differences) + 2))
     limit = max(1.0, float(np.abs(differences.to_numpy()).max()))
     image = axis.imshow(differences.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-    axis.set_xticks(range(len(differences.columns)), differences.columns)
+    axis.set_xticks(range(len(differences.columns)), differences.columns, rotation=30, ha="left")
     axis.set_yticks(range(len(differences)), [textwrap.fill(f"{s}. {n}", 36) for s, n in zip(differences.index, names)], fontsize=8)
     axis.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
     for row, segment in enumerate(differences.index):
         for col, column in enumerate(differences.columns):
             value = differences.loc[segment, column]
-            label = f"{values.loc[segment, column]}\n{value:+.1f}".strip()
+            label = f"{textwrap.fill(str(values.loc[segment, column]), 12)}\n{value:+.1f}".strip()
             axis.text(col, row, label, ha="center", va="center", fontsize=7,
                       color="white" if abs(value) > 0.6 * limit else "black")
     figure.colorbar(image, ax=axis, label="standardized difference from all customers")
-    axis.set_title("How each segment differs from all customers (text columns: its most over-represented value)", fontsize=9)
+    axis.set_title("How each segment differs from all customers (categories: its most over-represented value)", fontsize=9)
     return figure
 
 
@@ -209,18 +239,44 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def segment_card(row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float]) -> str:
-    """One segment in words: size, profile, its SHAP drivers, and what it has more or less of than all customers."""
-    typical = ", ".join(f"{column} {row[f'top_{column}']} ({row[f'top_{column}_share']:.0%})" for column in PROFILE_COLUMNS)
+def _amount(value: float, unit: str) -> str:
+    number = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+    return f"{number} {unit}".strip()
+
+
+def _outcome(value: float, dataset: Dataset, column: str) -> str:
+    spec = dataset.columns[column]
+    return _amount(value, spec.unit) if spec.kind == "numeric" else f"{value:.1%}"
+
+
+def outcome_title(dataset: Dataset, column: str) -> str:
+    value = dataset.describe[column]
+    return f"{dataset.label(column)}: mean" if value == "mean" else f"{dataset.label(column)}: {value}"
+
+
+def segment_card(row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> str:
+    """One segment in words: size, outcomes, profile, its SHAP drivers, and what it has more or less
+    of than all customers."""
+    numeric, categorical = profile_columns(dataset)
+    means = " · ".join(
+        f"{dataset.label(c)} {_amount(row[f'mean_{c}'], dataset.columns[c].unit)} on average "
+        f"(all: {_amount(base[c], dataset.columns[c].unit)})" for c in numeric)
+    outcomes = "; ".join(
+        f"{outcome_title(dataset, c)} **{_outcome(row[outcome_key(dataset, c)], dataset, c)}** "
+        f"(all customers: {_outcome(base[outcome_key(dataset, c)], dataset, c)})" for c in dataset.describe)
+    typical = "; ".join(f"{dataset.label(c)}: {row[f'top_{c}']} ({row[f'top_{c}_share']:.0%})" for c in categorical)
     own = drivers[drivers["segment"] == row["segment"]].sort_values("rank")
     shap = ", ".join(f"**{f}** ({v:.2f})" for f, v in zip(own["feature"], own["mean_abs_shap"])) or "-"
     over, under = distinctive_values(shares)
     lines = [
         f"### {row['segment']}. {row['name']}",
         "",
-        f"**{row['customers']:,} customers** ({row['share']:.1%}) · mean age {row['mean_age']:.1f} "
-        f"(all: {base['age']:.1f}) · mean balance {row['mean_balance']:,.0f} EUR (all: {base['balance']:,.0f} EUR)",
+        " · ".join(part for part in (f"**{row['customers']:,} customers** ({row['share']:.1%})", means) if part),
         "",
+    ]
+    if outcomes:
+        lines += [f"- Outcome: {outcomes}."]
+    lines += [
         f"- Most frequent values: {typical}.",
         f"- Top SHAP features (mean |SHAP| for this segment, log-odds): {shap}.",
         "",
@@ -230,56 +286,90 @@ def segment_card(row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: d
     lines += ["| | Value | In segment | All customers | Ratio |", "|---|---|---|---|---|"]
     for word, found in (("more", over), ("fewer", under)):
         lines += [
-            f"| {word} | {c} = {v} | {s:.0%} | {b:.0%} | ×{r:.2f} |"
+            f"| {word} | {dataset.label(c)}: {v} | {s:.0%} | {b:.0%} | ×{r:.2f} |"
             for c, v, s, b, r in found[["column", "value", "segment_share", "base_share", "ratio"]].itertuples(index=False)
         ]
     return "\n".join(lines + [""])
 
 
+def summary_table(table: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    numeric, categorical = profile_columns(dataset)
+    return pd.DataFrame({
+        "Segment": table["segment"],
+        "Name": table["name"],
+        "Customers": table["customers"].map("{:,}".format),
+        "Share": table["share"].map("{:.1%}".format),
+        **{outcome_title(dataset, c): [_outcome(v, dataset, c) for v in table[outcome_key(dataset, c)]]
+           for c in dataset.describe},
+        **{f"{dataset.label(c)} (mean)": [_amount(v, dataset.columns[c].unit) for v in table[f"mean_{c}"]]
+           for c in numeric},
+        **{dataset.label(c): [f"{value} ({share:.0%})" for value, share in zip(table[f"top_{c}"], table[f"top_{c}_share"])]
+           for c in categorical},
+    })
+
+
+def accounting(rows: dict, outliers: dict, rejected_file: str) -> str:
+    """customers = segmented + outliers + rejected, in one sentence."""
+    return (f"{rows['table_rows']:,} customers in the table: {outliers['inliers']:,} segmented, "
+            f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} rejected by a "
+            f"missing-cell policy (listed with their reason in [`{rejected_file}`]({rejected_file}))")
+
+
+def outcome_lines(table: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> list[str]:
+    lines = []
+    for column in dataset.describe:
+        key = outcome_key(dataset, column)
+        low, high = table.loc[table[key].idxmin()], table.loc[table[key].idxmax()]
+        lines.append(
+            f"- {outcome_title(dataset, column)}: {_outcome(base[key], dataset, column)} of all customers; by segment "
+            f"from {_outcome(low[key], dataset, column)} (segment {low['segment']}) to "
+            f"{_outcome(high[key], dataset, column)} (segment {high['segment']}).")
+    return lines
+
+
 def render_report(table: pd.DataFrame, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float],
-                  metrics: dict[str, dict], model: str, k: int) -> str:
-    shown = pd.DataFrame(
-        {
-            "Segment": table["segment"],
-            "Name": table["name"],
-            "Customers": table["customers"].map("{:,}".format),
-            "Share": table["share"].map("{:.1%}".format),
-            "Mean age": table["mean_age"].map("{:.1f}".format),
-            "Mean balance (EUR)": table["mean_balance"].map("{:,.0f}".format),
-            **{
-                column.capitalize(): [
-                    f"{value} ({share:.0%})" for value, share in zip(table[f"top_{column}"], table[f"top_{column}_share"])
-                ]
-                for column in PROFILE_COLUMNS
-            },
-        }
-    )
+                  metrics: dict[str, dict], context: dict, dataset: Dataset) -> str:
     cards = "\n".join(
-        segment_card(row, drivers, shares[shares["segment"] == row["segment"]], base) for row in table.to_dict(orient="records")
+        segment_card(row, drivers, shares[shares["segment"] == row["segment"]], base, dataset)
+        for row in table.to_dict(orient="records")
     )
     outliers, evaluate, explain = metrics["outliers"], metrics["evaluate"], metrics["explain"]
-    figures = "\n\n".join(f"![{name}](../plots/{name}.png)" for name in FIGURES)
-    return f"""# Customer segments
+    figures = "\n\n".join(f"![{name}]({context['plots']}/{name}.png)" for name in FIGURES)
+    columns = dataset.segment_on
+    surrogate = (
+        f"- A LightGBM model on the {len(columns)} segmentation columns recovers the segment of held-out customers with "
+        f"accuracy {explain['holdout_accuracy']:.3f} and macro-F1 {explain['holdout_macro_f1']:.3f} (majority-class "
+        f"baseline {explain['majority_class_accuracy']:.3f})"
+    )
+    text_only = dataset.context_columns
+    if text_only:
+        carried = ", ".join(f"`{c}`" for c in text_only)
+        surrogate += (f"; with {carried}, which the text also carries, accuracy is "
+                      f"{explain[metric_key('holdout_accuracy_with', *text_only)]:.3f}")
+    outcomes = "\n".join(outcome_lines(table, base, dataset))
+    return f"""# Customer segments: {dataset.title}
 
-Generated by `dvc repro` (stage `profile`); do not edit by hand.
+Generated by `dvc repro` (stage `profile@{context['name']}`); do not edit by hand.
 
-- Model: `{model}`; k = {k} segments; {outliers['inliers']:,} of {outliers['customers']:,} customers kept after ECOD outlier removal.
+- {accounting(metrics['rows'], outliers, context['rejected'])}.
+- Model: `{context['model']}`; k = {context['k']} segments.
 - Davies-Bouldin {evaluate['davies_bouldin']:.4f} (lower is better), Calinski-Harabasz {evaluate['calinski_harabasz']:.1f}, silhouette {evaluate['silhouette']:.4f} (on the embeddings).
-- A LightGBM model on the 8 original columns recovers the segment of held-out customers with accuracy {explain['holdout_accuracy']:.3f} and macro-F1 {explain['holdout_macro_f1']:.3f} (majority-class baseline {explain['majority_class_accuracy']:.3f}); with `contact`, which the text also carries, accuracy is {explain['holdout_accuracy_with_contact']:.3f}.
+{surrogate}.
+{outcomes}
 
 Segments are numbered from largest to smallest. Each categorical column shows the most frequent value and its share within the segment.
 
-{_markdown_table(shown)}
+{_markdown_table(summary_table(table, dataset))}
 
 ## The segments at a glance
 
-Each cell: how far the segment is from all {outliers['inliers']:,} segmented customers, in standard deviations (red: more, blue: less). For age and balance, the difference of the means; for a text column, the value the segment has most more of than all customers, and by how much.
+Each cell: how far the segment is from all {outliers['inliers']:,} segmented customers, in standard deviations (red: more, blue: less). For a number, the difference of the means; for a categorical column, the value the segment has most more of than all customers, and by how much.
 
-![{HEATMAP}](../plots/{HEATMAP}.png)
+![{HEATMAP}]({context['plots']}/{HEATMAP}.png)
 
 ## Segment cards
 
-"All customers" means the {outliers['inliers']:,} segmented customers. A card lists up to {VALUES_PER_CARD} values the segment has **more** of (at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of (at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); age and balance are in bands. The SHAP features are the columns the LightGBM surrogate leans on most to recognise the segment's own members.
+"All customers" means the {outliers['inliers']:,} segmented customers, except for outcomes, which are compared with every customer kept ({base['kept']:,}). A card lists up to {VALUES_PER_CARD} values the segment has **more** of (at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of (at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); numbers are in bands. The SHAP features are the columns the LightGBM surrogate leans on most to recognise the segment's own members.
 
 {cards}
 ## Figures
@@ -288,20 +378,27 @@ Each cell: how far the segment is from all {outliers['inliers']:,} segmented cus
 """
 
 
-def main() -> None:
-    params = load_params()
-    labels = read_csv(LABELS)
-    customers = read_customers(RAW_CSV).loc[labels[CUSTOMER_ID]]
+def main(name: str) -> None:
+    params, dataset, paths = load_params(), load_dataset(name), layout(name)
+    labels = read_csv(paths.labels)
+    everyone = read_customers(paths.customers, dataset)
+    customers = everyone.loc[labels[CUSTOMER_ID]]
     segments = labels["segment"]
-    table = profile(customers, segments)
-    metrics = {name: read_json(METRICS / f"{name}.json") for name in ("outliers", "evaluate", "explain")}
-    drivers = read_csv(REPORTS / "segment_drivers.csv")
-    base = {"age": customers["age"].mean(), "balance": customers["balance"].mean()}
-    report = render_report(table, drivers, representation(customers, segments), base, metrics, params.model, params.k)
-    differences, values = standardized_differences(customers, segments)
-    write_png(PLOTS / f"{HEATMAP}.png", heatmap_figure(differences, values, table["name"].tolist()))
-    write_csv(REPORTS / "profiles.csv", table)
-    write_text(REPORTS / "segments.md", report)
+    table = profile(customers, segments, dataset)
+    metrics = {stage: read_json(paths.metrics / f"{stage}.json") for stage in ("rows", "outliers", "evaluate", "explain")}
+    drivers = read_csv(paths.reports / "segment_drivers.csv")
+    numeric, _ = profile_columns(dataset)
+    base: dict[str, float] = {column: customers[column].mean() for column in numeric}
+    base |= {outcome_key(dataset, c): outcome_values(everyone, dataset, c).mean() for c in dataset.describe}
+    base["kept"] = len(everyone)
+    # Links relative to reports/<name>/, where the report lives.
+    context = {"name": name, "model": params.model, "k": params.k, "rejected": paths.rejected.name,
+               "plots": f"../../{paths.plots.as_posix()}"}
+    report = render_report(table, drivers, representation(customers, segments, dataset), base, metrics, context, dataset)
+    differences, values = standardized_differences(customers, segments, dataset)
+    write_png(paths.plots / f"{HEATMAP}.png", heatmap_figure(differences, values, table["name"].tolist()))
+    write_csv(paths.reports / "profiles.csv", table)
+    write_text(paths.reports / "segments.md", report)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, run, write_csv, write_metrics
-from stages.config import METRICS, PROJECTIONS, load_params, read_inlier_vectors
+from stages.config import layout, load_params, read_inlier_vectors
 
 PCA_COMPONENTS = 3
 EARLY_EXAGGERATION_ITER = 250
@@ -45,19 +45,19 @@ def tsne_projection(vectors: np.ndarray, perplexity: float, max_iter: int, seed:
     return np.asarray(tsne.fit(np.asarray(vectors, dtype=np.float64)))
 
 
-def main() -> None:
-    params = load_params()
-    ids, vectors = read_inlier_vectors()
+def main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    ids, _, vectors = read_inlier_vectors(paths)
     components, variance = pca_projection(vectors, params.seed)
     embedding_2d = tsne_projection(vectors, params.project.tsne_perplexity, params.project.tsne_max_iter, params.seed)
     coordinates = pd.DataFrame({CUSTOMER_ID: ids})
     for i in range(PCA_COMPONENTS):
         coordinates[f"pca_{i + 1}"] = components[:, i]
     coordinates["tsne_1"], coordinates["tsne_2"] = embedding_2d[:, 0], embedding_2d[:, 1]
-    write_csv(PROJECTIONS, coordinates)
+    write_csv(paths.projections, coordinates)
     metrics = {f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)}
     metrics["pca_variance_first3"] = variance.sum()
-    write_metrics(METRICS / "project.json", metrics)
+    write_metrics(paths.metrics / "project.json", metrics)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,37 @@
-"""Stage 2: turn each customer into a short text, one field per line (the article's template)."""
+"""Stage 2: read the customer table safely and write each customer as a short text.
+
+The table is validated against its data-set file. The customers kept are written as the validated
+table the later stages read, each as the data set's text (its template, or one "Label: value" line
+per column), and the rows a missing-cell policy dropped with their id and reason, so every input
+row is accounted for.
+"""
 from __future__ import annotations
 
 import pandas as pd
 
-from stages.artifacts import CUSTOMER_ID, run, write_csv
-from stages.config import RAW_CSV, TEXTS, load_params, read_customers
+from stages.artifacts import CUSTOMER_ID, run, write_csv, write_metrics
+from stages.config import layout, load_params
+from stages.dataset import dataset_file, fill, load_dataset, read_table, typed
 
 
 def serialize(customers: pd.DataFrame, template: str) -> pd.DataFrame:
-    """One row per customer: its id and the template filled with its raw values."""
-    texts = [template.format(**row) for row in customers.to_dict(orient="records")]
+    """One row per customer: its id and the template filled with its values."""
+    texts = [fill(template, row) for row in customers.to_dict(orient="records")]
     return pd.DataFrame({CUSTOMER_ID: customers.index.to_numpy(), "text": texts})
 
 
-def main() -> None:
-    params = load_params()
-    write_csv(TEXTS, serialize(read_customers(RAW_CSV), params.serialize.template))
+def main(name: str) -> None:
+    load_params()  # a bad param stops the pipeline at its first stage
+    dataset, paths = load_dataset(name), layout(name)
+    cells, rejected = read_table(paths.raw, dataset, dataset_file(name))
+    write_csv(paths.customers, cells.reset_index())
+    write_csv(paths.rejected, rejected)
+    write_csv(paths.texts, serialize(typed(cells, dataset), dataset.text_template))
+    write_metrics(paths.metrics / "rows.json", {
+        "table_rows": len(cells) + len(rejected),
+        "rejected_rows": len(rejected),
+        "kept_rows": len(cells),
+    })
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Method 1 of the article: KMeans on the 8 encoded tabular columns, after ECOD on that matrix.
+"""Method 1 of the article: KMeans on the encoded segmentation columns, after ECOD on that matrix.
 
-Follows the article's published code: one-hot (first level dropped) on default, housing, loan, job
-and marital, ordinal on education, Yeo-Johnson on age and balance (19 columns); its earlier
-revision, ``tabular.encoding: ordinal``, ordinal-encodes all 8 columns and then power-transforms them.
+Follows the article's published code: one-hot categories (first level dropped), ordinal columns
+in their declared level order, Yeo-Johnson numbers. Its earlier revision,
+``tabular.encoding: ordinal``, ordinal-encodes every column and then power-transforms them.
 """
 from __future__ import annotations
 
@@ -13,29 +13,38 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, PowerTransformer
 
 from stages.artifacts import CUSTOMER_ID, run, write_csv, write_metrics, write_npy
-from stages.config import (
-    METRICS, RAW_CSV, SEGMENT_COLUMNS, TABULAR_LABELS, TABULAR_MATRIX, TABULAR_OUTLIERS, TabularParams,
-    load_params, read_customers,
-)
+from stages.config import TabularParams, layout, load_params
+from stages.dataset import Dataset, load_dataset, read_customers
 from stages.kmeans import fit_segments
 from stages.outliers import detect_outliers
 from stages.project import pca_projection
 from stages.scoring import cluster_metrics
 
-ONE_HOT_COLUMNS = ("default", "housing", "loan", "job", "marital")
 
-
-def encode_tabular(customers: pd.DataFrame, encoding: str) -> np.ndarray:
-    """The article's Method-1 matrix of the 8 segmentation columns (19 columns one-hot, 8 ordinal)."""
+def encode_tabular(customers: pd.DataFrame, dataset: Dataset, encoding: str) -> np.ndarray:
+    """The article's Method-1 matrix of the segmentation columns."""
+    columns = dataset.segment_on
     if encoding == "ordinal":
         transform = make_pipeline(OrdinalEncoder(), PowerTransformer())
     else:
+        ordinal = dataset.of_kind(columns, "ordinal")
         transform = ColumnTransformer([
-            ("onehot", OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False), list(ONE_HOT_COLUMNS)),
-            ("ordinal", OrdinalEncoder(), ["education"]),
-            ("power", PowerTransformer(), ["age", "balance"]),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False),
+             dataset.of_kind(columns, "categorical")),
+            ("ordinal", OrdinalEncoder(categories=[dataset.columns[c].allowed for c in ordinal]), ordinal),
+            ("power", PowerTransformer(), dataset.numeric),
         ])
-    return transform.fit_transform(customers.loc[:, list(SEGMENT_COLUMNS)]).astype(np.float64)
+    return transform.fit_transform(customers.loc[:, columns]).astype(np.float64)
+
+
+def encoding_description(dataset: Dataset, encoding: str) -> str:
+    """How the matrix was made, in the data set's column names."""
+    columns = dataset.segment_on
+    if encoding == "ordinal":
+        return f"all {len(columns)} ordinal-encoded, then Yeo-Johnson"
+    parts = (("one-hot", dataset.of_kind(columns, "categorical")), ("ordinal", dataset.of_kind(columns, "ordinal")),
+             ("Yeo-Johnson", dataset.numeric))
+    return "; ".join(f"{how} {', '.join(found)}" for how, found in parts if found)
 
 
 def segment_tabular(matrix: np.ndarray, k: int, params: TabularParams, seed: int, silhouette_max_rows: int) -> tuple[np.ndarray, dict[str, float]]:
@@ -48,16 +57,17 @@ def segment_tabular(matrix: np.ndarray, k: int, params: TabularParams, seed: int
     return segments, metrics
 
 
-def main() -> None:
-    params = load_params()
-    matrix = encode_tabular(read_customers(RAW_CSV), params.tabular.encoding)
-    flags = detect_outliers(matrix, params.outliers.contamination)
-    inliers = flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()
-    segments, metrics = segment_tabular(matrix[inliers], params.k, params.tabular, params.seed, params.silhouette_max_rows)
-    write_npy(TABULAR_MATRIX, matrix)
-    write_csv(TABULAR_OUTLIERS, flags)
-    write_csv(TABULAR_LABELS, pd.DataFrame({CUSTOMER_ID: inliers, "segment": segments}))
-    write_metrics(METRICS / "tabular.json", {"inliers": len(inliers), "columns": matrix.shape[1], **metrics})
+def main(name: str) -> None:
+    params, dataset, paths = load_params(), load_dataset(name), layout(name)
+    customers = read_customers(paths.customers, dataset)
+    matrix = encode_tabular(customers, dataset, params.tabular.encoding)
+    flags = detect_outliers(matrix, params.outliers.contamination, customers.index.to_numpy())
+    rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
+    segments, metrics = segment_tabular(matrix[rows], params.k, params.tabular, params.seed, params.silhouette_max_rows)
+    write_npy(paths.tabular_matrix, matrix)
+    write_csv(paths.tabular_outliers, flags)
+    write_csv(paths.tabular_labels, pd.DataFrame({CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[rows], "segment": segments}))
+    write_metrics(paths.metrics / "tabular.json", {"inliers": len(rows), "columns": matrix.shape[1], **metrics})
 
 
 if __name__ == "__main__":

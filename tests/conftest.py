@@ -13,6 +13,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def load_spec(name: str):
+    """A data-set file of the repository, validated, whatever the working folder."""
+    import yaml
+    from stages.dataset import Dataset
+
+    return Dataset.model_validate(yaml.safe_load((ROOT / "datasets" / f"{name}.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
+def bank():
+    return load_spec("bank")
+
+
+@pytest.fixture(scope="session")
+def telco():
+    return load_spec("telco")
+
+
 @pytest.fixture(scope="session")
 def model():
     from stages.encoders import load_model

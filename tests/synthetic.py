@@ -58,3 +58,49 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+TELCO_HEADER = ("customerID", "gender", "SeniorCitizen", "Partner", "Dependents", "tenure", "PhoneService",
+                "MultipleLines", "InternetService", "OnlineSecurity", "OnlineBackup", "DeviceProtection", "TechSupport",
+                "StreamingTV", "StreamingMovies", "Contract", "PaperlessBilling", "PaymentMethod", "MonthlyCharges",
+                "TotalCharges", "Churn")
+INTERNET_EXTRAS = ("OnlineSecurity", "OnlineBackup", "DeviceProtection", "TechSupport", "StreamingTV", "StreamingMovies")
+
+
+def telco_customers(n: int, seed: int = 0, blank_total_charges: int = 3) -> pd.DataFrame:
+    """``n`` customers shaped like IBM's Telco Customer Churn table: new month-to-month fiber customers
+    who churn often, long-standing contract customers who rarely do, and ``blank_total_charges``
+    customers in their first month whose TotalCharges is blank, as in the real file."""
+    rng = np.random.default_rng(seed)
+    loyal = rng.random(n) < 0.5
+    tenure = np.where(loyal, rng.integers(24, 73, n), rng.integers(1, 24, n))
+    tenure[:blank_total_charges] = 0
+    internet = np.where(loyal, rng.choice(["DSL", "No", "Fiber optic"], n, p=[0.5, 0.3, 0.2]), "Fiber optic")
+    monthly = np.round(np.where(internet == "No", rng.uniform(18, 26, n), rng.uniform(45, 115, n)), 2)
+    frame = pd.DataFrame({
+        "customerID": [f"{i:04d}-{''.join(rng.choice(list('ABCDEFGHJK'), 5))}" for i in range(n)],
+        "gender": rng.choice(["Female", "Male"], n),
+        "SeniorCitizen": rng.choice(["0", "1"], n, p=[0.84, 0.16]),
+        "Partner": rng.choice(["No", "Yes"], n),
+        "Dependents": rng.choice(["No", "Yes"], n, p=[0.7, 0.3]),
+        "tenure": tenure,
+        "PhoneService": rng.choice(["No", "Yes"], n, p=[0.1, 0.9]),
+        "InternetService": internet,
+        "Contract": np.where(loyal, rng.choice(["One year", "Two year"], n), "Month-to-month"),
+        "PaperlessBilling": rng.choice(["No", "Yes"], n),
+        "PaymentMethod": np.where(loyal, rng.choice(["Bank transfer (automatic)", "Credit card (automatic)",
+                                                     "Mailed check"], n), "Electronic check"),
+        "MonthlyCharges": monthly,
+        "Churn": np.where(rng.random(n) < np.where(loyal, 0.05, 0.5), "Yes", "No"),
+    })
+    frame["MultipleLines"] = np.where(frame["PhoneService"] == "No", "No phone service", rng.choice(["No", "Yes"], n))
+    for column in INTERNET_EXTRAS:
+        frame[column] = np.where(internet == "No", "No internet service", rng.choice(["No", "Yes"], n))
+    totals = np.round(monthly * tenure, 2).astype(str)
+    frame["TotalCharges"] = np.where(tenure == 0, " ", totals)
+    return frame.loc[:, list(TELCO_HEADER)]
+
+
+def to_telco_csv(frame: pd.DataFrame) -> bytes:
+    """Serialize like IBM's file: comma-separated, unquoted, LF endings."""
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")

@@ -1,9 +1,10 @@
-"""Bad inputs through the real CLI: ``python -m stages.<name>`` in a temporary copy of the project.
+"""Bad inputs through the real CLI: ``python -m stages.<name> <data set>`` in a temporary copy of the project.
 
-Each case sets up one bad data file, param, download response (from a local HTTP server) or
-environment, runs the stage that must refuse it, and checks that the stage exits non-zero with a
-single ``error: <stage>: ...`` line naming the culprit, prints no traceback, and leaves its outputs
-as they were (absent, or the previous ones byte for byte) with no temporary file behind.
+Each case sets up one bad data file, data-set file, param, download response (from a local HTTP
+server) or environment, runs the stage that must refuse it, and checks that the stage exits
+non-zero with a single ``error: <stage>: ...`` line naming the culprit, prints no traceback, and
+leaves its outputs as they were (absent, or the previous ones byte for byte) with no temporary file
+behind.
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-RAW = "data/raw/bank-full.csv"
+RAW = "data/bank/raw/table.csv"
+TELCO_RAW = "data/telco/raw/table.csv"
+TELCO_LINES = synthetic.to_telco_csv(synthetic.telco_customers(30, seed=1)).decode().splitlines()
 GOOD_CSV = synthetic.to_uci_csv(synthetic.customers(30, seed=1))
 GOOD_LINES = GOOD_CSV.decode().splitlines()
 GOOD_ZIP = synthetic.zip_bytes({"bank.zip": synthetic.zip_bytes({"bank-full.csv": GOOD_CSV})})
@@ -39,10 +42,10 @@ PROXIED_URL = "http://bank.example.invalid/bank+marketing.zip"
 SLOW_S = 3
 
 
-def stage_outputs(stage: str) -> list[str]:
-    """Every path dvc.yaml names as an output of ``stage`` (outs, metrics and plots)."""
+def stage_outputs(stage: str, dataset: str) -> list[str]:
+    """Every path dvc.yaml names as an output of ``stage`` for ``dataset`` (outs, metrics and plots)."""
     entries = [e for kind in ("outs", "metrics", "plots") for e in PIPELINE["stages"][stage].get(kind, [])]
-    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+    return [(e if isinstance(e, str) else next(iter(e))).replace("${item.ds}", dataset) for e in entries]
 
 
 # --- a local HTTP server that misbehaves on demand ------------------------------------------------
@@ -118,7 +121,8 @@ class Project:
     def __init__(self, path: Path, server_url: str):
         self.path, self.server_url = path, server_url
         self.env = {key: value for key, value in os.environ.items()
-                    if key.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "bank_marketing_source"}}
+                    if key.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "bank_marketing_source",
+                                           "telco_churn_source"}}
         self.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", NO_PROXY="127.0.0.1,localhost",
                         SEGMENTS_LOG_LEVEL="WARNING")
 
@@ -127,27 +131,37 @@ class Project:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data.encode() if isinstance(data, str) else data)
 
-    def params(self, **dotted) -> None:
-        """Set params by dotted key, as ``dvc exp run -S`` does."""
-        params = yaml.safe_load((self.path / "params.yaml").read_text())
+    def _set(self, relative: str, dotted: dict) -> None:
+        content = yaml.safe_load((self.path / relative).read_text())
         for key, value in dotted.items():
             *sections, leaf = key.split(".")
-            node = params
+            node = content
             for section in sections:
                 node = node.setdefault(section, {})
-            node[leaf] = value
-        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            if value is DELETE:
+                node.pop(leaf)
+            else:
+                node[leaf] = value
+        (self.path / relative).write_text(yaml.safe_dump(content, sort_keys=False))
+
+    def params(self, **dotted) -> None:
+        """Set params by dotted key, as ``dvc exp run -S`` does."""
+        self._set("params.yaml", dotted)
+
+    def dataset(self, name: str = "bank", **dotted) -> None:
+        """Set keys of a data-set file by dotted key (``DELETE`` removes one)."""
+        self._set(f"datasets/{name}.yaml", dotted)
 
     def fetch_from(self, route: str, **dotted) -> None:
-        self.params(**{"download.url": f"{self.server_url}/{route}", "download.sha256": GOOD_SHA,
-                       "download.attempts": 3, "download.backoff_s": 0.05, "download.timeout_s": 5,
+        self.dataset(**{"source.url": f"{self.server_url}/{route}", "source.sha256": GOOD_SHA})
+        self.params(**{"download.attempts": 3, "download.backoff_s": 0.05, "download.timeout_s": 5,
                        "download.max_mb": 1, **dotted})
 
     def csv(self, lines: list[str]) -> None:
         self.write(RAW, "\n".join(lines) + "\n")
 
-    def run(self, stage: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=self.path, env=self.env,
+    def run(self, stage: str, dataset: str = "bank") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", f"stages.{stage}", dataset], cwd=self.path, env=self.env,
                               capture_output=True, text=True, timeout=120)
 
     def snapshot(self, paths: list[str]) -> dict[str, str | None]:
@@ -155,17 +169,21 @@ class Project:
                 for p in paths}
 
 
+DELETE = object()
+
+
 @pytest.fixture
 def project(tmp_path, server):
-    return Project(copy_project(tmp_path, ("stages", "params.yaml", "dvc.yaml")), server)
+    return Project(copy_project(tmp_path, ("stages", "datasets", "params.yaml", "dvc.yaml")), server)
 
 
 def replaced(line_number: int, column: str, value: str, lines: list[str] = GOOD_LINES) -> list[str]:
     """The good table with one cell (file line ``line_number``, 1 = header) set to ``value``."""
+    separator, header = (";", synthetic.HEADER) if lines is GOOD_LINES or ";" in lines[0] else (",", synthetic.TELCO_HEADER)
     lines = list(lines)
-    cells = lines[line_number - 1].split(";")
-    cells[synthetic.HEADER.index(column)] = value
-    lines[line_number - 1] = ";".join(cells)
+    cells = lines[line_number - 1].split(separator)
+    cells[header.index(column)] = value
+    lines[line_number - 1] = separator.join(cells)
     return lines
 
 
@@ -179,6 +197,7 @@ class Case:
     culprits: tuple[str, ...]
     previous_outputs: bool = False  # start from outputs of an earlier good run, which must survive
     env: dict[str, str] = field(default_factory=dict)
+    dataset: str = "bank"
 
 
 def _good_raw(p: Project) -> None:
@@ -196,23 +215,39 @@ def _lines(lines: list[str]) -> Callable[[Project], None]:
     return lambda p: p.csv(lines)
 
 
+def _spec(**dotted) -> Callable[[Project], None]:
+    """The good table with the bank data-set file changed."""
+    def setup(p: Project) -> None:
+        _good_raw(p)
+        p.dataset(**dotted)
+    return setup
+
+
+def _telco(lines: list[str], **dotted) -> Callable[[Project], None]:
+    """A telco-shaped table (it has an id column), with its data-set file changed."""
+    def setup(p: Project) -> None:
+        p.write(TELCO_RAW, "\n".join(lines) + "\n")
+        p.dataset("telco", **dotted)
+    return setup
+
+
 def _texts_and_model(p: Project) -> None:
-    p.write("data/interim/texts.csv", "customer_id,text\n0,Age: 30\n1,Age: 61\n")
+    p.write("data/bank/interim/texts.csv", "customer_id,text\n0,Age: 30\n1,Age: 61\n")
     p.params(model="no-such-org/no-such-model")
 
 
 def _inliers(p: Project, rows: int = 20) -> None:
-    np.save(p.path / "data/interim/embeddings.npy", np.random.default_rng(0).random((rows, 4), dtype=np.float32))
-    p.write("data/interim/outliers.csv", "customer_id,ecod_score,inlier\n" + "".join(f"{i},0.5,1\n" for i in range(rows)))
+    np.save(p.path / "data/bank/interim/embeddings.npy", np.random.default_rng(0).random((rows, 4), dtype=np.float32))
+    p.write("data/bank/interim/outliers.csv", "customer_id,ecod_score,inlier\n" + "".join(f"{i},0.5,1\n" for i in range(rows)))
 
 
 def _pickled_embeddings(p: Project) -> None:
-    (p.path / "data/interim").mkdir(parents=True)
-    np.save(p.path / "data/interim/embeddings.npy", np.array([{"payload": 1}], dtype=object), allow_pickle=True)
+    (p.path / "data/bank/interim").mkdir(parents=True)
+    np.save(p.path / "data/bank/interim/embeddings.npy", np.array([{"payload": 1}], dtype=object), allow_pickle=True)
 
 
 def _k_above_inliers(p: Project) -> None:
-    (p.path / "data/interim").mkdir(parents=True, exist_ok=True)
+    (p.path / "data/bank/interim").mkdir(parents=True, exist_ok=True)
     _inliers(p)
     p.params(k=30)
 
@@ -222,24 +257,25 @@ def _fetch(route: str, **dotted) -> Callable[[Project], None]:
 
 
 def _nothing_listening(p: Project) -> None:
-    p.fetch_from("bank.zip", **{"download.url": "http://127.0.0.1:9/bank.zip"})
+    p.fetch_from("bank.zip")
+    p.dataset(**{"source.url": "http://127.0.0.1:9/bank.zip"})
 
 
 HEADER = GOOD_LINES[0]
 CASES = [
     # the customer table, refused by the first stage that reads it
-    Case("empty file", "serialize", lambda p: p.write(RAW, b""), ("bank-full.csv: is empty",), previous_outputs=True),
+    Case("empty file", "serialize", lambda p: p.write(RAW, b""), ("table.csv: is empty",), previous_outputs=True),
     Case("header only", "serialize", _lines([HEADER]), ("has a header but no customer rows",)),
     Case("comma separated", "serialize", _lines([line.replace(";", ",") for line in GOOD_LINES]),
          ("header line 1 has no ';'", "looks ','-separated")),
     Case("missing column", "serialize", _lines([HEADER.replace('"balance"', '"saldo"')] + GOOD_LINES[1:]),
-         ("missing column(s) ['balance']",)),
+         ("declared column(s) ['balance'] are not in the table", "'saldo'", "fix the names in datasets/bank.yaml")),
     Case("duplicate header name", "serialize", _lines([HEADER.replace('"day"', '"age"')] + GOOD_LINES[1:]),
          ("header line 1 repeats column(s) ['age']",)),
     Case("header repeated inside", "serialize", _lines(GOOD_LINES[:10] + [HEADER] + GOOD_LINES[10:]),
          ("line(s) 11 repeat the header",), previous_outputs=True),
     Case("latin-1 bytes", "serialize", lambda p: p.write(RAW, "\n".join(replaced(5, "job", '"técnico"')).encode("latin-1")),
-         ("line 5 is not UTF-8", "re-save the file as UTF-8")),
+         ("line 5 is not utf-8", "re-save the file as utf-8", "format.encoding")),
     Case("age not a number", "serialize", _lines(replaced(4, "age", "forty")),
          ("column 'age' is not a whole number on line(s) 4", "'forty'")),
     Case("age out of range", "serialize", _lines(replaced(6, "age", "150")), ("column 'age' is outside 18..120 on line(s) 6",)),
@@ -248,14 +284,47 @@ CASES = [
     Case("decimal balance", "serialize", _lines(replaced(8, "balance", "12.5")),
          ("column 'balance' is not a whole number on line(s) 8",)),
     Case("unknown category", "serialize", _lines(replaced(7, "marital", '"maried"')),
-         ("column 'marital' has unknown value(s) on line(s) 7", "'maried'", "'married'")),
-    Case("missing value", "serialize", _lines(replaced(8, "education", '""')), ("column 'education' is empty on line(s) 8",)),
+         ("column 'marital' has value(s) outside its values on line(s) 7", "'maried'", "'married'")),
+    Case("blank cell refused", "serialize", _lines(replaced(8, "education", '""')),
+         ("column 'education' is blank on line(s) 8", "set columns.education.missing to drop", "or keep")),
     Case("several bad values", "serialize", _lines(replaced(9, "loan", '"maybe"', replaced(2, "age", "-3"))),
-         ("column 'age' is outside 18..120 on line(s) 2", "column 'loan' has unknown value(s) on line(s) 9")),
+         ("column 'age' is outside 18..120 on line(s) 2", "column 'loan' has value(s) outside its values on line(s) 9")),
     Case("ragged row", "serialize", _lines(GOOD_LINES[:8] + [GOOD_LINES[8] + ";42"] + GOOD_LINES[9:]),
          ("malformed table", "line 9", "17 ';'-separated fields")),
     Case("blank line", "serialize", _lines(GOOD_LINES[:4] + [""] + GOOD_LINES[4:]), ("line(s) 5 are blank",)),
-    Case("raw file missing", "serialize", lambda p: None, ("data/raw/bank-full.csv: missing", "dvc repro download")),
+    Case("raw file missing", "serialize", lambda p: None, ("data/bank/raw/table.csv: missing", "dvc repro")),
+    # the customer table against its data-set file
+    Case("exponent in a number", "serialize", _lines(replaced(5, "age", "4.2e1")),
+         ("column 'age' is not a whole number on line(s) 5", "'4.2e1'", "no exponent")),
+    Case("text in a decimal number", "serialize", _telco(replaced(4, "MonthlyCharges", "n/a", TELCO_LINES)),
+         ("column 'MonthlyCharges' is not a plain number on line(s) 4", "'n/a'"), dataset="telco"),
+    Case("ordinal value outside its levels", "serialize", _lines(replaced(3, "education", '"doctorate"')),
+         ("column 'education' has value(s) outside its levels on line(s) 3", "'doctorate'", "columns.education.levels")),
+    Case("too many categories", "serialize", _spec(**{"columns.job.values": DELETE, "max_categories": 4}),
+         ("column 'job' has", "distinct values, over max_categories (4)", "declare it numeric", "group its values")),
+    Case("duplicate ids", "serialize", _telco(replaced(6, "customerID", TELCO_LINES[2].split(",")[0], TELCO_LINES)),
+         ("id column 'customerID' repeats ids on line(s) 3, 6", "ids must be unique"), dataset="telco"),
+    Case("blank id", "serialize", _telco(replaced(7, "customerID", "", TELCO_LINES)),
+         ("id column 'customerID' is blank on line(s) 7",), dataset="telco"),
+    Case("telco column missing", "serialize", _telco([TELCO_LINES[0].replace("TotalCharges", "Total")] + TELCO_LINES[1:]),
+         ("declared column(s) ['TotalCharges'] are not in the table", "'Total'"), dataset="telco"),
+    # the data-set file
+    Case("unknown kind", "serialize", _spec(**{"columns.age.kind": "number"}),
+         ("datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical' or 'ordinal'", "'number'")),
+    Case("template unknown column", "serialize", _spec(template="Salary: {salary}"),
+         ("datasets/bank.yaml", "template names undeclared column(s) ['salary']")),
+    Case("template bad format", "serialize", _spec(template="Job: {job:d}"), ("template", "cannot be filled")),
+    Case("template carries the outcome", "serialize", _spec(template="Age: {age} {contact} {job} {marital} {education} "
+                                                                     "{default} {balance} {housing} {loan} {y}"),
+         ("template carries outcome column(s) ['y']",)),
+    Case("unquoted yes in values", "serialize", _spec(**{"columns.loan.values": ["no", True]}),
+         ("columns.loan.values.1", "quote the value")),
+    Case("segmenting on an undeclared column", "serialize", _spec(segment_on=["age", "salary"]),
+         ("segment_on names undeclared column(s) ['salary']",)),
+    Case("ordinal without levels", "serialize", _spec(**{"columns.education.levels": DELETE}),
+         ("columns.education", "an ordinal column needs its levels")),
+    Case("data-set file missing", "serialize", lambda p: None,
+         ("datasets/shop.yaml: no such data-set file (found ['bank', 'telco'])",), dataset="shop"),
     # params, refused by whichever stage starts first
     Case("k=0", "serialize", _params(k=0), ("k: Input should be greater than or equal to 2",)),
     Case("k=six", "serialize", _params(k="six"), ("k: Input should be a valid integer", "'six'")),
@@ -264,13 +333,11 @@ CASES = [
          ("outliers.contamination: Input should be less than 0.5",)),
     Case("k range reversed", "serialize", _params(**{"elbow.k_min": 8, "elbow.k_max": 4}), ("k_min (8) must be below k_max (4)",)),
     Case("batch size 0", "serialize", _params(**{"embed.batch_size": 0}), ("embed.batch_size: Input should be greater than 0",)),
-    Case("template unknown column", "serialize", _params(**{"serialize.template": "Salary: {salary}"}),
-         ("unknown column(s) ['salary']",)),
-    Case("template bad format", "serialize", _params(**{"serialize.template": "Job: {job:d}"}),
-         ("serialize.template", "cannot be filled")),
-    Case("every problem at once", "serialize", _params(k=1, seed=-1, **{"download.sha256": "abc"}),
-         ("k: Input should be greater", "seed: Input should be greater", "download.sha256: String should match")),
-    Case("url not http", "download", lambda p: p.params(**{"download.url": "ftp://example.org/bank.zip"}), ("download.url",)),
+    Case("every problem at once", "serialize", _params(k=1, seed=-1, **{"download.attempts": 0}),
+         ("k: Input should be greater", "seed: Input should be greater", "download.attempts: Input should be greater")),
+    Case("unknown data set", "serialize", _params(datasets=["bank", "shop"]), ("no data-set file for ['shop']",)),
+    Case("url not http", "download", lambda p: p.dataset(**{"source.url": "ftp://example.org/bank.zip"}),
+         ("datasets/bank.yaml: source.url",)),
     Case("zero attempts", "download", lambda p: p.params(**{"download.attempts": 0}), ("download.attempts",)),
     Case("params not yaml", "serialize", lambda p: p.write("params.yaml", "k: [5\n"), ("params.yaml: not valid YAML",)),
     Case("params missing", "serialize", lambda p: (p.path / "params.yaml").unlink(), ("params.yaml: not found",)),
@@ -281,9 +348,10 @@ CASES = [
     Case("k above inliers", "kmeans", _k_above_inliers, ("k=30 must be below the number of inliers (20)",), previous_outputs=True),
     # download responses from the local server
     Case("persistent 503", "download", _fetch("down.zip"), ("HTTP 503", "tried 3 time(s)", "BANK_MARKETING_SOURCE")),
-    Case("404", "download", _fetch("gone.zip"), ("HTTP 404", "check download.url")),
+    Case("404", "download", _fetch("gone.zip"), ("HTTP 404", "check source.url")),
     Case("checksum mismatch", "download", _fetch("other.zip"),
-         (hashlib.sha256(OTHER_CSV).hexdigest(), GOOD_SHA, "does not match download.sha256"), previous_outputs=True),
+         (hashlib.sha256(OTHER_CSV).hexdigest(), GOOD_SHA, "does not match source.sha256", "datasets/bank.yaml"),
+         previous_outputs=True),
     Case("truncated zip", "download", _fetch("truncated.zip"), ("truncated.zip: corrupt or truncated zip",)),
     Case("zip slip", "download", _fetch("slip.zip"), ("'../../outside/bank-full.csv' would be written outside",)),
     Case("zip bomb", "download", _fetch("bomb.zip"), ("bomb.zip!bank-full.csv: unpacks to 3145728 bytes", "download.max_mb")),
@@ -296,9 +364,11 @@ CASES = [
     # the environment
     Case("source file missing", "download", lambda p: None, ("BANK_MARKETING_SOURCE=/nowhere/bank.zip: no such file",),
          env={"BANK_MARKETING_SOURCE": "/nowhere/bank.zip"}),
-    Case("source folder empty", "download", lambda p: (p.path / "empty").mkdir(), ("empty: folder holds none of",),
+    Case("source folder empty", "download", lambda p: (p.path / "empty").mkdir(),
+         ("empty: folder holds neither bank-full.csv nor a zip",),
          env={"BANK_MARKETING_SOURCE": "empty"}),
-    Case("dead proxy", "download", lambda p: p.fetch_from("x", **{"download.url": PROXIED_URL, "download.attempts": 1}),
+    Case("dead proxy", "download", lambda p: (p.fetch_from("x", **{"download.attempts": 1}),
+                                              p.dataset(**{"source.url": PROXIED_URL})),
          ("cannot fetch http://bank.example.invalid", "Connection refused"), env={"http_proxy": "http://127.0.0.1:9"}),
 ]
 
@@ -306,13 +376,13 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_fails_in_one_line_and_leaves_outputs_alone(project, case):
     case.setup(project)
-    outputs = stage_outputs(case.stage)
+    outputs = stage_outputs(case.stage, case.dataset)
     if case.previous_outputs:
         for path in outputs:
             project.write(path, f"output of an earlier good run: {path}\n")
     before = project.snapshot(outputs)
     project.env.update(case.env)
-    result = project.run(case.stage)
+    result = project.run(case.stage, case.dataset)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -324,7 +394,37 @@ def test_bad_input_fails_in_one_line_and_leaves_outputs_alone(project, case):
 
 
 def test_bad_input_table_is_large_and_distinct():
-    assert len(CASES) >= 25 and len({case.id for case in CASES}) == len(CASES)
+    assert len(CASES) >= 60 and len({case.id for case in CASES}) == len(CASES)
+
+
+# --- what must be read, not refused -----------------------------------------------------------------
+
+def test_a_spreadsheet_export_with_bom_and_crlf_gives_the_same_texts(project):
+    plain = GOOD_CSV
+    project.write(RAW, plain)
+    assert project.run("serialize").returncode == 0
+    expected = (project.path / "data/bank/interim/texts.csv").read_bytes()
+    project.write(RAW, b"\xef\xbb\xbf" + plain.replace(b"\n", b"\r\n"))
+    result = project.run("serialize")
+    assert result.returncode == 0, result.stderr
+    assert (project.path / "data/bank/interim/texts.csv").read_bytes() == expected
+
+
+def test_missing_cell_policies_drop_with_a_reason_or_keep_as_a_category(project):
+    lines = replaced(6, "TotalCharges", "", replaced(9, "PaymentMethod", "", TELCO_LINES))
+    project.write(TELCO_RAW, "\n".join(lines) + "\n")
+    project.dataset("telco", **{"columns.PaymentMethod.missing": "keep"})
+    result = project.run("serialize", "telco")
+    assert result.returncode == 0, result.stderr
+    rejected = (project.path / "reports/telco/rejected.csv").read_text().splitlines()
+    ids = [line.split(",")[0] for line in TELCO_LINES]
+    # the synthetic file's 3 first-month customers (lines 2-4, TotalCharges blank), then line 6
+    assert rejected[0] == "customer_id,line,reason" and len(rejected) == 1 + 4
+    assert rejected[-1] == f"{ids[5]},6,TotalCharges is blank"
+    customers = (project.path / "data/telco/interim/customers.csv").read_text()
+    assert ids[5] not in customers and f"{ids[8]}," in customers and ",missing," in customers
+    assert (project.path / "metrics/telco/rows.json").read_text() == (
+        '{\n  "table_rows": 30,\n  "rejected_rows": 4,\n  "kept_rows": 26\n}\n')
 
 
 # --- what must work despite the network -------------------------------------------------------------
@@ -339,7 +439,8 @@ def test_a_transient_500_is_retried(project):
 
 
 def test_the_standard_proxy_variables_are_honoured(project, server):
-    project.fetch_from("x", **{"download.url": PROXIED_URL})
+    project.fetch_from("x")
+    project.dataset(**{"source.url": PROXIED_URL})
     project.env["http_proxy"] = server  # the test server answers for the unreachable host
     result = project.run("download")
     assert result.returncode == 0, result.stderr

@@ -20,12 +20,12 @@ from stages import (
     scoring, serialize, tabular,
 )
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
-from stages.config import (
-    ARTICLE_TEMPLATE, CATEGORICAL_COLUMNS, CUSTOMER_COLUMNS, ExplainParams, MCAParams, TabularParams, read_customers,
-    validate_params,
-)
+from stages.config import ExplainParams, MCAParams, TabularParams, validate_params
+from stages.dataset import read_table, typed
 
 ROOT = Path(__file__).resolve().parents[1]
+ARTICLE_TEMPLATE = ("Age: {age},\nhousing load: {housing},\nJob: {job},\nMarital: {marital},\nEducation: {education},\n"
+                    "Default: {default},\nBalance: {balance},\nPersonal loan: {loan},\ncontact: {contact}")
 
 
 @pytest.fixture
@@ -35,12 +35,20 @@ def customer_csv(tmp_path):
     return path
 
 
+def bank_customers(frame: pd.DataFrame, bank) -> pd.DataFrame:
+    """Synthetic UCI rows as the serialize stage hands them on: the used columns, typed, by id."""
+    customers = typed(frame.loc[:, bank.used_columns].astype({c: str for c in bank.used_columns}), bank)
+    customers.index = pd.Index(frame.index.astype(str), name="customer_id")
+    return customers
+
+
 # --- params -----------------------------------------------------------------------------------
 
-def test_default_params_are_valid_and_reproduce_the_article_template():
+def test_default_params_are_valid_and_the_bank_file_holds_the_article_template(bank):
     params = validate_params({})
     assert (params.k, params.model, params.outliers.contamination) == (5, "sentence-transformers/all-MiniLM-L6-v2", 0.1)
-    assert params.serialize.template == ARTICLE_TEMPLATE
+    assert params.datasets == ["bank", "telco"]
+    assert bank.text_template == ARTICLE_TEMPLATE
 
 
 @pytest.mark.parametrize(
@@ -52,7 +60,8 @@ def test_default_params_are_valid_and_reproduce_the_article_template():
         ({"kk": 5}, "kk: unknown key"),
         ({"outliers": {"contamination": 0.7}}, "outliers.contamination"),
         ({"elbow": {"k_min": 6, "k_max": 4}}, "k_min (6) must be below k_max (4)"),
-        ({"serialize": {"template": "Age: {agee}"}}, "unknown column(s) ['agee']"),
+        ({"datasets": ["bank", "nope"]}, "datasets: no data-set file for ['nope'] in datasets/ (found ['bank', 'telco'])"),
+        ({"datasets": []}, "datasets: List should have at least 1 item"),
         ({"embed": {"batch_size": 0}}, "embed.batch_size"),
     ],
 )
@@ -101,7 +110,7 @@ def test_a_terminated_stage_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         "        tmp.write_text('half')\n"
         "        print('writing', flush=True)\n"
         "        time.sleep(600)\n"
-        "run(main)\n"
+        "run(main, takes_dataset=False)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", stage], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "writing"
@@ -113,76 +122,81 @@ def test_a_terminated_stage_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
 # --- customer table ----------------------------------------------------------------------------
 
-def test_read_customers_parses_the_uci_layout(customer_csv):
-    frame = read_customers(customer_csv)
-    assert len(frame) == 200 and frame.index[0] == 0
+def test_read_table_parses_the_uci_layout(customer_csv, bank):
+    cells, rejected = read_table(customer_csv, bank, Path("bank.yaml"))
+    frame = typed(cells, bank)
+    assert len(frame) == 200 and frame.index[0] == "0" and rejected.empty
     assert frame["age"].dtype == np.int64 and frame["balance"].dtype == np.int64
     assert frame["job"].iloc[0] in synthetic.CHOICES["job"]
+    assert list(frame.columns) == bank.used_columns
 
 
-def test_read_customers_names_missing_columns_and_bad_rows(tmp_path, customer_csv):
+def test_read_table_names_missing_columns_and_bad_rows(tmp_path, customer_csv, bank):
     broken = tmp_path / "no-age.csv"
     broken.write_text(customer_csv.read_text().replace('"age"', '"years"', 1))
-    with pytest.raises(PipelineError, match=r"no-age.csv: missing column\(s\) \['age'\]"):
-        read_customers(broken)
+    with pytest.raises(PipelineError, match=r"no-age.csv: declared column\(s\) \['age'\] are not in the table"):
+        read_table(broken, bank, Path("bank.yaml"))
     lines = customer_csv.read_text().splitlines()
     lines[3] = "forty" + lines[3][lines[3].index(";"):]
     bad = tmp_path / "bad-age.csv"
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(PipelineError, match=r"'age' is not a whole number on line\(s\) 4"):
-        read_customers(bad)
+        read_table(bad, bank, Path("bank.yaml"))
 
 
 # --- download -----------------------------------------------------------------------------------
 
-def test_extract_finds_bank_full_in_csv_inner_and_outer_zip():
+def test_extract_finds_the_table_in_csv_inner_and_outer_zip():
     data = synthetic.to_uci_csv(synthetic.customers(5))
     inner = synthetic.zip_bytes({"bank-full.csv": data, "bank.csv": b"x", "bank-names.txt": b"y"})
-    outer = synthetic.zip_bytes({"bank.zip": inner, "bank-additional.zip": b"z"})
+    outer = synthetic.zip_bytes({"bank.zip": inner, "bank-additional.zip": synthetic.zip_bytes({"other.csv": b"z"})})
     for payload in (data, inner, outer):
-        assert download.extract_bank_full(payload, "src") == data
+        assert download.extract_table(payload, "bank-full.csv", "src") == data
 
 
 def test_extract_refuses_a_truncated_zip_and_a_zip_without_the_file():
     inner = synthetic.zip_bytes({"bank-full.csv": b"a;b\n" * 1000})
     with pytest.raises(PipelineError, match="corrupt or truncated zip"):
-        download.extract_bank_full(inner[: len(inner) // 2], "cut.zip")
-    with pytest.raises(PipelineError, match="holds neither bank-full.csv nor bank.zip"):
-        download.extract_bank_full(synthetic.zip_bytes({"other.csv": b"x"}), "other.zip")
+        download.extract_table(inner[: len(inner) // 2], "bank-full.csv", "cut.zip")
+    with pytest.raises(PipelineError, match="zip holds no bank-full.csv, nor a zip holding it"):
+        download.extract_table(synthetic.zip_bytes({"other.csv": b"x"}), "bank-full.csv", "other.zip")
 
 
 def test_checksum_mismatch_states_both_hashes():
     expected = hashlib.sha256(b"right").hexdigest()
-    download.verify_sha256(b"right", expected, "f")
+    download.verify_sha256(b"right", expected, "f", Path("datasets/x.yaml"))
     with pytest.raises(PipelineError) as error:
-        download.verify_sha256(b"wrong", expected, "f")
+        download.verify_sha256(b"wrong", expected, "f", Path("datasets/x.yaml"))
     assert expected in str(error.value) and hashlib.sha256(b"wrong").hexdigest() in str(error.value)
+    assert "datasets/x.yaml" in str(error.value)
 
 
-def test_read_source_accepts_a_folder_and_explains_a_missing_one(tmp_path):
+def test_read_source_accepts_a_folder_and_explains_a_missing_one(tmp_path, bank):
     (tmp_path / "bank.zip").write_bytes(b"PK\x03\x04zip")
-    assert download.read_source(str(tmp_path)) == (b"PK\x03\x04zip", str(tmp_path / "bank.zip"))
+    assert download.read_source(str(tmp_path), bank.source) == (b"PK\x03\x04zip", str(tmp_path / "bank.zip"))
+    (tmp_path / "bank-full.csv").write_bytes(b"the table")
+    assert download.read_source(str(tmp_path), bank.source) == (b"the table", str(tmp_path / "bank-full.csv"))
     with pytest.raises(PipelineError, match="BANK_MARKETING_SOURCE"):
-        download.read_source(str(tmp_path / "nowhere"))
+        download.read_source(str(tmp_path / "nowhere"), bank.source)
 
 
-def test_unreachable_url_says_how_to_use_a_local_copy():
+def test_unreachable_url_says_how_to_use_a_local_copy(telco):
     with pytest.raises(PipelineError) as error:
-        download.read_source("http://127.0.0.1:9/bank+marketing.zip", download.DownloadParams(attempts=2, backoff_s=0))
+        download.read_source("http://127.0.0.1:9/telco.csv", telco.source, download.DownloadParams(attempts=2, backoff_s=0))
     message = str(error.value)
-    assert message.startswith("cannot fetch http://127.0.0.1:9/bank+marketing.zip") and "BANK_MARKETING_SOURCE=" in message
+    assert message.startswith("cannot fetch http://127.0.0.1:9/telco.csv") and "TELCO_CHURN_SOURCE=" in message
     assert "tried 2 time(s)" in message
 
 
 # --- serialize ----------------------------------------------------------------------------------
 
-def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path):
+def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path, bank):
     row = '58;"management";"married";"tertiary";"no";2143;"yes";"no";"unknown";5;"may";261;1;-1;0;"unknown";"no"'
     path = tmp_path / "one.csv"
     path.write_bytes(synthetic.to_uci_csv(synthetic.customers(1)).splitlines(keepends=True)[0] + row.encode() + b"\n")
-    texts = serialize.serialize(read_customers(path), ARTICLE_TEMPLATE)
+    texts = serialize.serialize(typed(read_table(path, bank, Path("bank.yaml"))[0], bank), bank.text_template)
     assert texts.to_dict("records") == [{
-        "customer_id": 0,
+        "customer_id": "0",
         "text": "Age: 58,\nhousing load: yes,\nJob: management,\nMarital: married,\nEducation: tertiary,\n"
                 "Default: no,\nBalance: 2143,\nPersonal loan: no,\ncontact: unknown",
     }]
@@ -219,9 +233,9 @@ def test_embeddings_are_unit_float32_and_deterministic(model):
 def test_ecod_flags_the_far_points_and_the_contamination_share():
     rng = np.random.default_rng(0)
     vectors = np.vstack([rng.normal(0, 1, (190, 8)), rng.normal(0, 1, (10, 8)) + 12])
-    flags = outliers.detect_outliers(vectors, contamination=0.05)
+    flags = outliers.detect_outliers(vectors, contamination=0.05, ids=np.arange(200).astype(str))
     assert flags["inlier"].sum() == 190
-    assert flags.loc[190:, "inlier"].eq(0).all()
+    assert flags.loc[190:, "inlier"].eq(0).all() and flags["customer_id"].iloc[-1] == "199"
     assert outliers.outlier_metrics(flags) == {"customers": 200, "inliers": 190, "outliers": 10, "outlier_share": 0.05}
 
 
@@ -292,17 +306,17 @@ def test_map_points_are_a_seeded_sample_with_segments():
 # --- explain and profile ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def segmented():
-    frame = synthetic.customers(600, seed=3)
-    customers = frame.loc[:, list(CUSTOMER_COLUMNS)]
+def segmented(bank):
+    customers = bank_customers(synthetic.customers(600, seed=3), bank)
     segments = np.where(customers["housing"] == "yes", 1, 2) + (customers["loan"] == "yes") * 2
     return customers, pd.Series(segments)
 
 
-def test_surrogate_recovers_a_segmentation_made_of_two_columns(segmented):
+def test_surrogate_recovers_a_segmentation_made_of_two_columns(segmented, bank):
     customers, segments = segmented
-    features = explain.surrogate_features(customers)
-    assert isinstance(features["job"].dtype, pd.CategoricalDtype)
+    features = explain.surrogate_features(customers, bank)
+    assert list(features.columns) == bank.segment_on
+    assert isinstance(features["job"].dtype, pd.CategoricalDtype) and features["age"].dtype == np.int64
     metrics, importance, drivers = explain.explain(features, segments.to_numpy(), ExplainParams(n_estimators=50), seed=0)
     assert metrics["holdout_accuracy"] > 0.95 and metrics["test_rows"] == 120
     assert set(importance["feature"].head(2)) == {"housing", "loan"}
@@ -311,25 +325,35 @@ def test_surrogate_recovers_a_segmentation_made_of_two_columns(segmented):
     assert set(drivers.loc[drivers["rank"] <= 2, "feature"]) == {"housing", "loan"}
 
 
-def test_profile_counts_modes_and_names(segmented):
+def test_profile_counts_modes_outcomes_and_names(segmented, bank):
     customers, segments = segmented
-    table = profile.profile(customers, segments)
+    table = profile.profile(customers, segments, bank)
     assert table["customers"].sum() == 600 and table["share"].sum() == pytest.approx(1.0)
     assert (table.loc[table["segment"].isin([1, 3]), "top_housing"] == "yes").all()
     assert (table.loc[table["segment"].isin([3, 4]), "top_loan"] == "yes").all()
     assert table["name"].is_unique and all(isinstance(name, str) and name for name in table["name"])
+    # the outcome is a rate per segment, and the segments' rates average to the overall one
+    rates = [customers.loc[(segments == s).to_numpy(), "y"].eq("yes").mean() for s in (1, 2, 3, 4)]
+    assert table["y_yes_rate"].tolist() == pytest.approx(rates)
+    assert (table["y_yes_rate"] * table["share"]).sum() == pytest.approx(customers["y"].eq("yes").mean())
+    assert {"mean_age", "mean_balance", "top_contact", "top_contact_share"} <= set(table.columns)
 
 
-def test_segment_names_state_what_is_over_represented():
-    customers = pd.DataFrame({
+def _six_customers(**columns) -> pd.DataFrame:
+    frame = pd.DataFrame({
         "age": [45, 47, 24, 25, 33, 35], "balance": [3000, 3200, 50, 80, 900, 1000],
         "job": ["management", "management", "student", "student", "technician", "services"],
         "marital": ["married", "married", "single", "single", "married", "single"],
         "education": ["tertiary", "tertiary", "secondary", "secondary", "secondary", "primary"],
         "default": ["no"] * 6, "housing": ["no", "no", "yes", "yes", "no", "yes"], "loan": ["no"] * 6,
-        "contact": ["cellular"] * 4 + ["unknown"] * 2,
-    })
-    table = profile.profile(customers, pd.Series([1, 1, 2, 2, 3, 3]))
+        "contact": ["cellular"] * 4 + ["unknown"] * 2, "y": ["yes", "no", "no", "no", "yes", "yes"],
+    } | columns)
+    frame.index = frame.index.astype(str)
+    return frame
+
+
+def test_segment_names_state_what_is_over_represented(bank):
+    table = profile.profile(_six_customers(), pd.Series([1, 1, 2, 2, 3, 3]), bank)
     assert table["name"].tolist() == [
         "Managers in their 40s: university-educated, married, high balance",
         "Students in their 20s: housing loan, secondary education, low balance",
@@ -337,55 +361,90 @@ def test_segment_names_state_what_is_over_represented():
     ]
 
 
-def test_report_has_the_table_cards_heatmap_and_figures(segmented):
+def test_segment_names_follow_the_data_set_file(telco):
+    """Another data set's names come from its own phrases: no decade, its own subject and words."""
+    customers = pd.DataFrame({column: ["No"] * 6 for column in telco.segment_on} | {
+        "gender": ["Female", "Male"] * 3, "SeniorCitizen": ["0", "0", "1", "1", "0", "0"],
+        "tenure": [2, 3, 60, 70, 30, 30], "MonthlyCharges": [90.0, 95.0, 20.0, 25.0, 60.0, 60.0],
+        "TotalCharges": [180.0, 285.0, 1200.0, 1750.0, 1800.0, 1800.0],
+        "Contract": ["Month-to-month", "Month-to-month", "Two year", "Two year", "One year", "Month-to-month"],
+        "PaymentMethod": ["Electronic check"] * 2 + ["Mailed check"] * 2 + ["Bank transfer (automatic)"] * 2,
+        "Churn": ["Yes", "Yes", "No", "No", "No", "Yes"],
+    })
+    table = profile.profile(customers, pd.Series([1, 1, 2, 2, 3, 3]), telco)
+    assert table["name"].tolist()[:2] == [
+        "Month-to-month customers: pay by electronic check, recently joined, high monthly charges",
+        "Two-year contract customers: pay by mailed check, seniors, long-standing, low monthly charges",
+    ]
+    assert table["Churn_Yes_rate"].tolist() == [1.0, 0.0, 0.5]
+
+
+def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segmented, bank):
     customers, segments = segmented
-    table = profile.profile(customers, segments)
+    table = profile.profile(customers, segments, bank)
     drivers = pd.DataFrame({"segment": [1, 1], "rank": [1, 2], "feature": ["housing", "loan"], "mean_abs_shap": [2.0, 1.0]})
     metrics = {
-        "outliers": {"customers": 660, "inliers": 600},
+        "rows": {"table_rows": 670, "rejected_rows": 10, "kept_rows": 660},
+        "outliers": {"customers": 660, "inliers": 600, "outliers": 60},
         "evaluate": {"davies_bouldin": 1.5, "calinski_harabasz": 100.0, "silhouette": 0.2},
         "explain": {"holdout_accuracy": 0.9, "holdout_macro_f1": 0.8, "majority_class_accuracy": 0.3,
                     "holdout_accuracy_with_contact": 0.95},
     }
-    shares = profile.representation(customers, segments)
-    report = profile.render_report(table, drivers, shares, {"age": 40.0, "balance": 1234.0}, metrics, "my-model", 4)
-    assert "`my-model`" in report and "k = 4" in report and "600 of 660" in report
+    shares = profile.representation(customers, segments, bank)
+    base = {"age": 40.0, "balance": 1234.0, "y_yes_rate": 0.125, "kept": 660}
+    context = {"name": "bank", "model": "my-model", "k": 4, "rejected": "rejected.csv", "plots": "../../plots/bank"}
+    report = profile.render_report(table, drivers, shares, base, metrics, context, bank)
+    assert "`my-model`" in report and "k = 4" in report
+    assert "670 customers in the table: 600 segmented, 60 set aside as outliers by ECOD, 10 rejected" in report
+    assert "with `contact`, which the text also carries, accuracy is 0.950" in report
+    assert "Subscribed a term deposit: yes: 12.5% of all customers; by segment from" in report
     summary = report.split("## The segments at a glance")[0]
     assert summary.count("\n| ") == 5  # header + 4 segments
+    assert "| Subscribed a term deposit: yes |" in summary
     cards = report.split("## Segment cards")[1]
     assert [line.split(".")[0] for line in cards.splitlines() if line.startswith("### ")] == ["### 1", "### 2", "### 3", "### 4"]
     assert "**housing** (2.00), **loan** (1.00)" in cards and "(all: 1,234 EUR)" in cards
+    assert f"Subscribed a term deposit: yes **{table['y_yes_rate'][0]:.1%}** (all customers: 12.5%)" in cards
     # Segment 1 is housing=yes, loan=no: it has more housing loans and none of the personal ones.
     card_1 = cards.split("### 2.")[0]
-    assert "| more | housing = yes |" in card_1 and "| fewer | loan = yes | 0% |" in card_1
-    assert "![segment_heatmap](../plots/segment_heatmap.png)" in report
-    assert "![pca_map](../plots/pca_map.png)" in report
+    assert "| more | Housing loan: yes |" in card_1 and "| fewer | Personal loan: yes | 0% |" in card_1
+    assert "![segment_heatmap](../../plots/bank/segment_heatmap.png)" in report
+    assert "![pca_map](../../plots/bank/pca_map.png)" in report
 
 
-def test_representation_gives_shares_and_ratios_against_all_customers():
+def test_representation_gives_shares_and_ratios_against_all_customers(bank):
     customers = pd.DataFrame({
         "age": [25, 27, 45, 47], "balance": [-10, 50, 6000, 7000], "job": ["student", "student", "management", "admin."],
         "marital": ["single"] * 4, "education": ["secondary"] * 4, "default": ["no"] * 4,
         "housing": ["yes", "yes", "yes", "no"], "loan": ["no"] * 4, "contact": ["cellular"] * 4,
     })
-    shares = profile.representation(customers, pd.Series([1, 1, 2, 2])).set_index(["segment", "column", "value"])
+    shares = profile.representation(customers, pd.Series([1, 1, 2, 2]), bank).set_index(["segment", "column", "value"])
     assert shares.loc[(1, "job", "student"), ["segment_share", "base_share", "ratio"]].tolist() == [1.0, 0.5, 2.0]
     assert shares.loc[(2, "housing", "yes"), "ratio"] == pytest.approx(0.5 / 0.75)
     assert shares.loc[(1, "age", "under 30"), "ratio"] == 2.0 and shares.loc[(2, "balance", "5,000 and over"), "ratio"] == 2.0
-    assert shares.loc[(1, "balance", "negative"), "segment_share"] == 0.5
+    assert shares.loc[(1, "balance", "under 0"), "segment_share"] == 0.5
     over, under = profile.distinctive_values(shares.reset_index().query("segment == 1"))
-    assert over["value"].tolist() == ["under 30", "0-999", "negative", "student", "yes"]  # by ratio, column, value
+    assert over["value"].tolist() == ["under 30", "0-999", "under 0", "student", "yes"]  # by ratio, column, value
     assert "marital" not in set(over["column"])
     assert under["value"].tolist() == ["40-49", "5,000 and over", "no", "admin.", "management"] and (under["ratio"] == 0).all()
 
 
-def test_standardized_differences_and_heatmap(tmp_path):
+def test_bands_are_declared_or_quartiles_and_read_like_ranges():
+    assert profile.band_labels([30, 40], integer=True) == ["under 30", "30-39", "40 and over"]
+    assert profile.band_labels([35, 70.5], integer=False) == ["under 35", "35 to 70.5", "70.5 and over"]
+    assert profile.band_labels([0, 1000, 5000], integer=True) == ["under 0", "0-999", "1,000-4,999", "5,000 and over"]
+    values = pd.Series(np.arange(1, 101, dtype=float))
+    assert profile.band_edges(values, None) == [26.0, 50.0, 75.0]
+    assert profile.band_edges(values, [10.0]) == [10.0]
+
+
+def test_standardized_differences_and_heatmap(tmp_path, bank):
     customers = pd.DataFrame({
         "age": [20, 30, 40, 50], "balance": [0, 0, 100, 100], "job": ["student", "student", "management", "admin."],
         "marital": ["single"] * 4, "education": ["secondary"] * 4, "default": ["no"] * 4,
         "housing": ["yes", "yes", "no", "no"], "loan": ["no"] * 4, "contact": ["cellular"] * 4,
     })
-    differences, values = profile.standardized_differences(customers, pd.Series([1, 1, 2, 2]))
+    differences, values = profile.standardized_differences(customers, pd.Series([1, 1, 2, 2]), bank)
     assert list(differences.columns) == ["age", "job", "marital", "education", "default", "balance", "housing", "loan", "contact"]
     assert differences.loc[1, "age"] == pytest.approx((25 - 35) / np.std([20, 30, 40, 50]))
     assert differences.loc[2, "balance"] == pytest.approx(1.0)
@@ -399,28 +458,33 @@ def test_standardized_differences_and_heatmap(tmp_path):
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
-# --- the article's other two methods and the comparison (issue 3) --------------------------------
+# --- the article's other two methods and the comparison -------------------------------------------
 
 @pytest.fixture(scope="module")
-def mixed_customers():
+def mixed_customers(bank):
     """Two groups (young singles, older married managers) in which every UCI category occurs."""
-    frame = synthetic.customers(400, seed=5).loc[:, list(CUSTOMER_COLUMNS)]
+    frame = synthetic.customers(400, seed=5)
     frame.loc[::40, "marital"] = "divorced"
-    return frame
+    return bank_customers(frame, bank)
 
 
-def test_method_one_matrix_has_19_columns_one_hot_and_8_ordinal(mixed_customers):
-    one_hot = tabular.encode_tabular(mixed_customers, "onehot")
-    ordinal = tabular.encode_tabular(mixed_customers, "ordinal")
+def test_method_one_matrix_has_19_columns_one_hot_and_8_ordinal(mixed_customers, bank):
+    one_hot = tabular.encode_tabular(mixed_customers, bank, "onehot")
+    ordinal = tabular.encode_tabular(mixed_customers, bank, "ordinal")
     assert one_hot.shape == (400, 19) and ordinal.shape == (400, 8)
+    # education keeps the declared level order, "unknown" (3) last, as the article's encoder had it
+    levels = dict(zip(bank.columns["education"].levels, range(4)))
+    np.testing.assert_array_equal(one_hot[:, 16], mixed_customers["education"].map(levels).to_numpy())
+    assert tabular.encoding_description(bank, "onehot") == (
+        "one-hot job, marital, default, housing, loan; ordinal education; Yeo-Johnson age, balance")
     # the power-transformed age and balance are standardized; one-hot columns are 0/1
     np.testing.assert_allclose(one_hot[:, -2:].mean(axis=0), 0, atol=1e-8)
     assert set(np.unique(one_hot[:, :16])) == {0.0, 1.0}
     np.testing.assert_allclose(ordinal.std(axis=0), 1, atol=1e-6)
 
 
-def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers):
-    matrix = tabular.encode_tabular(mixed_customers, "onehot")
+def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers, bank):
+    matrix = tabular.encode_tabular(mixed_customers, bank, "onehot")
     segments, metrics = tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0, silhouette_max_rows=100_000)
     sizes = np.bincount(segments)[1:]
     assert sizes[0] >= sizes[1] and sizes.sum() == 400
@@ -432,19 +496,21 @@ def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers):
     assert np.array_equal(segments, tabular.segment_tabular(matrix, 2, TabularParams(n_init=3), seed=0, silhouette_max_rows=100_000)[0])
 
 
-def test_prototype_space_distance_is_the_kprototypes_dissimilarity(mixed_customers):
-    frame = kprototypes.prototype_frame(mixed_customers)
+def test_prototype_space_distance_is_the_kprototypes_dissimilarity(mixed_customers, bank):
+    frame = kprototypes.prototype_frame(mixed_customers, bank)
+    assert kprototypes.numeric_columns(frame) == ["age", "balance"]
+    assert kprototypes.categorical_columns(frame) == bank.categorical
     assert frame["job"].equals(mixed_customers["job"]) and abs(frame["age"].mean()) < 1e-8
     space = kprototypes.prototype_space(frame)
     gamma = kprototypes.categorical_weight(frame)
     a, b = frame.iloc[0], frame.iloc[1]
     numeric = sum((a[c] - b[c]) ** 2 for c in ("age", "balance"))
-    mismatches = sum(a[c] != b[c] for c in CATEGORICAL_COLUMNS)
+    mismatches = sum(a[c] != b[c] for c in bank.categorical)
     assert np.sum((space[0] - space[1]) ** 2) == pytest.approx(numeric + gamma * mismatches)
 
 
-def test_kprototypes_finds_the_two_groups_and_is_seeded(mixed_customers):
-    frame = kprototypes.prototype_frame(mixed_customers)
+def test_kprototypes_finds_the_two_groups_and_is_seeded(mixed_customers, bank):
+    frame = kprototypes.prototype_frame(mixed_customers, bank)
     segments, cost = kprototypes.fit_prototypes(frame, 2, n_init=2, max_iter=20, seed=0)
     assert adjusted_rand_score(mixed_customers["age"] >= 45, segments) > 0.8 and cost > 0
     assert np.bincount(segments)[1] >= np.bincount(segments)[2]
@@ -455,8 +521,8 @@ def test_kprototypes_finds_the_two_groups_and_is_seeded(mixed_customers):
         kprototypes.fit_prototypes(frame, 400, n_init=1, max_iter=5, seed=0)
 
 
-def test_mca_shares_are_ordered_and_the_first_axis_separates_the_groups(mixed_customers):
-    categories = mixed_customers.loc[:, list(CATEGORICAL_COLUMNS)]
+def test_mca_shares_are_ordered_and_the_first_axis_separates_the_groups(mixed_customers, bank):
+    categories = mixed_customers.loc[:, bank.categorical]
     coordinates, shares = mca.correspondence_map(categories, MCAParams(n_components=3), seed=0)
     assert coordinates.shape == (400, 3) and shares.shape == (3,)
     assert shares[0] >= shares[1] >= shares[2] > 0 and shares.sum() < 1
@@ -486,6 +552,23 @@ def test_comparison_scores_every_method_in_every_space(blobs):
     assert set(agreement) == {"ari_embedding_tabular", "ari_embedding_kprototypes", "ari_tabular_kprototypes"}
 
 
+def test_outcome_separation_is_the_rate_range_and_cramers_v():
+    segments = np.repeat([1, 2, 3], 100)
+    churned = pd.Series(np.r_[np.ones(100), np.zeros(200)])
+    clear = compare.outcome_separation(churned, segments, numeric=False)
+    assert clear == {"spread": 1.0, "association": pytest.approx(1.0)}
+    blind = compare.outcome_separation(pd.Series(np.tile([0.0, 1.0], 150)), segments, numeric=False)
+    assert blind["spread"] == pytest.approx(0.0, abs=0.02) and blind["association"] < 0.05
+    spend = pd.Series(np.r_[np.full(100, 10.0), np.full(100, 20.0), np.full(100, 30.0)])
+    assert compare.outcome_separation(spend, segments, numeric=True) == {"spread": 20.0, "association": pytest.approx(1.0)}
+
+
+def test_common_rows_keep_the_table_order():
+    order = pd.Index(["b", "a", "c", "d"])
+    labels = {"x": pd.Series(1, index=["a", "b", "d"]), "y": pd.Series(1, index=["d", "b", "c", "a"])}
+    assert compare.common_rows(labels, order).tolist() == ["b", "a", "d"]
+
+
 def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) -> dict[str, float]:
     """Metrics in which one method is best everywhere: the one given the highest quality."""
     quality = {"embedding": embedding, "tabular": tabular, "kprototypes": kprototypes}
@@ -496,32 +579,37 @@ def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) ->
                         f"{method}_on_{space}_silhouette": q / 2}
         metrics |= {f"{method}_surrogate_accuracy": q, f"{method}_surrogate_macro_f1": q, f"{method}_majority_class_accuracy": 0.3,
                     f"{method}_seed_ari_mean": q, f"{method}_seed_ari_min": q, f"{method}_bootstrap_ari_mean": q,
-                    f"{method}_bootstrap_ari_min": q}
+                    f"{method}_bootstrap_ari_min": q, f"{method}_outcome_y_association": q / 3,
+                    f"{method}_outcome_y_spread": q / 4}
     return metrics
 
 
-def test_verdict_follows_the_numbers():
-    embedding_best = compare.verdict(_comparison_metrics(0.95, 0.8, 0.5))
-    assert "Embeddings + KMeans is best on 9 of 9 measures" in embedding_best
-    assert "supported on 9 of 9 measures, a majority" in embedding_best
+def test_verdict_follows_the_numbers(bank):
+    measures = compare.measures(bank)
+    assert len(measures) == 10 and "Separates Subscribed a term deposit: yes (Cramér V)" in {n for n, _ in measures.values()}
+    embedding_best = compare.verdict(_comparison_metrics(0.95, 0.8, 0.5), measures)
+    assert "Embeddings + KMeans is best on 10 of 10 measures" in embedding_best
+    assert "supported on 10 of 10 measures, a majority" in embedding_best
     assert "Changing the seed moves many customers between the segments of K-Prototypes (Method 2) (mean ARI 0.50, below" in embedding_best
     assert "Changing the customers sampled barely changes the segments of Embeddings + KMeans (mean" in embedding_best
     assert "Tabular KMeans (Method 1) and K-Prototypes (Method 2), agree with ARI 0.60" in embedding_best
-    tabular_best = compare.verdict(_comparison_metrics(0.5, 0.95, 0.8))
-    assert "Tabular KMeans (Method 1) is best on 9 of 9" in tabular_best and "supported on 0 of 9 measures, not a majority" in tabular_best
+    tabular_best = compare.verdict(_comparison_metrics(0.5, 0.95, 0.8), measures)
+    assert "Tabular KMeans (Method 1) is best on 10 of 10" in tabular_best and "supported on 0 of 10 measures, not a majority" in tabular_best
     assert "segments of Embeddings + KMeans (mean ARI 0.50, below 0.75): part of them is an accident of initialisation." in tabular_best
 
 
-def test_comparison_report_marks_the_best_and_states_the_rows():
+def test_comparison_report_marks_the_best_and_states_the_rows(bank):
     metrics = _comparison_metrics(0.95, 0.8, 0.5)
     own = {m: {"rows": 900, "davies_bouldin": 1.5, "calinski_harabasz": 5000.0, "silhouette": 0.2} for m in compare.METHODS}
     top = {m: ["age", "job", "housing"] for m in compare.METHODS}
-    context = {"k": 4, "seed": 1, "model": "my-model", "encoding": "onehot", "silhouette": "exact, over all of them", "stability_rows": 400,
-               "stability_seeds": 5, "bootstrap_rounds": 3, "test_share": 0.2,
-               "own_spaces": {m: f"{m} space" for m in compare.METHODS}}
-    report = compare.render_report(metrics, own, top, context)
+    context = {"name": "bank", "k": 4, "seed": 1, "model": "my-model", "encoding": "onehot",
+               "silhouette": "exact, over all of them", "stability_rows": 400, "stability_seeds": 5, "bootstrap_rounds": 3,
+               "test_share": 0.2, "plots": "../../plots/bank", "own_spaces": {m: f"{m} space" for m in compare.METHODS}}
+    report = compare.render_report(metrics, own, top, context, bank)
     assert "**1,000 customers**" in report and "k = 4" in report and "`my-model`" in report
     assert "| Silhouette in the embedding matrix | **0.4750** | 0.4000 | 0.2500 |" in report
     assert "| Davies-Bouldin in the Method-1 tabular matrix | **1.0500** | 1.2000 | 1.5000 |" in report
     assert "| Tabular KMeans (Method 1) | 0.300 | 1 | 0.600 |" in report
-    assert "![comparison_pca](../plots/comparison_pca.png)" in report and "## Verdict" in report
+    assert "| Embeddings + KMeans | 23.8 points | 0.317 |" in report  # the outcome's range and Cramér's V
+    assert "the 8 segmentation columns encoded (one-hot job, marital, default, housing, loan; ordinal education" in report
+    assert "![comparison_pca](../../plots/bank/comparison_pca.png)" in report and "## Verdict" in report
