@@ -62,9 +62,15 @@ def git_blob(rev: str, path: str) -> bytes | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def image_plots(pipeline: dict) -> list[str]:
-    """The image files named in the top-level ``plots`` of a parsed ``dvc.yaml``."""
-    return [entry for entry in pipeline.get("plots", []) if isinstance(entry, str) and entry.lower().endswith(IMAGE_SUFFIXES)]
+def image_plots(pipeline: dict, datasets: list[str]) -> list[str]:
+    """The image files a parsed ``dvc.yaml`` declares as plots, top-level or stage outputs; a matrix
+    stage's ``${item.ds}`` paths once for each of ``datasets``."""
+    declared = [entry for entry in pipeline.get("plots", []) if isinstance(entry, str)]
+    declared += [entry if isinstance(entry, str) else next(iter(entry))
+                 for stage in pipeline.get("stages", {}).values() for entry in stage.get("plots", [])]
+    paths = [path.replace("${item.ds}", name) for path in declared
+             for name in (datasets if "${item.ds}" in path else [""])]
+    return [path for path in dict.fromkeys(paths) if path.lower().endswith(IMAGE_SUFFIXES)]
 
 
 def changed_images(base: str, head: str, paths: list[str], out: Path, image_url: str | None) -> list[ChangedImage]:
@@ -167,7 +173,8 @@ def build_report(base_rev: str, out: Path, image_url: str | None, run_url: str |
     metrics_md = dvc("metrics", "diff", "--md", "--all", short_base)
     params_md = dvc("params", "diff", "--md", short_base)
     pipeline = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))
-    images = changed_images(base, head, image_plots(pipeline), out, image_url)
+    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8")) or {}
+    images = changed_images(base, head, image_plots(pipeline, params.get("datasets", [])), out, image_url)
     dvc("plots", "diff", base, "--out", str(out / "plots"))
     return render_report(base, head, metrics_md, params_md, images, stale_outputs(), run_url)
 
@@ -199,4 +206,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, takes_dataset=False)

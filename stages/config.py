@@ -186,10 +186,12 @@ class Params(_Section):
 
 
 def _describe(error: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key; remove it or check its spelling"
+    if not key:  # a rule across keys: its message names them
+        return message
     got = repr(error["input"])
     if isinstance(error["input"], bool):
         got += ": YAML reads unquoted yes/no/on/off as true/false, so quote the value"

@@ -137,7 +137,7 @@ def export_onnx(model, target: Path) -> None:
     """Trace the whole sentence-transformers module stack into one ONNX graph (offline, deterministic)."""
     import torch
 
-    sample = model.preprocess(["Age: 58,\nJob: management", "Age: 44"])
+    sample = model.preprocess(["A customer,\nwritten as a short text", "Another one"])
     names = [name for name, value in sample.items() if isinstance(value, torch.Tensor)]
     constants = {name: value for name, value in sample.items() if not isinstance(value, torch.Tensor)}
 

@@ -16,9 +16,9 @@ MAPS = {
 
 
 def map_points(coordinates: pd.DataFrame, columns: tuple[str, str], n_points: int, seed: int) -> pd.DataFrame:
-    """A seeded sample of one map as ``x, y, segment`` rows: enough to see the shape in ``dvc plots``."""
+    """A seeded sample of one map as ``map_x, map_y, segment`` rows: enough to see the shape in ``dvc plots``."""
     sample = coordinates.sample(n=min(n_points, len(coordinates)), random_state=seed).sort_index()
-    return pd.DataFrame({"x": sample[columns[0]], "y": sample[columns[1]], "segment": sample["segment"]})
+    return pd.DataFrame({"map_x": sample[columns[0]], "map_y": sample[columns[1]], "segment": sample["segment"]})
 
 
 def scatter_segments(axis, x: np.ndarray, y: np.ndarray, segments: np.ndarray) -> None:

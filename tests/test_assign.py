@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import yaml
 
 import synthetic
 from stages import assign, kmeans, outliers, serialize
-from stages.config import CUSTOMER_COLUMNS, validate_params
+from stages.config import validate_params
+from stages.dataset import typed
 from stages.encoders import TorchEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,24 +24,25 @@ PARAMS = validate_params({"k": 3, "kmeans": {"n_init": 2}})
 
 
 @pytest.fixture(scope="module")
-def trained(model):
+def trained(model, bank):
     """The pipeline's steps on 150 synthetic customers: embeddings, ECOD flags, segments, centroids."""
     raw = synthetic.customers(150, seed=11)
-    customers = raw.loc[:, list(CUSTOMER_COLUMNS)]
-    customers.index.name = "customer_id"
-    texts = serialize.serialize(customers, PARAMS.serialize.template)["text"].tolist()
+    customers = typed(raw.loc[:, bank.text_columns].astype(str), bank)
+    customers.index = pd.Index(raw.index.astype(str), name="customer_id")
+    texts = serialize.serialize(customers, bank.text_template)["text"].tolist()
     vectors = TorchEncoder(model, PARAMS.embed.batch_size).encode(texts)
-    flags = outliers.detect_outliers(vectors, PARAMS.outliers.contamination)
-    inliers = flags.loc[flags["inlier"] == 1, "customer_id"].to_numpy()
+    flags = outliers.detect_outliers(vectors, PARAMS.outliers.contamination, customers.index.to_numpy())
+    inliers = np.flatnonzero(flags["inlier"] == 1)
     labels, centroids, _ = kmeans.fit_segments(vectors[inliers], PARAMS.k, PARAMS.kmeans.n_init, PARAMS.seed)
     return raw, customers, vectors, flags, inliers, labels, centroids
 
 
-def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_flags(model, trained):
+def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_flags(model, trained, bank):
     _, customers, vectors, flags, inliers, labels, centroids = trained
     names = {1: "first", 2: "second", 3: "third"}
-    assigned = assign.assign(customers, TorchEncoder(model, PARAMS.embed.batch_size), PARAMS, centroids, vectors, names)
-    assert assigned["customer_id"].tolist() == list(range(150))
+    encoder = TorchEncoder(model, PARAMS.embed.batch_size)
+    assigned = assign.assign(customers, encoder, bank.text_template, PARAMS.outliers.contamination, centroids, vectors, names)
+    assert assigned["customer_id"].tolist() == [str(i) for i in range(150)]
     assert (assigned.loc[inliers, "segment"].to_numpy() == labels).all()
     assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()
     assert np.allclose(assigned["ecod_score"], flags["ecod_score"])
@@ -66,13 +69,15 @@ def project(tmp_path, trained):
     """A folder laid out like the repository after `dvc repro`, with the synthetic model in it."""
     raw, _, vectors, _, _, _, centroids = trained
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS.model_dump()))
-    for path, array in (("data/interim/embeddings.npy", vectors), ("data/processed/centroids.npy", centroids)):
+    shutil.copytree(ROOT / "datasets", tmp_path / "datasets")
+    for path, array in (("data/bank/interim/embeddings.npy", vectors), ("data/bank/processed/centroids.npy", centroids)):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         np.save(tmp_path / path, array)
-    (tmp_path / "data/interim/embedding_info.json").write_text(json.dumps({"model": PARAMS.model, "dimension": 384, "rows": 150}))
-    (tmp_path / "reports").mkdir()
-    pd.DataFrame({"segment": [1, 2, 3], "name": ["A", "B", "C"]}).to_csv(tmp_path / "reports/profiles.csv", index=False)
-    (tmp_path / "new.csv").write_bytes(synthetic.to_uci_csv(raw.iloc[[5, 0, 7]]))
+    (tmp_path / "data/bank/interim/embedding_info.json").write_text(json.dumps({"model": PARAMS.model, "dimension": 384, "rows": 150}))
+    (tmp_path / "reports/bank").mkdir(parents=True)
+    pd.DataFrame({"segment": [1, 2, 3], "name": ["A", "B", "C"]}).to_csv(tmp_path / "reports/bank/profiles.csv", index=False)
+    # New customers come without the outcome column, which the pipeline only describes.
+    (tmp_path / "new.csv").write_bytes(synthetic.to_uci_csv(raw.iloc[[5, 0, 7]].drop(columns="y")))
     return tmp_path
 
 
@@ -83,11 +88,13 @@ def run_assign(folder: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_command_writes_segments_for_a_csv_of_new_customers(project, trained):
     _, _, _, flags, inliers, labels, _ = trained
-    result = run_assign(project, "new.csv", "--out", "out/assigned.csv")
+    result = run_assign(project, "new.csv", "--dataset", "bank", "--out", "out/assigned.csv")
     assert result.returncode == 0, result.stderr
-    assert "3 customers" in result.stdout
-    written = pd.read_csv(project / "out/assigned.csv")
-    assert list(written.columns) == ["customer_id", "segment", "segment_name", "centroid_distance", "ecod_score", "outlier"]
+    assert "3 customers" in result.stdout and "0 rejected" in result.stdout
+    written = pd.read_csv(project / "out/assigned.csv", keep_default_na=False)
+    assert list(written.columns) == ["customer_id", "segment", "segment_name", "centroid_distance", "ecod_score", "outlier",
+                                     "rejected"]
+    assert (written["rejected"] == "").all()
     pipeline = dict(zip(inliers, labels))
     for row, training_id in zip(written.itertuples(), (5, 0, 7)):
         assert row.customer_id == len(written[written.customer_id < row.customer_id])
@@ -102,8 +109,8 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
     (project / "bad.csv").write_text("\n".join(bad) + "\n")
     result = run_assign(project, "bad.csv", "--out", "out.csv")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. ['forty']); write plain integers")
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. ['forty'])")
     params = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "k": 4}))
     result = run_assign(project, "new.csv", "--out", "out.csv")
@@ -111,3 +118,20 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
     result = run_assign(project, "missing.csv", "--out", "out.csv")
     assert result.returncode == 1 and "missing.csv: not found" in result.stderr
     assert not (project / "out.csv").exists()
+
+
+def test_command_writes_the_rows_a_missing_cell_policy_rejects(project):
+    spec = yaml.safe_load((project / "datasets/bank.yaml").read_text())
+    spec["columns"]["balance"]["missing"] = "drop"
+    (project / "datasets/bank.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    lines = (project / "new.csv").read_text().splitlines()
+    cells = lines[2].split(";")
+    cells[5] = ""
+    lines[2] = ";".join(cells)
+    (project / "gap.csv").write_text("\n".join(lines) + "\n")
+    result = run_assign(project, "gap.csv", "--out", "out.csv")
+    assert result.returncode == 0, result.stderr
+    assert "2 customers" in result.stdout and "1 rejected" in result.stdout
+    written = pd.read_csv(project / "out.csv", dtype=str, keep_default_na=False)
+    assert written["customer_id"].tolist() == ["0", "2", "1"]
+    assert written["rejected"].tolist() == ["", "", "balance is blank"] and written["segment"].iloc[2] == ""

@@ -18,16 +18,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "pr-report.yml"
+# A matrix stage declaring its images as plots (one per data set), and a top-level image plot.
 PIPELINE = {
     "stages": {
         "kmeans": {
-            "cmd": "echo fitted",
+            "matrix": {"ds": "${datasets}"},
+            "cmd": "echo fitted ${item.ds}",
             "params": ["k"],
-            "outs": [{"plots/map.png": {"cache": False}}, {"plots/elbow.png": {"cache": False}}],
+            "plots": [{"plots/${item.ds}/map.png": {"cache": False}}],
+            "outs": [{"plots/elbow.png": {"cache": False}}],
             "metrics": [{"metrics/evaluate.json": {"cache": False}}],
         }
     },
-    "plots": ["plots/map.png", "plots/elbow.png"],
+    "plots": ["plots/elbow.png"],
 }
 
 
@@ -37,9 +40,10 @@ def sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
-    (repo / "params.yaml").write_text(yaml.safe_dump({"k": k, "seed": 42}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"datasets": ["shop"], "k": k, "seed": 42}))
     (repo / "metrics" / "evaluate.json").write_text(json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0}))
-    (repo / "plots" / "map.png").write_bytes(map_png)
+    (repo / "plots" / "shop").mkdir(exist_ok=True)
+    (repo / "plots" / "shop" / "map.png").write_bytes(map_png)
     assert sh(repo, "git", "add", "-A").returncode == 0
     assert sh(repo, "git", "commit", "-qm", f"k={k}").returncode == 0
     return sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
@@ -70,11 +74,11 @@ def test_report_shows_changed_metrics_params_and_images(two_commits):
     assert ("metrics/evaluate.json", "davies_bouldin", "2.0", "2.0", "0.0") in rows  # --all: unchanged too
     assert ("params.yaml", "k", "5", "6") in rows
     assert not any("seed" in row for row in rows)
-    assert f"![plots/map.png at {base[:7]}](base/plots/map.png)" in report
-    assert f"![plots/map.png at {head[:7]}](head/plots/map.png)" in report
+    assert f"![plots/shop/map.png at {base[:7]}](base/plots/shop/map.png)" in report
+    assert f"![plots/shop/map.png at {head[:7]}](head/plots/shop/map.png)" in report
     assert "elbow.png" not in report  # unchanged plots are left out
-    assert (repo / "report" / "base" / "plots" / "map.png").read_bytes() == b"\x89PNG five segments"
-    assert (repo / "report" / "head" / "plots" / "map.png").read_bytes() == b"\x89PNG six segments"
+    assert (repo / "report" / "base" / "plots" / "shop" / "map.png").read_bytes() == b"\x89PNG five segments"
+    assert (repo / "report" / "head" / "plots" / "shop" / "map.png").read_bytes() == b"\x89PNG six segments"
     assert (repo / "report" / "plots" / "index.html").exists()
     assert "reproduced every committed metric, plot and report" in report
 
@@ -91,8 +95,8 @@ def test_image_links_can_point_at_the_committed_files_and_stale_results_are_name
         evaluate.write_text(committed)
     assert result.returncode == 0, result.stderr
     report = (repo / "report" / "report.md").read_text()
-    assert f"(https://github.com/owner/repo/blob/{base}/plots/map.png?raw=true)" in report
-    assert f"(https://github.com/owner/repo/blob/{head}/plots/map.png?raw=true)" in report
+    assert f"(https://github.com/owner/repo/blob/{base}/plots/shop/map.png?raw=true)" in report
+    assert f"(https://github.com/owner/repo/blob/{head}/plots/shop/map.png?raw=true)" in report
     assert "- `metrics/evaluate.json`" in report and "run `dvc repro` and commit" in report
     assert "| metrics/evaluate.json | silhouette" in report and "0.2 " in report
 
@@ -105,7 +109,7 @@ def test_unknown_base_and_a_foreign_out_folder_fail_in_one_line(two_commits):
     assert not (repo / "elsewhere").exists()
     result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "plots")
     assert result.returncode == 1 and "holds no report.md" in result.stderr
-    assert (repo / "plots" / "map.png").exists()
+    assert (repo / "plots" / "shop" / "map.png").exists()
 
 
 def test_workflow_runs_the_script_with_pinned_actions_on_pull_requests():

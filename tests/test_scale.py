@@ -1,4 +1,4 @@
-"""Speed and scale (issue 6): backend agreement, deduplication, resume after kill -9, fast silhouette."""
+"""Speed and scale: backend agreement, deduplication, resume after kill -9, fast silhouette."""
 from __future__ import annotations
 
 import os
@@ -16,14 +16,14 @@ from sklearn.metrics import silhouette_score
 
 import synthetic
 from stages import embed, encoders, project, scoring, serialize
-from stages.config import ARTICLE_TEMPLATE, DEFAULT_MODEL, validate_params
+from stages.config import DEFAULT_MODEL, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def texts():
-    frame = serialize.serialize(synthetic.customers(160, seed=3), ARTICLE_TEMPLATE)
+def texts(bank):
+    frame = serialize.serialize(synthetic.customers(160, seed=3), bank.text_template)
     return frame["text"].tolist() + frame["text"].tolist()[:40]  # 40 customers share a text
 
 

@@ -298,8 +298,8 @@ def test_cluster_metrics_match_sklearn_and_separate_good_from_random_labels(blob
 def test_map_points_are_a_seeded_sample_with_segments():
     coordinates = pd.DataFrame({"pca_1": np.arange(50.0), "pca_2": np.arange(50.0) * 2, "segment": np.arange(50) % 3 + 1})
     sample = evaluate.map_points(coordinates, ("pca_1", "pca_2"), n_points=20, seed=1)
-    assert list(sample.columns) == ["x", "y", "segment"] and len(sample) == 20
-    assert (sample["y"] == sample["x"] * 2).all()
+    assert list(sample.columns) == ["map_x", "map_y", "segment"] and len(sample) == 20
+    assert (sample["map_y"] == sample["map_x"] * 2).all()
     assert sample.equals(evaluate.map_points(coordinates, ("pca_1", "pca_2"), n_points=20, seed=1))
 
 
