@@ -1,8 +1,8 @@
 """The article's tools for the four stages this repository speeds up, as drop-in stage commands.
 
-``python bench/article.py embed|elbow|project|evaluate``, run in a project folder, reads the same
-params and inputs as ``python -m stages.<name>`` and writes the same files, but the way the article
-(and this repository before issue 6) did it: sentence-transformers on torch fp32 with batch 32 and
+``python bench/article.py embed|elbow|project|evaluate <data set>``, run in a project folder, reads
+the same params and inputs as ``python -m stages.<name> <data set>`` and writes the same files, but
+the way the article did it: sentence-transformers on torch fp32 with batch 32 and
 every customer embedded (no deduplication), sklearn's exact ``silhouette_score`` for every k of the
 elbow and for the chosen k, and sklearn's t-SNE on the inliers. bench/run.py chains these with the
 unchanged stages to time the article-equivalent pipeline.
@@ -19,7 +19,7 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silho
 
 from stages import elbow, evaluate, project
 from stages.artifacts import CUSTOMER_ID, read_csv, run, write_csv, write_json, write_metrics, write_npy, write_png
-from stages.config import EMBEDDING_INFO, EMBEDDINGS, LABELS, METRICS, PLOTS, PROJECTIONS, TEXTS, load_params, read_inlier_vectors
+from stages.config import layout, load_params, read_inlier_vectors
 from stages.encoders import load_model
 
 ARTICLE_BATCH_SIZE = 32
@@ -34,32 +34,32 @@ def article_scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def embed_main() -> None:
-    params = load_params()
-    texts = read_csv(TEXTS)["text"].tolist()
+def embed_main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    texts = read_csv(paths.texts)["text"].tolist()
     vectors = load_model(params.model).encode(texts, batch_size=ARTICLE_BATCH_SIZE, normalize_embeddings=True)
-    write_npy(EMBEDDINGS, np.ascontiguousarray(vectors, dtype=np.float32))
-    write_json(EMBEDDING_INFO, {"model": params.model, "dimension": int(vectors.shape[1]), "rows": len(texts)})
-    write_metrics(METRICS / "embed.json", {"embedded_rows": len(texts), "embedding_dimension": vectors.shape[1]})
+    write_npy(paths.embeddings, np.ascontiguousarray(vectors, dtype=np.float32))
+    write_json(paths.embedding_info, {"model": params.model, "dimension": int(vectors.shape[1]), "rows": len(texts)})
+    write_metrics(paths.metrics / "embed.json", {"embedded_rows": len(texts), "embedding_dimension": vectors.shape[1]})
 
 
-def elbow_main() -> None:
-    params = load_params()
-    _, vectors = read_inlier_vectors()
+def elbow_main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    _, _, vectors = read_inlier_vectors(paths)
     rows = []
     for k in range(params.elbow.k_min, params.elbow.k_max + 1):
         model = KMeans(n_clusters=k, init="k-means++", n_init=params.elbow.n_init, random_state=params.seed).fit(vectors)
         rows.append({"n_clusters": k, "inertia": model.inertia_, **article_scores(vectors, model.labels_)})
     curve = pd.DataFrame(rows).loc[:, ["n_clusters", *elbow.CURVES]]
     suggestion = elbow.suggest_k(curve)
-    write_csv(PLOTS / "elbow.csv", curve)
-    write_png(PLOTS / "elbow.png", elbow.elbow_figure(curve, suggestion["suggested_k"]))
-    write_metrics(METRICS / "elbow.json", suggestion)
+    write_csv(paths.plots / "elbow.csv", curve)
+    write_png(paths.plots / "elbow.png", elbow.elbow_figure(curve, suggestion["suggested_k"]))
+    write_metrics(paths.metrics / "elbow.json", suggestion)
 
 
-def project_main() -> None:
-    params = load_params()
-    ids, vectors = read_inlier_vectors()
+def project_main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    ids, _, vectors = read_inlier_vectors(paths)
     components, variance = project.pca_projection(vectors, params.seed)
     tsne = TSNE(n_components=2, perplexity=params.project.tsne_perplexity, max_iter=SKLEARN_TSNE_ITER,
                 init="pca", random_state=params.seed)
@@ -68,22 +68,22 @@ def project_main() -> None:
     for i in range(project.PCA_COMPONENTS):
         coordinates[f"pca_{i + 1}"] = components[:, i]
     coordinates["tsne_1"], coordinates["tsne_2"] = embedding_2d[:, 0], embedding_2d[:, 1]
-    write_csv(PROJECTIONS, coordinates)
-    write_metrics(METRICS / "project.json", {f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)})
+    write_csv(paths.projections, coordinates)
+    write_metrics(paths.metrics / "project.json", {f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)})
 
 
-def evaluate_main() -> None:
-    params = load_params()
-    _, vectors = read_inlier_vectors()
-    labels = read_csv(LABELS)
-    coordinates = read_csv(PROJECTIONS).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
-    write_metrics(METRICS / "evaluate.json", article_scores(vectors, labels["segment"].to_numpy()))
-    for name, (columns, title) in evaluate.MAPS.items():
-        write_csv(PLOTS / f"{name}.csv", evaluate.map_points(coordinates, columns, params.evaluate.map_points, params.seed))
-        write_png(PLOTS / f"{name}.png", evaluate.map_figure(coordinates, columns, title))
+def evaluate_main(name: str) -> None:
+    params, paths = load_params(), layout(name)
+    _, _, vectors = read_inlier_vectors(paths)
+    labels = read_csv(paths.labels)
+    coordinates = read_csv(paths.projections).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
+    write_metrics(paths.metrics / "evaluate.json", article_scores(vectors, labels["segment"].to_numpy()))
+    for plot, (columns, title) in evaluate.MAPS.items():
+        write_csv(paths.plots / f"{plot}.csv", evaluate.map_points(coordinates, columns, params.evaluate.map_points, params.seed))
+        write_png(paths.plots / f"{plot}.png", evaluate.map_figure(coordinates, columns, title))
 
 
 STAGES = {"embed": embed_main, "elbow": elbow_main, "project": project_main, "evaluate": evaluate_main}
 
 if __name__ == "__main__":
-    run(STAGES[sys.argv[1]])
+    run(STAGES[sys.argv.pop(1)])

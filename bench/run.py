@@ -1,9 +1,10 @@
-"""Issue 6 benchmark: this pipeline against the article's tools, on the same machine, in one run.
+"""Benchmark: this pipeline against the article's tools, on the same machine, in one run.
 
     BANK_MARKETING_SOURCE=/path/to/bank-full.csv python bench/run.py [--synthetic-rows 200000]
 
 Everything runs in fresh project copies under a temporary folder (nothing in the repository is
-touched); the data source defaults to data/raw/bank-full.csv of this checkout. It measures
+touched); the data set is the bank's, and its source defaults to data/bank/raw/table.csv of this
+checkout. It measures
 
 1. a cold ``dvc repro profile elbow`` of this pipeline (empty DVC cache, empty ONNX cache): the
    embedding chain download..profile with the elbow study, the stages the article chain below also
@@ -46,19 +47,22 @@ from sklearn.neighbors import NearestNeighbors  # noqa: E402
 import synthetic  # noqa: E402
 from project_copy import copy_project  # noqa: E402
 from stages import embed, kmeans, outliers, scoring, serialize  # noqa: E402
-from stages.artifacts import CUSTOMER_ID  # noqa: E402
-from stages.config import ARTICLE_TEMPLATE, validate_params  # noqa: E402
+from stages.config import validate_params  # noqa: E402
+from stages.dataset import Dataset  # noqa: E402
 from stages.encoders import make_encoder  # noqa: E402
 
-PROJECT_FILES = ("stages", "bench", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
+PROJECT_FILES = ("stages", "bench", "datasets", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
                  ".dvcignore", ".gitignore")
+DATASET = "bank"
 ARTICLE_CHAIN = (
     ("download", "stages.download"), ("serialize", "stages.serialize"), ("embed", "bench/article.py embed"),
     ("outliers", "stages.outliers"), ("elbow", "bench/article.py elbow"), ("project", "bench/article.py project"),
     ("kmeans", "stages.kmeans"), ("evaluate", "bench/article.py evaluate"), ("explain", "stages.explain"),
     ("profile", "stages.profile"),
 )
-CHAIN_TARGETS = ("profile", "elbow")  # with their upstream stages: exactly ARTICLE_CHAIN's stages
+# with their upstream stages: exactly ARTICLE_CHAIN's stages
+CHAIN_TARGETS = (f"profile@{DATASET}", f"elbow@{DATASET}")
+INTERIM, PROCESSED = Path("data") / DATASET / "interim", Path("data") / DATASET / "processed"
 STAGE_LINE = re.compile(r"stage (\w+) finished in ([\d.]+) s, peak RSS (\d+) MB")
 
 
@@ -82,6 +86,7 @@ def project_copy(folder: Path, env: dict[str, str], overrides: list[str]) -> Pat
                     ["git", "config", "user.name", "bench"]):
         subprocess.run(command, cwd=folder, check=True, env=env)
     params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["datasets"] = [DATASET]
     for override in overrides:
         key, value = override.split("=", 1)
         *parents, leaf = key.split(".")
@@ -114,16 +119,16 @@ def neighbour_recall(vectors: np.ndarray, maps: dict[str, np.ndarray], seed: int
 def int8_agreement(folder: Path, vectors: np.ndarray, labels: pd.DataFrame) -> str:
     """Embed the distinct texts with onnx-int8 and refit ECOD and KMeans (k = 5) on its vectors."""
     params = validate_params(yaml.safe_load((folder / "params.yaml").read_text()))
-    codes, uniques = embed.distinct_texts(pd.read_csv(folder / "data/interim/texts.csv")["text"].tolist())
+    codes, uniques = embed.distinct_texts(pd.read_csv(folder / INTERIM / "texts.csv")["text"].tolist())
     encoder = make_encoder(params.model, "onnx-int8", "cpu", params.embed.batch_size)
     started = time.perf_counter()
     int8 = encoder.encode(uniques)[codes]
     seconds = time.perf_counter() - started
     cosine = np.einsum("ij,ij->i", int8, vectors)
-    flags = outliers.detect_outliers(int8, params.outliers.contamination)
-    inliers = flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()
+    flags = outliers.detect_outliers(int8, params.outliers.contamination, np.arange(len(int8)))
+    inliers = np.flatnonzero(flags["inlier"] == 1)
     segments, _, _ = kmeans.fit_segments(int8[inliers], params.k, params.kmeans.n_init, params.seed)
-    both = labels.merge(pd.DataFrame({CUSTOMER_ID: inliers, "segment_int8": segments}), on=CUSTOMER_ID)
+    both = labels.merge(pd.DataFrame({"customer_id": inliers, "segment_int8": segments}), on="customer_id")
     ari = adjusted_rand_score(both["segment"], both["segment_int8"])
     return (f"{len(uniques)} distinct texts in {seconds:.1f} s (after the one-time export); cosine to the default "
             f"vectors min {cosine.min():.4f}, mean {cosine.mean():.5f}; ECOD inliers shared {len(both)} of "
@@ -138,10 +143,11 @@ def scale_check(work: Path, env: dict[str, str], args: argparse.Namespace, rows:
                 embed_full: tuple[float, float]) -> tuple[str, str]:
     """Step 5: the embed stage on generated customers next to the full-data run; a line and a table row."""
     big = project_copy(work / "synthetic", env, args.set)
-    texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), ARTICLE_TEMPLATE)
-    (big / "data/interim").mkdir(parents=True)
-    texts.to_csv(big / "data/interim/texts.csv", index=False, lineterminator="\n")
-    _, _, output = measured([sys.executable, "-m", "stages.embed"], big, env)
+    template = Dataset.model_validate(yaml.safe_load((ROOT / "datasets" / f"{DATASET}.yaml").read_text())).text_template
+    texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), template)
+    (big / INTERIM).mkdir(parents=True)
+    texts.to_csv(big / INTERIM / "texts.csv", index=False, lineterminator="\n")
+    _, _, output = measured([sys.executable, "-m", "stages.embed", DATASET], big, env)
     seconds_big, rss_big = stage_log(output)["embed"]
     seconds_full, rss_full = embed_full
     matrix_mb = args.synthetic_rows * 384 * 4 / 2**20
@@ -158,12 +164,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic-rows", type=int, default=200_000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override for every copy, e.g. download.sha256=... for another data file")
+                        help="params override for every copy, e.g. embed.batch_size=32")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and print its path")
     parser.add_argument("--scale-only", action="store_true",
                         help="only the embed stage on the full data and on --synthetic-rows customers (step 5)")
     args = parser.parse_args()
-    source = os.environ.get("BANK_MARKETING_SOURCE") or str(ROOT / "data/raw/bank-full.csv")
+    source = os.environ.get("BANK_MARKETING_SOURCE") or str(ROOT / "data" / DATASET / "raw" / "table.csv")
     work = Path(tempfile.mkdtemp(prefix="segments-bench-"))
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", BANK_MARKETING_SOURCE=source,
@@ -172,8 +178,8 @@ def main() -> None:
 
     ours = project_copy(work / "ours", env, args.set)
     if args.scale_only:
-        _, _, output = measured([sys.executable, "-m", "dvc", "repro", "embed"], ours, env)
-        rows = len(pd.read_csv(ours / "data/interim/texts.csv"))
+        _, _, output = measured([sys.executable, "-m", "dvc", "repro", f"embed@{DATASET}"], ours, env)
+        rows = len(pd.read_csv(ours / INTERIM / "texts.csv"))
         print("\n".join(scale_check(work, env, args, rows, stage_log(output)["embed"])))
         return
     wall_ours, rss_ours, output = measured([sys.executable, "-m", "dvc", "repro", *CHAIN_TARGETS], ours, env)
@@ -185,24 +191,25 @@ def main() -> None:
     article = project_copy(work / "article", env, args.set)
     article_stages = {}
     for name, module in ARTICLE_CHAIN:
-        command = [sys.executable, *module.split()] if "/" in module else [sys.executable, "-m", module]
+        command = [sys.executable, *module.split(), DATASET] if "/" in module else [sys.executable, "-m", module, DATASET]
         wall, rss, _ = measured(command, article, env)
         article_stages[name] = (round(wall, 1), round(rss))
     wall_article = sum(wall for wall, _ in article_stages.values())
     rss_article = max(rss for _, rss in article_stages.values())
     print(f"article: chain {wall_article:.1f} s, peak RSS {rss_article:.0f} MB; stages (s, MB): {article_stages}", flush=True)
 
-    vectors_ours = np.load(ours / "data/interim/embeddings.npy")
-    vectors_article = np.load(article / "data/interim/embeddings.npy")
+    vectors_ours = np.load(ours / INTERIM / "embeddings.npy")
+    vectors_article = np.load(article / INTERIM / "embeddings.npy")
     max_dcos = float(np.abs(np.einsum("ij,ij->i", vectors_ours, vectors_article) - 1).max())
-    labels = pd.read_csv(ours / "data/processed/labels.csv").merge(
-        pd.read_csv(article / "data/processed/labels.csv"), on=CUSTOMER_ID, suffixes=("_ours", "_article"))
+    # The bank's customer ids are the data-row numbers, so they index the embedding rows.
+    labels = pd.read_csv(ours / PROCESSED / "labels.csv").merge(
+        pd.read_csv(article / PROCESSED / "labels.csv"), on="customer_id", suffixes=("_ours", "_article"))
     ari = adjusted_rand_score(labels["segment_ours"], labels["segment_article"])
-    inliers = len(pd.read_csv(ours / "data/processed/labels.csv"))
+    inliers = len(pd.read_csv(ours / PROCESSED / "labels.csv"))
     print(f"agreement: max |dcos| {max_dcos:.2e}; k=5 segments ARI {ari:.6f} on {len(labels)} shared of {inliers} inliers",
           flush=True)
 
-    inlier_vectors = vectors_ours[labels[CUSTOMER_ID].to_numpy()]
+    inlier_vectors = vectors_ours[labels["customer_id"].to_numpy()]
     segments = labels["segment_ours"].to_numpy()
     started = time.perf_counter()
     fast = scoring.exact_silhouettes(inlier_vectors, [segments])[0]
@@ -212,17 +219,17 @@ def main() -> None:
     wall_sklearn = time.perf_counter() - started
     print(f"silhouette on {inlier_vectors.shape}: ours {wall_fast:.1f} s, sklearn {wall_sklearn:.1f} s, "
           f"|delta| {abs(fast - reference):.2e}", flush=True)
-    maps = {name: pd.read_csv(folder / "data/interim/projections.csv")[["tsne_1", "tsne_2"]].to_numpy()
+    maps = {name: pd.read_csv(folder / INTERIM / "projections.csv")[["tsne_1", "tsne_2"]].to_numpy()
             for name, folder in (("ours", ours), ("article", article))}
     recall = neighbour_recall(inlier_vectors, maps, seed=0)
     print(f"t-SNE maps keep {recall['ours']:.4f} (ours) and {recall['article']:.4f} (article, sklearn) of each "
           f"customer's 15 nearest neighbours", flush=True)
-    int8_line = int8_agreement(ours, vectors_ours, pd.read_csv(ours / "data/processed/labels.csv"))
+    int8_line = int8_agreement(ours, vectors_ours, pd.read_csv(ours / PROCESSED / "labels.csv"))
     print(f"onnx-int8: {int8_line}", flush=True)
 
     for command in (["git", "add", "-A"], ["git", "commit", "-qm", "cold run"]):
         subprocess.run(command, cwd=ours, check=True, env=env, capture_output=True)
-    wall_k6, _, output = measured([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", "profile"], ours, env)
+    wall_k6, _, output = measured([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", f"profile@{DATASET}"], ours, env)
     print(f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: {sorted(stage_log(output))})", flush=True)
 
     scale_line, scale_row = scale_check(work, env, args, len(vectors_ours), stages_ours["embed"])

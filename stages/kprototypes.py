@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from kmodes.kprototypes import KPrototypes
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_csv, write_metrics
 from stages.config import Layout, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
 from stages.kmeans import number_by_size
+from stages.kprototypes_engine import fit_kprototypes
 from stages.scoring import cluster_metrics
 
 
@@ -53,15 +53,13 @@ def categorical_weight(frame: pd.DataFrame) -> float:
 
 
 def fit_prototypes(frame: pd.DataFrame, k: int, n_init: int, max_iter: int, seed: int) -> tuple[np.ndarray, float]:
-    """Segments 1..k (1 = largest) and the K-Prototypes cost, with Huang initialisation."""
+    """Segments 1..k (1 = largest) and the K-Prototypes cost, with Huang initialisation: kmodes'
+    ``KPrototypes`` result, computed by the compiled engine."""
     if k >= len(frame):
         raise PipelineError(f"k={k} must be below the number of Method-1 inliers ({len(frame)}); choose a smaller k")
-    model = KPrototypes(
-        n_clusters=k, init="Huang", n_init=n_init, max_iter=max_iter, gamma=categorical_weight(frame), random_state=seed, n_jobs=1
-    )
     categorical = [frame.columns.get_loc(column) for column in categorical_columns(frame)]
-    model.fit(frame.to_numpy(dtype=object), categorical=categorical)
-    return number_by_size(np.asarray(model.labels_, dtype=np.int64), k)[0], float(model.cost_)
+    fit = fit_kprototypes(frame.to_numpy(dtype=object), categorical, k, n_init, max_iter, categorical_weight(frame), seed)
+    return number_by_size(fit.labels, k)[0], fit.cost
 
 
 def prototype_space(frame: pd.DataFrame) -> np.ndarray:
