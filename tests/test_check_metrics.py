@@ -37,3 +37,17 @@ def test_the_table_lists_each_difference_with_its_relative_size():
     assert header.split() == ["file", "metric", "committed", "reproduced", "relative", "difference"]
     assert first.split() == ["metrics/evaluate.json", "davies_bouldin", "2.0", "2.2", "1.00e-01"]
     assert second.split() == ["metrics/embed.json", "rows", "10", "missing", "-"]
+
+
+def test_stability_estimates_get_an_absolute_band_other_scores_do_not():
+    diff = {
+        "metrics/bank/comparison.json": {
+            "embedding_bootstrap_ari_mean": entry(0.694307, 0.694222),  # one refit of a near tie, another CPU
+            "tabular_seed_ari_min": entry(0.98, 0.995),                  # beyond 0.01: a real change
+            "embedding_on_embeddings_silhouette": entry(0.1451, 0.1452),
+        },
+    }
+    assert metric_differences(diff) == [
+        ("metrics/bank/comparison.json", "embedding_on_embeddings_silhouette", 0.1451, 0.1452),
+        ("metrics/bank/comparison.json", "tabular_seed_ari_min", 0.98, 0.995),
+    ]
