@@ -393,10 +393,10 @@ def _value_problems(frame: pd.DataFrame, dataset: Dataset, spec_file: Path,
         empty = cells.eq("")
         if empty.any():
             if spec.missing == "refuse":
+                keep = "" if spec.kind == "numeric" else " or keep (a category of their own)"
                 problems.append(
                     f"column {name!r} is blank on {_lines(cells.index[empty])}; fill it in, or set "
-                    f"columns.{name}.missing to drop (reject those rows) or keep (a category of their "
-                    f"own) in {spec_file}")
+                    f"columns.{name}.missing to drop (reject those rows){keep} in {spec_file}")
             elif spec.missing == "drop":
                 for row in cells.index[empty]:
                     dropped.setdefault(row, []).append(f"{name} is blank")
