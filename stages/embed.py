@@ -22,8 +22,8 @@ import pandas as pd
 
 from stages.artifacts import PipelineError, atomic_path, read_csv, run, write_json, write_metrics, write_npy
 from stages.config import EMBEDDING_INFO, EMBEDDINGS, METRICS, TEXTS, EmbedParams, load_params
-from stages.encoders import (cache_root, fingerprint, make_encoder, package_versions, resolve_batch_size,
-                             resolve_device, resolve_model)
+from stages.encoders import (cache_root, fingerprint, make_encoder, package_versions,
+                             resolve_batch_size, resolve_device, resolve_model)
 
 log = logging.getLogger("segments")
 
@@ -69,7 +69,7 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """Speed and time left after each chunk: one INFO line per chunk in a log, a bar on a terminal."""
+    """Speed and time left after each chunk: a log line per chunk, or a bar on a terminal."""
 
     def __init__(self, chunks: int, texts: int, chunks_done: int, texts_done: int, stream=None):
         stream = stream or sys.stderr
@@ -81,8 +81,8 @@ class Progress:
         if stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=texts, initial=texts_done, unit=" texts", desc="embedding", file=stream,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=texts, initial=texts_done, unit=" texts", desc="embedding",
+                            file=stream, dynamic_ncols=True)
 
     def advance(self, rows: int) -> None:
         self.chunks_done += 1
@@ -92,16 +92,17 @@ class Progress:
             self.bar.update(rows)
             return
         rate = self.embedded_now / max(time.perf_counter() - self.started, 1e-9)
-        log.info("chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left", self.chunks_done, self.chunks,
-                 f"{self.texts_done:,}", f"{self.texts:,}", f"{rate:,.0f}",
-                 duration((self.texts - self.texts_done) / rate))
+        log.info("chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left",
+                 self.chunks_done, self.chunks, f"{self.texts_done:,}", f"{self.texts:,}",
+                 f"{rate:,.0f}", duration((self.texts - self.texts_done) / rate))
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int, stream=None) -> tuple[int, int]:
+def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int,
+                 stream=None) -> tuple[int, int]:
     """Embed ``texts`` chunk by chunk into ``folder``, skipping chunks a previous run completed.
 
     Returns (chunks embedded now, chunks reused). A chunk file is written atomically, so one that
@@ -109,15 +110,17 @@ def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int, strea
     (the torch and Ray encoders overlap one chunk's work with the next); any ``encode`` does.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    bounds = [(start, min(start + chunk_rows, len(texts))) for start in range(0, len(texts), chunk_rows)]
+    bounds = [(start, min(start + chunk_rows, len(texts)))
+              for start in range(0, len(texts), chunk_rows)]
     pending = [index for index in range(len(bounds)) if not chunk_file(folder, index).exists()]
     reused = len(bounds) - len(pending)
     texts_reused = len(texts) - sum(bounds[index][1] - bounds[index][0] for index in pending)
     progress = Progress(len(bounds), len(texts), reused, texts_reused, stream)
     chunks = (texts[slice(*bounds[index])] for index in pending)
     stream_chunks = getattr(encoder, "encode_chunks", None)
+    vectors_of_chunks = stream_chunks(chunks) if stream_chunks else map(encoder.encode, chunks)
     try:
-        for index, vectors in zip(pending, stream_chunks(chunks) if stream_chunks else map(encoder.encode, chunks)):
+        for index, vectors in zip(pending, vectors_of_chunks):
             write_npy(chunk_file(folder, index), vectors)
             release_freed_memory()
             progress.advance(len(vectors))
@@ -142,8 +145,8 @@ def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> 
     return int(dimension)
 
 
-def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, folder: Path, chunk_rows: int,
-                  stream=None) -> dict[str, int]:
+def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, folder: Path,
+                  chunk_rows: int, stream=None) -> dict[str, int]:
     """Embed the distinct texts (resuming from ``folder``) and write row ``i`` as ``uniques[codes[i]]``.
 
     The resume folder is removed once the matrix is in place.
@@ -154,13 +157,15 @@ def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, 
     return {"rows": len(codes), "distinct": len(uniques), "dimension": dimension, "chunks_embedded": done, "chunks_reused": reused}
 
 
-def resume_folder(model: str, settings: EmbedParams, device: str, batch_size: int, uniques_digest: str) -> Path:
+def resume_folder(model: str, settings: EmbedParams, device: str, batch_size: int,
+                  uniques_digest: str) -> Path:
     """The chunks' folder, keyed by everything that changes the vectors (``batch_size`` and
     ``device`` as resolved: ``auto`` and the size it stands for share their chunks)."""
     key = fingerprint({
-        "model": model, "location": resolve_model(model), "engine": settings.engine, "backend": settings.backend,
-        "precision": settings.precision, "device": device, "batch_size": batch_size,
-        "chunk_rows": settings.chunk_rows, "texts": uniques_digest, **package_versions(),
+        "model": model, "location": resolve_model(model), "engine": settings.engine,
+        "backend": settings.backend, "precision": settings.precision, "device": device,
+        "batch_size": batch_size, "chunk_rows": settings.chunk_rows, "texts": uniques_digest,
+        **package_versions(),
     })
     return cache_root() / "embed-resume" / key
 
@@ -192,16 +197,18 @@ def main() -> None:
         summary = embed_to_file(encoder, codes, uniques, EMBEDDINGS, folder, settings.chunk_rows)
     finally:
         encoder.close()
-    write_json(EMBEDDING_INFO, {"model": params.model, "dimension": summary["dimension"], "rows": len(texts),
-                                "engine": settings.engine, "backend": settings.backend, "device": device,
+    write_json(EMBEDDING_INFO, {"model": params.model, "dimension": summary["dimension"],
+                                "rows": len(texts), "engine": settings.engine,
+                                "backend": settings.backend, "device": device,
                                 "precision": settings.precision, "batch_size": batch_size})
     write_metrics(
         METRICS / "embed.json",
         {"embedded_rows": len(texts), "embedding_dimension": summary["dimension"], "distinct_texts": summary["distinct"]},
     )
-    log.info("embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s on %s/%s/%s (%s engine)",
-             len(texts), summary["distinct"], summary["chunks_reused"], summary["dimension"], params.model,
-             settings.backend, device, settings.precision, settings.engine)
+    log.info("embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s "
+             "on %s/%s/%s (%s engine)", len(texts), summary["distinct"], summary["chunks_reused"],
+             summary["dimension"], params.model, settings.backend, device, settings.precision,
+             settings.engine)
 
 
 if __name__ == "__main__":

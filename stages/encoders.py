@@ -153,14 +153,15 @@ def _tokenize(texts: list[str], prompt: str | None) -> dict:
     """A batch's features as numpy arrays, which cross the process boundary without torch's
     shared-memory file handles."""
     features = _tokenizer_model.preprocess(texts, prompt=prompt)
-    return {name: value.numpy() if hasattr(value, "numpy") else value for name, value in features.items()}
+    return {name: value.numpy() if hasattr(value, "numpy") else value
+            for name, value in features.items()}
 
 
 class ChunkPlan:
     """One chunk's texts cut into batches the way sentence-transformers' ``encode`` cuts them."""
 
     def __init__(self, texts: list[str], batch_size: int):
-        # The same (unstable) argsort call as sentence-transformers: the same batches, the same bytes.
+        # The same (unstable) argsort as sentence-transformers: the same batches, the same bytes.
         self.order = np.argsort([-len(text) for text in texts])
         self.batches = [[texts[i] for i in self.order[start:start + batch_size]]
                         for start in range(0, len(texts), batch_size)]
@@ -189,20 +190,24 @@ class TorchEncoder:
         import torch
 
         if precision not in PRECISIONS:
-            raise PipelineError(f"embed.precision must be one of {list(PRECISIONS)} (got {precision!r})")
+            raise PipelineError(
+                f"embed.precision must be one of {list(PRECISIONS)} (got {precision!r})")
         self.model = model.eval()
         self.device = model.device
         self.on_gpu = self.device.type == "cuda"
         self.batch_size = resolve_batch_size(batch_size, self.device.type)
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-        self.prompt = model.prompts.get(model.default_prompt_name) if model.default_prompt_name else None
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                       enabled=precision == "bf16")
+        default_prompt = model.default_prompt_name
+        self.prompt = model.prompts.get(default_prompt) if default_prompt else None
         self.pool = None
         if tokenizer_processes:
             if model_name is None:
                 raise ValueError("tokenizer processes load the model by name: pass model_name")
             # spawn: forking a process that holds CUDA or OpenMP threads is unsafe.
-            self.pool = ProcessPoolExecutor(tokenizer_processes, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_tokenizer, initargs=(model_name,))
+            self.pool = ProcessPoolExecutor(
+                tokenizer_processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_tokenizer, initargs=(model_name,))
         self.lookahead = 2 * tokenizer_processes
 
     def close(self) -> None:
@@ -215,7 +220,7 @@ class TorchEncoder:
         return vectors
 
     def encode_chunks(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
-        """The vectors of each chunk, in order; chunks are read lazily and batches never span two."""
+        """Each chunk's vectors, in order; chunks are read lazily, and no batch spans two."""
         import torch
 
         plans = (ChunkPlan(texts, self.batch_size) for texts in chunks)
@@ -259,7 +264,8 @@ class TorchEncoder:
     def _forward(self, features: dict):
         import torch
 
-        features = {name: value.to(self.device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+        features = {name: value.to(self.device, non_blocking=True)
+                    if isinstance(value, torch.Tensor) else value
                     for name, value in features.items()}
         with self.autocast:
             embeddings = self.model(features)["sentence_embedding"]
@@ -364,15 +370,17 @@ def onnx_session(path: Path, device: str):
     return onnxruntime.InferenceSession(str(path), providers=providers)
 
 
-def make_encoder(name: str, backend: str, device: str, batch_size: int | str = "auto", precision: str = "fp32",
-                 tokenizer_processes: int | str = "auto"):
+def make_encoder(name: str, backend: str, device: str, batch_size: int | str = "auto",
+                 precision: str = "fp32", tokenizer_processes: int | str = "auto"):
     """An encoder for ``backend`` on ``device`` (already resolved, see ``resolve_device``)."""
     if backend not in BACKENDS:
         raise PipelineError(f"embed.backend must be one of {list(BACKENDS)} (got {backend!r})")
     if precision != "fp32" and backend != "torch":
-        raise PipelineError(f"embed.precision {precision!r} needs embed.backend 'torch' (got {backend!r})")
+        raise PipelineError(
+            f"embed.precision {precision!r} needs embed.backend 'torch' (got {backend!r})")
     model = load_model(name, device if backend == "torch" else "cpu")
     batch_size = resolve_batch_size(batch_size, device)
     if backend == "torch":
-        return TorchEncoder(model, batch_size, precision, resolve_tokenizer_processes(tokenizer_processes, device), name)
+        processes = resolve_tokenizer_processes(tokenizer_processes, device)
+        return TorchEncoder(model, batch_size, precision, processes, name)
     return OnnxEncoder(model, onnx_session(onnx_model_file(model, name, backend == "onnx-int8"), device), batch_size)
