@@ -79,10 +79,43 @@ class DownloadParams(_Section):
 
 
 class EmbedParams(_Section):
-    batch_size: Annotated[int, Field(gt=0, le=4096)] = 64
+    engine: Literal["local", "ray"] = "local"
+    # auto: 64 on a CPU, 1024 on a GPU (stages/encoders.py); a number is used as given.
+    batch_size: int | Literal["auto"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk_rows: Annotated[int, Field(ge=1)] = 4096   # distinct texts per resumable chunk
+    # Processes that tokenize the next batches while the model runs; 0 tokenizes between batches.
+    tokenizer_processes: int | Literal["auto"] = "auto"
+    ray_actors: int | Literal["auto"] = "auto"
+    ray_threads_per_actor: Annotated[int, Field(ge=1, le=256)] = 1
+    ray_num_cpus: int | Literal["auto"] = "auto"
+
+    @field_validator("batch_size", "tokenizer_processes", "ray_actors", "ray_num_cpus", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: object, info) -> object:
+        # One message per field instead of pydantic's two-branch union error.
+        low, high = {"batch_size": (1, 4096), "tokenizer_processes": (0, 64), "ray_actors": (1, 4096),
+                     "ray_num_cpus": (1, 100_000)}[info.field_name]
+        if value == "auto":
+            return value
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"Input should be 'auto' or a whole number from {low} to {high}")
+        if value < low:
+            raise ValueError(f"Input should be greater than {low - 1}" if low else "Input should not be negative")
+        if value > high:
+            raise ValueError(f"Input should be less than or equal to {high}")
+        return value
+
+    @model_validator(mode="after")
+    def _precision_fits_backend(self) -> "EmbedParams":
+        if self.precision == "bf16" and self.backend != "torch":
+            raise ValueError(
+                f"precision 'bf16' runs on the torch backend only (backend is {self.backend!r}); "
+                "set embed.backend to 'torch' or embed.precision to 'fp32'"
+            )
+        return self
 
 
 class OutliersParams(_Section):

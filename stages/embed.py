@@ -3,8 +3,9 @@
 Each distinct text is embedded once and scattered back to every customer who has it. The distinct
 texts are embedded in chunks, each saved as it finishes in a resume folder (not a DVC output, which
 DVC would delete before a rerun) keyed by everything that changes the vectors: a killed run
-restarts from its last complete chunk. The matrix is assembled chunk by chunk into a memory-mapped
-``.npy``, so memory holds one chunk, not the whole matrix.
+restarts from its last complete chunk. ``embed.engine`` runs the encoder in this process
+(``local``) or in a pool of Ray actors (``ray``, stages/ray_engine.py). The matrix is assembled
+chunk by chunk into a memory-mapped ``.npy``, so memory holds one chunk, not the whole matrix.
 """
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ import ctypes
 import hashlib
 import logging
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from stages.artifacts import PipelineError, atomic_path, read_csv, run, write_json, write_metrics, write_npy
-from stages.config import layout, load_params
-from stages.encoders import cache_root, fingerprint, make_encoder, package_versions, resolve_device, resolve_model
+from stages.config import EmbedParams, layout, load_params
+from stages.encoders import (cache_root, fingerprint, make_encoder, package_versions,
+                             resolve_batch_size, resolve_device, resolve_model)
 
 log = logging.getLogger("segments")
 
@@ -54,24 +58,75 @@ def chunk_file(folder: Path, index: int) -> Path:
     return folder / f"chunk-{index:06d}.npy"
 
 
-def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int) -> tuple[int, int]:
+def duration(seconds: float) -> str:
+    """``12 s``, ``1 min 51 s``, ``2 h 5 min``: a time left, to the precision that matters."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+class Progress:
+    """Speed and time left after each chunk: a log line per chunk, or a bar on a terminal."""
+
+    def __init__(self, chunks: int, texts: int, chunks_done: int, texts_done: int, stream=None):
+        stream = stream or sys.stderr
+        self.chunks, self.texts = chunks, texts
+        self.chunks_done, self.texts_done = chunks_done, texts_done
+        self.embedded_now = 0
+        self.started = time.perf_counter()
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=texts, initial=texts_done, unit=" texts", desc="embedding",
+                            file=stream, dynamic_ncols=True)
+
+    def advance(self, rows: int) -> None:
+        self.chunks_done += 1
+        self.texts_done += rows
+        self.embedded_now += rows
+        if self.bar is not None:
+            self.bar.update(rows)
+            return
+        rate = self.embedded_now / max(time.perf_counter() - self.started, 1e-9)
+        log.info("chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left",
+                 self.chunks_done, self.chunks, f"{self.texts_done:,}", f"{self.texts:,}",
+                 f"{rate:,.0f}", duration((self.texts - self.texts_done) / rate))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int,
+                 stream=None) -> tuple[int, int]:
     """Embed ``texts`` chunk by chunk into ``folder``, skipping chunks a previous run completed.
 
     Returns (chunks embedded now, chunks reused). A chunk file is written atomically, so one that
-    exists is complete.
+    exists is complete. ``encoder`` streams the chunks through ``encode_chunks`` when it has one
+    (the torch and Ray encoders overlap one chunk's work with the next); any ``encode`` does.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    done = reused = 0
-    for index, start in enumerate(range(0, len(texts), chunk_rows)):
-        target = chunk_file(folder, index)
-        if target.exists():
-            reused += 1
-            continue
-        write_npy(target, encoder.encode(texts[start:start + chunk_rows]))
-        release_freed_memory()
-        done += 1
-        log.info("embedded chunk %d (%d of %d distinct texts)", index, min(start + chunk_rows, len(texts)), len(texts))
-    return done, reused
+    bounds = [(start, min(start + chunk_rows, len(texts)))
+              for start in range(0, len(texts), chunk_rows)]
+    pending = [index for index in range(len(bounds)) if not chunk_file(folder, index).exists()]
+    reused = len(bounds) - len(pending)
+    texts_reused = len(texts) - sum(bounds[index][1] - bounds[index][0] for index in pending)
+    progress = Progress(len(bounds), len(texts), reused, texts_reused, stream)
+    chunks = (texts[slice(*bounds[index])] for index in pending)
+    stream_chunks = getattr(encoder, "encode_chunks", None)
+    vectors_of_chunks = stream_chunks(chunks) if stream_chunks else map(encoder.encode, chunks)
+    try:
+        for index, vectors in zip(pending, vectors_of_chunks):
+            write_npy(chunk_file(folder, index), vectors)
+            release_freed_memory()
+            progress.advance(len(vectors))
+    finally:
+        progress.close()
+    return len(pending), reused
 
 
 def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> int:
@@ -90,23 +145,43 @@ def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> 
     return int(dimension)
 
 
-def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, folder: Path, chunk_rows: int) -> dict[str, int]:
+def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, folder: Path,
+                  chunk_rows: int, stream=None) -> dict[str, int]:
     """Embed the distinct texts (resuming from ``folder``) and write row ``i`` as ``uniques[codes[i]]``.
 
     The resume folder is removed once the matrix is in place.
     """
-    done, reused = embed_chunks(encoder, uniques, folder, chunk_rows)
+    done, reused = embed_chunks(encoder, uniques, folder, chunk_rows, stream)
     dimension = assemble(codes, folder, chunk_rows, output)
     shutil.rmtree(folder)
     return {"rows": len(codes), "distinct": len(uniques), "dimension": dimension, "chunks_embedded": done, "chunks_reused": reused}
 
 
-def resume_folder(model: str, backend: str, device: str, batch_size: int, chunk_rows: int, uniques_digest: str) -> Path:
+def resume_folder(model: str, settings: EmbedParams, device: str, batch_size: int,
+                  uniques_digest: str) -> Path:
+    """The chunks' folder, keyed by everything that changes the vectors (``batch_size`` and
+    ``device`` as resolved: ``auto`` and the size it stands for share their chunks)."""
     key = fingerprint({
-        "model": model, "location": resolve_model(model), "backend": backend, "device": device,
-        "batch_size": batch_size, "chunk_rows": chunk_rows, "texts": uniques_digest, **package_versions(),
+        "model": model, "location": resolve_model(model), "engine": settings.engine,
+        "backend": settings.backend, "precision": settings.precision, "device": device,
+        "batch_size": batch_size, "chunk_rows": settings.chunk_rows, "texts": uniques_digest,
+        **package_versions(),
     })
     return cache_root() / "embed-resume" / key
+
+
+def open_engine(model: str, settings: EmbedParams):
+    """The encoder that ``embed.engine`` names, with the device and batch size it resolved."""
+    if settings.engine == "ray":
+        from stages.ray_engine import RayEncoder
+
+        encoder = RayEncoder(model, settings)
+        return encoder, encoder.device, encoder.batch_size
+    device = resolve_device(settings.device, settings.backend)
+    batch_size = resolve_batch_size(settings.batch_size, device)
+    encoder = make_encoder(model, settings.backend, device, batch_size, settings.precision,
+                           settings.tokenizer_processes)
+    return encoder, device, batch_size
 
 
 def main(name: str) -> None:
@@ -115,21 +190,25 @@ def main(name: str) -> None:
     if not texts:
         raise PipelineError(f"{paths.texts}: has no texts; rerun 'dvc repro serialize'")
     settings = params.embed
-    device = resolve_device(settings.device, settings.backend)
-    encoder = make_encoder(params.model, settings.backend, device, settings.batch_size)
     codes, uniques = distinct_texts(texts)
-    folder = resume_folder(params.model, settings.backend, device, settings.batch_size, settings.chunk_rows,
-                           texts_digest(uniques))
-    summary = embed_to_file(encoder, codes, uniques, paths.embeddings, folder, settings.chunk_rows)
-    write_json(paths.embedding_info, {"model": params.model, "dimension": summary["dimension"], "rows": len(texts),
-                                "backend": settings.backend, "device": device})
+    encoder, device, batch_size = open_engine(params.model, settings)
+    try:
+        folder = resume_folder(params.model, settings, device, batch_size, texts_digest(uniques))
+        summary = embed_to_file(encoder, codes, uniques, paths.embeddings, folder, settings.chunk_rows)
+    finally:
+        encoder.close()
+    write_json(paths.embedding_info, {"model": params.model, "dimension": summary["dimension"],
+                                      "rows": len(texts), "engine": settings.engine,
+                                      "backend": settings.backend, "device": device,
+                                      "precision": settings.precision, "batch_size": batch_size})
     write_metrics(
         paths.metrics / "embed.json",
         {"embedded_rows": len(texts), "embedding_dimension": summary["dimension"], "distinct_texts": summary["distinct"]},
     )
-    log.info("embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s on %s/%s",
-             len(texts), summary["distinct"], summary["chunks_reused"], summary["dimension"], params.model,
-             settings.backend, device)
+    log.info("embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s "
+             "on %s/%s/%s (%s engine)", len(texts), summary["distinct"], summary["chunks_reused"],
+             summary["dimension"], params.model, settings.backend, device, settings.precision,
+             settings.engine)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Sentence encoders behind one ``encode(texts) -> unit float32 rows`` call, used by the embed stage.
 
-``torch`` is sentence-transformers as the article runs it. ``onnx`` runs the same model, exported
+``torch`` runs the sentence-transformers model the way its ``encode`` does (same length-sorted
+batches, same tokenizer, same forward pass, so fp32 gives the same bytes), with the tokenizing of
+the next batches overlapped with the model's work when ``tokenizer_processes`` > 0, and in bf16
+under ``torch.autocast`` when asked. ``encode_chunks`` streams many chunks through one pipeline,
+so a GPU is not left idle at chunk boundaries. ``onnx`` runs the same model, exported
 once from the same local weights to ONNX, on ONNX Runtime (fp32, same vectors to ~1e-6 in cosine);
 ``onnx-int8`` is that export with dynamically quantized int8 weights (faster, not identical).
 sentence-transformers' own ONNX backend needs optimum, whose releases pin transformers < 5, so the
@@ -12,8 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import sys
 import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -25,6 +34,14 @@ from stages.config import DEFAULT_MODEL
 log = logging.getLogger("segments")
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+PRECISIONS = ("fp32", "bf16")
+# "auto" batch sizes. 64 on a CPU is the batching the committed vectors were made with (another
+# size changes their last bits); on a GPU, length-sorted batches of 1,024 keep it busy.
+CPU_BATCH_SIZE = 64
+GPU_BATCH_SIZE = 1024
+# "auto" tokenizer processes on a GPU: one tokenizer process does ~5,000-10,000 texts/s, a GPU
+# forward pass ~40,000; more processes than this only compete with the driver for cores.
+MAX_TOKENIZER_PROCESSES = 8
 CACHE_ENV = "SEGMENTS_CACHE"
 DEFAULT_CACHE = Path(".cache")
 ONNX_OPSET = 17
@@ -52,6 +69,11 @@ def resolve_model(name: str) -> str:
 def load_model(name: str, device: str = "cpu"):
     from sentence_transformers import SentenceTransformer
 
+    if not sys.stderr.isatty():
+        # transformers draws a weight-loading bar; in a log file it is only noise.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     location = resolve_model(name)
     try:
         # Remote code is never trusted: a model that needs it is refused here.
@@ -98,17 +120,173 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-class TorchEncoder:
-    """sentence-transformers ``encode``: the article's way (it sorts each call's texts by length)."""
+def resolve_batch_size(requested: int | str, device: str) -> int:
+    """``auto`` is CPU_BATCH_SIZE on a CPU and GPU_BATCH_SIZE on a GPU; a number is kept."""
+    if requested == "auto":
+        return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
+    return int(requested)
 
-    def __init__(self, model, batch_size: int):
-        self.model, self.batch_size = model, batch_size
+
+def resolve_tokenizer_processes(requested: int | str, device: str) -> int:
+    """``auto`` tokenizes in the main thread on a CPU, where the model already uses every core;
+    on a GPU it starts one process per free core, up to MAX_TOKENIZER_PROCESSES."""
+    if requested != "auto":
+        return int(requested)
+    if not device.startswith("cuda"):
+        return 0
+    return max(1, min(MAX_TOKENIZER_PROCESSES, len(os.sched_getaffinity(0)) - 1))
+
+
+# The model a tokenizer process holds, loaded once by the pool's initializer.
+_tokenizer_model = None
+
+
+def _start_tokenizer(name: str) -> None:
+    import torch
+
+    global _tokenizer_model
+    torch.set_num_threads(1)
+    _tokenizer_model = load_model(name, "cpu")
+
+
+def _tokenize(texts: list[str], prompt: str | None) -> dict:
+    """A batch's features as numpy arrays, which cross the process boundary without torch's
+    shared-memory file handles."""
+    features = _tokenizer_model.preprocess(texts, prompt=prompt)
+    return {name: value.numpy() if hasattr(value, "numpy") else value
+            for name, value in features.items()}
+
+
+class ChunkPlan:
+    """One chunk's texts cut into batches the way sentence-transformers' ``encode`` cuts them."""
+
+    def __init__(self, texts: list[str], batch_size: int):
+        # The same (unstable) argsort as sentence-transformers: the same batches, the same bytes.
+        self.order = np.argsort([-len(text) for text in texts])
+        self.batches = [[texts[i] for i in self.order[start:start + batch_size]]
+                        for start in range(0, len(texts), batch_size)]
+        self.outputs: list = []
+        self.host = self.copied = None
+
+    def vectors(self) -> np.ndarray:
+        if self.copied is not None:
+            self.copied.synchronize()
+        vectors = np.empty((len(self.order), self.host.shape[1]), dtype=np.float32)
+        vectors[self.order] = self.host.numpy()
+        return vectors
+
+
+class TorchEncoder:
+    """A sentence-transformers model fed batch after batch, in fp32 or bf16.
+
+    With ``tokenizer_processes`` > 0 a pool of processes tokenizes the coming batches (of this and
+    the next chunks) while the model runs; on a GPU their features go through pinned memory with
+    non-blocking copies, the vectors stay on the GPU until a chunk is complete and come back in
+    one asynchronous copy, so the host waits for the GPU once per chunk, not once per batch.
+    """
+
+    def __init__(self, model, batch_size: int | str = "auto", precision: str = "fp32",
+                 tokenizer_processes: int = 0, model_name: str | None = None):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise PipelineError(
+                f"embed.precision must be one of {list(PRECISIONS)} (got {precision!r})")
+        self.model = model.eval()
+        self.device = model.device
+        self.on_gpu = self.device.type == "cuda"
+        self.batch_size = resolve_batch_size(batch_size, self.device.type)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                       enabled=precision == "bf16")
+        default_prompt = model.default_prompt_name
+        self.prompt = model.prompts.get(default_prompt) if default_prompt else None
+        self.pool = None
+        if tokenizer_processes:
+            if model_name is None:
+                raise ValueError("tokenizer processes load the model by name: pass model_name")
+            # spawn: forking a process that holds CUDA or OpenMP threads is unsafe.
+            self.pool = ProcessPoolExecutor(
+                tokenizer_processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_tokenizer, initargs=(model_name,))
+        self.lookahead = 2 * tokenizer_processes
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        (vectors,) = self.encode_chunks([texts])
+        return vectors
+
+    def encode_chunks(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
+        """Each chunk's vectors, in order; chunks are read lazily, and no batch spans two."""
+        import torch
+
+        plans = (ChunkPlan(texts, self.batch_size) for texts in chunks)
+        copying: deque[ChunkPlan] = deque()
+        with torch.inference_mode():
+            for plan, features in self._tokenized(plans):
+                plan.outputs.append(self._forward(features))
+                if len(plan.outputs) == len(plan.batches):
+                    copying.append(self._to_host(plan))
+                while copying and (copying[0].copied is None or copying[0].copied.query()):
+                    yield copying.popleft().vectors()
+        while copying:
+            yield copying.popleft().vectors()
+
+    def _tokenized(self, plans: Iterator[ChunkPlan]) -> Iterator[tuple[ChunkPlan, dict]]:
+        batches = ((plan, texts) for plan in plans for texts in plan.batches)
+        if self.pool is None:
+            for plan, texts in batches:
+                yield plan, self.model.preprocess(texts, prompt=self.prompt)
+            return
+        ahead: deque = deque()
+        for plan, texts in batches:
+            ahead.append((plan, self.pool.submit(_tokenize, texts, self.prompt)))
+            if len(ahead) > self.lookahead:
+                plan, future = ahead.popleft()
+                yield plan, self._as_tensors(future.result())
+        while ahead:
+            plan, future = ahead.popleft()
+            yield plan, self._as_tensors(future.result())
+
+    def _as_tensors(self, features: dict) -> dict:
+        import torch
+
+        tensors = {name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+                   for name, value in features.items()}
+        if self.on_gpu:
+            tensors = {name: value.pin_memory() if isinstance(value, torch.Tensor) else value
+                       for name, value in tensors.items()}
+        return tensors
+
+    def _forward(self, features: dict):
+        import torch
+
+        features = {name: value.to(self.device, non_blocking=True)
+                    if isinstance(value, torch.Tensor) else value
+                    for name, value in features.items()}
+        with self.autocast:
+            embeddings = self.model(features)["sentence_embedding"]
+        if self.model.truncate_dim:
+            embeddings = embeddings[..., :self.model.truncate_dim]
+        # sentence-transformers normalizes once more after the model's own Normalize; so do we,
+        # for the same bytes. float() is a no-op in fp32.
+        return torch.nn.functional.normalize(embeddings.float(), p=2, dim=1)
+
+    def _to_host(self, plan: ChunkPlan) -> ChunkPlan:
+        import torch
+
+        vectors = torch.cat(plan.outputs)
+        plan.outputs = []
+        if self.on_gpu:
+            plan.host = vectors.to("cpu", non_blocking=True)  # into pinned memory: does not wait
+            plan.copied = torch.cuda.Event()
+            plan.copied.record()
+        else:
+            plan.host = vectors
+        return plan
 
 
 class OnnxEncoder:
@@ -131,6 +309,12 @@ class OnnxEncoder:
             batch = self.session.run(None, {name: features[name].numpy() for name in self.inputs})[0]
             vectors[rows] = batch / np.linalg.norm(batch, axis=1, keepdims=True)
         return vectors
+
+    def encode_chunks(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
+        return map(self.encode, chunks)
+
+    def close(self) -> None:
+        pass
 
 
 def export_onnx(model, target: Path) -> None:
@@ -186,11 +370,17 @@ def onnx_session(path: Path, device: str):
     return onnxruntime.InferenceSession(str(path), providers=providers)
 
 
-def make_encoder(name: str, backend: str, device: str, batch_size: int):
+def make_encoder(name: str, backend: str, device: str, batch_size: int | str = "auto",
+                 precision: str = "fp32", tokenizer_processes: int | str = "auto"):
     """An encoder for ``backend`` on ``device`` (already resolved, see ``resolve_device``)."""
     if backend not in BACKENDS:
         raise PipelineError(f"embed.backend must be one of {list(BACKENDS)} (got {backend!r})")
+    if precision != "fp32" and backend != "torch":
+        raise PipelineError(
+            f"embed.precision {precision!r} needs embed.backend 'torch' (got {backend!r})")
     model = load_model(name, device if backend == "torch" else "cpu")
+    batch_size = resolve_batch_size(batch_size, device)
     if backend == "torch":
-        return TorchEncoder(model, batch_size)
+        processes = resolve_tokenizer_processes(tokenizer_processes, device)
+        return TorchEncoder(model, batch_size, precision, processes, name)
     return OnnxEncoder(model, onnx_session(onnx_model_file(model, name, backend == "onnx-int8"), device), batch_size)

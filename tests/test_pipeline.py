@@ -139,7 +139,7 @@ def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     assert outliers["customers"] == ROWS and outliers["inliers"] == 270
     info = json.loads((repo / "data/bank/interim/embedding_info.json").read_text())
     assert info == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "rows": ROWS,
-                    "backend": "torch", "device": "cpu"}
+                    "engine": "local", "backend": "torch", "device": "cpu", "precision": "fp32", "batch_size": 64}
     profiles = pd.read_csv(repo / "reports/bank/profiles.csv")
     assert profiles["segment"].tolist() == [1, 2, 3, 4] and profiles["customers"].sum() == 270
     assert "| Segment | Name |" in (repo / "reports/bank/segments.md").read_text()
