@@ -13,6 +13,7 @@ import pandas as pd
 from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score
 
+from stages import stability
 from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, read_json, read_npy, run, subplots, write_metrics, write_png, write_text
 from stages.config import ExplainParams, Params, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
@@ -33,7 +34,6 @@ METHODS = {
 SPACES = {"tabular": "Method-1 tabular matrix", "embeddings": "embedding matrix"}
 # metric: (plain name, higher is better)
 VALIDITY = {"davies_bouldin": ("Davies-Bouldin", False), "calinski_harabasz": ("Calinski-Harabasz", True), "silhouette": ("Silhouette", True)}
-STABLE_ARI, SHAKY_ARI = 0.9, 0.75
 
 
 def measures(dataset: Dataset) -> dict[str, tuple[str, bool]]:
@@ -125,29 +125,15 @@ def agreement(segments: dict[str, np.ndarray]) -> dict[str, float]:
     return {f"ari_{a}_{b}": adjusted_rand_score(segments[a], segments[b]) for a, b in itertools.combinations(segments, 2)}
 
 
-def stability(fit: Callable[[np.ndarray, int], np.ndarray], rows: int, seeds: int, rounds: int, seed: int) -> dict[str, float]:
-    """Adjusted Rand index between refits of one method on the same ``rows`` customers.
-
-    Across seeds: every pair of fits with seeds ``seed .. seed + seeds - 1``. Across bootstrap
-    resamples: each resample's segments against the ``seed`` fit, on the customers it drew.
-    ``fit(row_indices, seed)`` returns the segments of those rows.
+def refit_stability(fit: Callable[[np.ndarray, int], np.ndarray], segments: np.ndarray, seeds: int,
+                    rounds: int, seed: int) -> dict[str, float]:
+    """One method's refits of the sampled customers, whose committed ``segments`` are given: ARI
+    across seeds and bootstrap resamples, and each segment's clusterwise Jaccard over the same
+    resamples. ``fit(row_indices, seed)`` returns the segments of those rows.
     """
-    everyone = np.arange(rows)
-    by_seed = [fit(everyone, seed + offset) for offset in range(seeds)]
-    across_seeds = [adjusted_rand_score(a, b) for a, b in itertools.combinations(by_seed, 2)]
-    draws = np.random.default_rng(seed)
-    across_resamples = []
-    for _ in range(rounds):
-        drawn = draws.integers(0, rows, rows)
-        segments = fit(drawn, seed)
-        customers, first = np.unique(drawn, return_index=True)
-        across_resamples.append(adjusted_rand_score(by_seed[0][customers], segments[first]))
-    return {
-        "seed_ari_mean": np.mean(across_seeds),
-        "seed_ari_min": np.min(across_seeds),
-        "bootstrap_ari_mean": np.mean(across_resamples),
-        "bootstrap_ari_min": np.min(across_resamples),
-    }
+    refits = stability.refit(fit, len(segments), seeds, rounds, seed)
+    jaccard = stability.clusterwise_jaccard(segments, refits)
+    return stability.ari_scores(refits) | {f"segment_{s}_jaccard": v for s, v in jaccard.items()}
 
 
 def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarray], k: int):
@@ -176,7 +162,7 @@ def winners(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) ->
     return best
 
 
-def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) -> str:
+def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k: int) -> str:
     """A paragraph that states, from the numbers, which method wins where and how far to trust it."""
     best = winners(metrics, compared)
     wins = {method: [compared[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
@@ -199,16 +185,20 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) ->
     )
     for refit, cause in (("seed", "the seed"), ("bootstrap", "the customers sampled")):
         ari = {method: metrics[f"{method}_{refit}_ari_mean"] for method in METHODS}
-        stable = [METHODS[m] for m in METHODS if ari[m] >= STABLE_ARI]
-        shaky = [m for m in METHODS if ari[m] < SHAKY_ARI]
+        stable = [METHODS[m] for m in METHODS if ari[m] >= stability.STABLE_ARI]
+        shaky = [m for m in METHODS if ari[m] < stability.SHAKY_ARI]
         if stable:
-            sentences.append(f"Changing {cause} barely changes the segments of {' and '.join(stable)} (mean ARI at least {STABLE_ARI}).")
+            sentences.append(f"Changing {cause} barely changes the segments of "
+                             f"{' and '.join(stable)} (mean ARI at least {stability.STABLE_ARI}).")
         if shaky:
             sentences.append(
                 f"Changing {cause} moves many customers between the segments of {' and '.join(METHODS[m] for m in shaky)} "
-                f"(mean ARI {' and '.join(f'{ari[m]:.2f}' for m in shaky)}, below {SHAKY_ARI}): part of them is an accident of "
+                f"(mean ARI {' and '.join(f'{ari[m]:.2f}' for m in shaky)}, "
+                f"below {stability.SHAKY_ARI}): "
+                "part of them is an accident of "
                 + ("initialisation." if refit == "seed" else "the sample.")
             )
+    sentences.append(jaccard_verdict(metrics, k))
     pairs = {pair: metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
     closest = max(pairs, key=pairs.get)
     sentences.append(
@@ -216,6 +206,21 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) ->
         f"the closest pair, {METHODS[closest[0]]} and {METHODS[closest[1]]}, agree with ARI {pairs[closest]:.2f}."
     )
     return " ".join(sentences)
+
+
+def jaccard_verdict(metrics: dict[str, float], k: int) -> str:
+    """Whose segments come back best: most stable segments, then the highest mean Jaccard."""
+    floor = stability.JACCARD_BANDS[0][0]
+    jaccard = {method: stability.segment_jaccards(metrics, k, f"{method}_") for method in METHODS}
+    stable = {method: sum(v >= floor for v in found.values()) for method, found in jaccard.items()}
+    mean = {method: float(np.mean(list(found.values()))) for method, found in jaccard.items()}
+    order = sorted(METHODS, key=lambda method: (-stable[method], -mean[method]))
+    first, *others = order
+    return (
+        f"Per segment, {METHODS[first]} has {stable[first]} of {k} segments stable (clusterwise "
+        f"Jaccard at least {floor}, mean {mean[first]:.2f}); "
+        + "; ".join(f"{METHODS[m]} {stable[m]} (mean {mean[m]:.2f})" for m in others) + "."
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -252,6 +257,11 @@ def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str
          f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min {metrics[f'{m}_bootstrap_ari_min']:.3f})"]
         for m in METHODS
     ]
+    jaccard = {m: stability.segment_jaccards(metrics, context["k"], f"{m}_") for m in METHODS}
+    per_segment = [[METHODS[m], *(f"{v:.2f} {stability.reading(v)}" for v in jaccard[m].values())]
+                   for m in METHODS]
+    segment_sentences = "\n".join(f"- {METHODS[m]}: {stability.segments_sentence(jaccard[m])}"
+                                  for m in METHODS)
     columns = len(dataset.segment_on)
     numbers = ", ".join(dataset.numeric)
     outcomes = ""
@@ -315,13 +325,26 @@ held-out {context['test_share']:.0%}, and the columns with the largest mean |SHA
 
 {_table(["Method", "Across seeds", "Across bootstrap resamples"], stable)}
 
+## Stability of each segment (clusterwise Jaccard)
+
+Each segment's mean Jaccard with its best-matching segment in each of the
+{context['bootstrap_rounds']} bootstrap refits above, on the customers each resample drew (Hennig's
+clusterwise Jaccard, as R's `fpc::clusterboot`): {stability.bands_legend()}.
+
+{_table(["Method", *(f"Segment {s}" for s in range(1, context['k'] + 1))], per_segment)}
+
+{segment_sentences}
+
+Embeddings + KMeans on all its inliers (`metrics/{context['name']}/stability.json`):
+{context['near_tie']}
+
 ## Maps
 
 ![comparison_pca]({context['plots']}/comparison_pca.png)
 
 ## Verdict
 
-{verdict(metrics, compared_measures)}
+{verdict(metrics, compared_measures, context['k'])}
 """
 
 
@@ -349,7 +372,7 @@ def main(name: str) -> None:
     metrics.update(agreement(segments))
     metrics.update(outcome_scores(common, segments, dataset))
 
-    sample = np.sort(np.random.default_rng(params.seed).permutation(len(ids))[: settings.stability_rows])
+    sample = stability.sample_rows(len(ids), settings.stability_rows, params.seed)
     tabular_sample, embedding_sample = spaces["tabular"][sample], spaces["embeddings"][sample]
     # K-Prototypes sees the frame it was fitted on: power transform fitted on all Method-1 inliers.
     frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index], dataset).loc[ids[sample]]
@@ -363,7 +386,8 @@ def main(name: str) -> None:
         )[0],
     }
     for method, fit in refits.items():
-        scores = stability(fit, len(sample), settings.stability_seeds, settings.bootstrap_rounds, params.seed)
+        scores = refit_stability(fit, segments[method][sample], settings.stability_seeds,
+                                 settings.bootstrap_rounds, params.seed)
         metrics.update({f"{method}_{measure}": value for measure, value in scores.items()})
     write_metrics(paths.metrics / "comparison.json", metrics)
 
@@ -380,6 +404,8 @@ def main(name: str) -> None:
         "name": name, "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.tabular.encoding,
         "silhouette": silhouette_note(len(ids), params.silhouette_max_rows), "stability_rows": len(sample),
         "stability_seeds": settings.stability_seeds, "bootstrap_rounds": settings.bootstrap_rounds,
+        "near_tie": stability.near_tie_sentence(params.k, read_json(paths.metrics / "stability.json"),
+                                                params.stability.near_tie_gap_pct),
         "test_share": params.explain.test_size, "plots": f"../../{paths.plots.as_posix()}",
         "own_spaces": {
             "embedding": f"{embeddings.shape[1]}-d embeddings",

