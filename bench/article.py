@@ -1,10 +1,11 @@
 """The article's tools for the four stages this repository speeds up, as drop-in stage commands.
 
 ``python bench/article.py embed|elbow|project|evaluate <data set>``, run in a project folder, reads
-the same params and inputs as ``python -m stages.<name> <data set>`` and writes the same files, but
-the way the article did it: sentence-transformers on torch fp32 with batch 32 and
+the same params and inputs as ``python -m stages.<name> <data set>`` and writes the files later
+stages read, the way the article did it: sentence-transformers on torch fp32 with batch 32 and
 every customer embedded (no deduplication), sklearn's exact ``silhouette_score`` for every k of the
-elbow and for the chosen k, and sklearn's t-SNE on the inliers. bench/run.py chains these with the
+elbow (no stability refits: the article had none) and for the chosen k, and sklearn's t-SNE on
+the inliers. bench/run.py chains these with the
 unchanged stages to time the article-equivalent pipeline.
 """
 from __future__ import annotations
@@ -13,12 +14,13 @@ import sys
 
 import numpy as np
 import pandas as pd
+from kneed import KneeLocator
 from sklearn.cluster import KMeans
 from sklearn.manifold import TSNE
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from stages import elbow, evaluate, project
-from stages.artifacts import CUSTOMER_ID, read_csv, run, write_csv, write_json, write_metrics, write_npy, write_png
+from stages.artifacts import CUSTOMER_ID, read_csv, run, subplots, write_csv, write_json, write_metrics, write_npy, write_png
 from stages.config import layout, load_params, read_inlier_vectors
 from stages.encoders import load_model
 
@@ -51,10 +53,14 @@ def elbow_main(name: str) -> None:
         model = KMeans(n_clusters=k, init="k-means++", n_init=params.elbow.n_init, random_state=params.seed).fit(vectors)
         rows.append({"n_clusters": k, "inertia": model.inertia_, **article_scores(vectors, model.labels_)})
     curve = pd.DataFrame(rows).loc[:, ["n_clusters", *elbow.CURVES]]
-    suggestion = elbow.suggest_k(curve)
+    knee = KneeLocator(curve["n_clusters"], curve["inertia"], curve="convex", direction="decreasing").knee
+    figure, axes = subplots(1, len(elbow.CURVES), figsize=(4 * len(elbow.CURVES), 3.2))
+    for axis, name in zip(axes, elbow.CURVES):
+        axis.plot(curve["n_clusters"], curve[name], marker="o")
+        axis.set_title(name.replace("_", " "))
     write_csv(paths.plots / "elbow.csv", curve)
-    write_png(paths.plots / "elbow.png", elbow.elbow_figure(curve, suggestion["suggested_k"]))
-    write_metrics(paths.metrics / "elbow.json", suggestion)
+    write_png(paths.plots / "elbow.png", figure)
+    write_metrics(paths.metrics / "elbow.json", {"elbow_k": int(knee) if knee is not None else 0})
 
 
 def project_main(name: str) -> None:
