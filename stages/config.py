@@ -7,7 +7,7 @@ customer table holds is not a param: it is described by its data-set file (``sta
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import yaml
@@ -69,35 +69,56 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class DownloadParams(_Section):
-    """How hard to try; where from and what checksum is each data set's own (its data-set file)."""
+def param(default, description: str, **bounds):
+    """A param's default, bounds and meaning, written once: docs/params.md is generated from them."""
+    return Field(default, description=description, **bounds)
 
-    timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
-    attempts: Annotated[int, Field(ge=1, le=10)] = 4
-    backoff_s: Annotated[float, Field(ge=0, le=60)] = 2.0
-    max_mb: Annotated[int, Field(ge=1, le=2048)] = 100
+
+class DownloadParams(_Section):
+    """How hard the download stage tries; where each table comes from, and its checksum, are in its
+    data-set file."""
+
+    timeout_s: float = param(60.0, "seconds without data before a try gives up", gt=0, le=600)
+    attempts: int = param(4, "tries in all on transient errors (HTTP 408/425/429/5xx, timeouts, dropped "
+                             "connections); 4xx errors are final", ge=1, le=10)
+    backoff_s: float = param(2.0, "wait before the second try, doubled before each further one", ge=0, le=60)
+    max_mb: int = param(100, "largest body or zip member accepted, in MB", ge=1, le=2048)
+
+
+AUTO_OR_COUNT = {"batch_size": (1, 4096), "tokenizer_processes": (0, 64), "ray_actors": (1, 4096),
+                 "ray_num_cpus": (1, 100_000)}
 
 
 class EmbedParams(_Section):
-    engine: Literal["local", "ray"] = "local"
-    # auto: 64 on a CPU, 1024 on a GPU (stages/encoders.py); a number is used as given.
-    batch_size: int | Literal["auto"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    chunk_rows: Annotated[int, Field(ge=1)] = 4096   # distinct texts per resumable chunk
-    # Processes that tokenize the next batches while the model runs; 0 tokenizes between batches.
-    tokenizer_processes: int | Literal["auto"] = "auto"
-    ray_actors: int | Literal["auto"] = "auto"
-    ray_threads_per_actor: Annotated[int, Field(ge=1, le=256)] = 1
-    ray_num_cpus: int | Literal["auto"] = "auto"
+    """The sentence embedding of each distinct text (docs/performance.md)."""
 
-    @field_validator("batch_size", "tokenizer_processes", "ray_actors", "ray_num_cpus", mode="before")
+    engine: Literal["local", "ray"] = param(
+        "local", "`local`, or `ray`: an actor pool on the Ray cluster at RAY_ADDRESS, or a local one")
+    batch_size: int | Literal["auto"] = param(
+        "auto", "texts per batch; `auto`: 64 on a CPU (the committed vectors), 1024 on a GPU")
+    precision: Literal["fp32", "bf16"] = param(
+        "fp32", "`bf16` (torch backend only): faster, cosine to fp32 at least 0.999, other segments")
+    backend: Literal["torch", "onnx", "onnx-int8"] = param(
+        "torch", "`torch` (sentence-transformers), `onnx` (ONNX Runtime, the same vectors) or "
+                 "`onnx-int8` (quantized: faster on a CPU, other segments)")
+    device: Literal["auto", "cpu", "cuda"] = param(
+        "auto", "`auto`: CUDA when the backend (or the Ray cluster) has one, else the CPU")
+    chunk_rows: int = param(4096, "distinct texts per resumable chunk", ge=1)
+    tokenizer_processes: int | Literal["auto"] = param(
+        "auto", "processes tokenizing the next batches while the model runs (speed only); `auto`: "
+                "none on a CPU, up to 8 on a GPU")
+    ray_actors: int | Literal["auto"] = param(
+        "auto", "Ray actors (speed only); `auto`: one per GPU, or the cluster's CPUs / threads per actor")
+    ray_threads_per_actor: int = param(1, "torch threads, and Ray CPUs, of each CPU actor (speed only)",
+                                       ge=1, le=256)
+    ray_num_cpus: int | Literal["auto"] = param(
+        "auto", "CPUs of the local Ray started when RAY_ADDRESS is unset (speed only); `auto`: all")
+
+    @field_validator(*AUTO_OR_COUNT, mode="before")
     @classmethod
     def _auto_or_count(cls, value: object, info) -> object:
         # One message per field instead of pydantic's two-branch union error.
-        low, high = {"batch_size": (1, 4096), "tokenizer_processes": (0, 64), "ray_actors": (1, 4096),
-                     "ray_num_cpus": (1, 100_000)}[info.field_name]
+        low, high = AUTO_OR_COUNT[info.field_name]
         if value == "auto":
             return value
         if not isinstance(value, int) or isinstance(value, bool):
@@ -119,14 +140,15 @@ class EmbedParams(_Section):
 
 
 class OutliersParams(_Section):
-    contamination: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
+    contamination: float = param(0.1, "share of customers ECOD flags as outliers (the article: 0.1)",
+                                 gt=0, lt=0.5)
 
 
 class _KRange(_Section):
     """A range of k for a curve over the number of segments."""
 
-    k_min: Annotated[int, Field(ge=2)] = 2
-    k_max: Annotated[int, Field(ge=3)] = 10
+    k_min: int = param(2, "smallest k of the curve", ge=2)
+    k_max: int = param(10, "largest k of the curve", ge=3)
 
     @model_validator(mode="after")
     def _ordered(self) -> "_KRange":
@@ -136,72 +158,101 @@ class _KRange(_Section):
 
 
 class ElbowParams(_KRange):
-    n_init: Annotated[int, Field(ge=1)] = 3
+    """The elbow study: KMeans, its validity scores and its stability for every k of a range."""
+
+    n_init: int = param(3, "KMeans restarts per k for the curves (the stability refits use "
+                           "kmeans.n_init)", ge=1)
 
 
 class StabilityParams(_Section):
-    """Refits of a seeded sample of inliers that say whether the segments come back."""
+    """Do the segments come back? KMeans refits (kmeans.n_init restarts each) of a seeded sample of
+    inliers, for every k of the elbow study and for the chosen k (docs/stability.md)."""
 
-    rows: Annotated[int, Field(ge=100)] = 4000          # the sample refitted
-    seeds: Annotated[int, Field(ge=2)] = 3              # fits of all the sample: seed, seed + 1, ...
-    bootstrap_rounds: Annotated[int, Field(ge=1)] = 8   # fits of bootstrap resamples of the sample
-    near_tie_gap_pct: Annotated[float, Field(gt=0, le=100)] = 0.5
+    rows: int = param(4000, "the seeded sample of inliers refitted", ge=100)
+    seeds: int = param(3, "fits of the whole sample with seeds seed, seed + 1, ... (ARI across seeds)",
+                       ge=2)
+    bootstrap_rounds: int = param(8, "fits of bootstrap resamples of the sample (ARI, clusterwise "
+                                     "Jaccard)", ge=1)
+    near_tie_gap_pct: float = param(0.5, "different partitions (ARI below 0.9) this close in inertia, "
+                                         "in percent, are a near tie", gt=0, le=100)
 
 
 class KMeansParams(_Section):
-    n_init: Annotated[int, Field(ge=1)] = 10
+    n_init: int = param(10, "KMeans restarts for the chosen k", ge=1)
 
 
 class ProjectParams(_Section):
-    tsne_perplexity: Annotated[float, Field(ge=5, le=500)] = 30.0
-    tsne_max_iter: Annotated[int, Field(ge=250)] = 500
+    """The k-independent PCA and t-SNE maps of the inliers."""
+
+    tsne_perplexity: float = param(30.0, "t-SNE perplexity", ge=5, le=500)
+    tsne_max_iter: int = param(500, "t-SNE iterations, the 250 exaggerated ones included (openTSNE; "
+                                    "docs/performance.md)", ge=250)
 
 
 class EvaluateParams(_Section):
-    map_points: Annotated[int, Field(ge=100)] = 5000
+    map_points: int = param(5000, "seeded sample of inliers written as scatter-plot data (the PNGs "
+                                  "show every inlier)", ge=100)
 
 
 class ExplainParams(_Section):
-    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    n_estimators: Annotated[int, Field(ge=1)] = 100
-    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
-    num_leaves: Annotated[int, Field(ge=2)] = 31
-    shap_rows: Annotated[int, Field(ge=100)] = 2000
-    top_features: Annotated[int, Field(ge=1, le=20)] = 3
+    """The LightGBM surrogate that explains the segments, and its SHAP values."""
+
+    test_size: float = param(0.2, "held-out share of the surrogate's stratified split", gt=0, lt=1)
+    n_estimators: int = param(100, "LightGBM trees (its default, as the article's surrogate)", ge=1)
+    learning_rate: float = param(0.1, "LightGBM learning rate", gt=0, le=1)
+    num_leaves: int = param(31, "LightGBM leaves per tree", ge=2)
+    shap_rows: int = param(2000, "seeded sample of inliers explained with TreeSHAP", ge=100)
+    top_features: int = param(3, "SHAP features listed per segment", ge=1, le=20)
 
 
 class TabularParams(_Section):
-    # onehot: the article's published revision (categories one-hot, ordinals in order, numbers
-    # Yeo-Johnson); ordinal: its earlier one (every column ordinal-encoded, then Yeo-Johnson).
-    encoding: Literal["onehot", "ordinal"] = "onehot"
-    n_init: Annotated[int, Field(ge=1)] = 10
-    max_iter: Annotated[int, Field(ge=1)] = 100
+    """Method 1: KMeans on the encoded segmentation columns, with the article's settings."""
+
+    encoding: Literal["onehot", "ordinal"] = param(
+        "onehot", "`onehot`: the article's published revision (categories one-hot, ordinal columns in "
+                  "their level order, numbers Yeo-Johnson); `ordinal`: its earlier one (every column "
+                  "ordinal-encoded, then Yeo-Johnson)")
+    n_init: int = param(10, "KMeans restarts", ge=1)
+    max_iter: int = param(100, "KMeans iterations", ge=1)
 
 
 class KPrototypesParams(_KRange):
-    k_max: Annotated[int, Field(ge=3)] = 8
-    cost_n_init: Annotated[int, Field(ge=1)] = 1
-    n_init: Annotated[int, Field(ge=1)] = 2
-    max_iter: Annotated[int, Field(ge=1)] = 100
+    """Method 2: K-Prototypes on the Method-1 inliers; its cost curve over a range of k."""
+
+    k_max: int = param(8, "largest k of the cost curve (the article: 14)", ge=3)
+    cost_n_init: int = param(1, "starts per k on the cost curve", ge=1)
+    n_init: int = param(2, "starts for the chosen k (kmodes' default: 10)", ge=1)
+    max_iter: int = param(100, "iterations per start", ge=1)
 
 
 class MCAParams(_Section):
-    n_components: Annotated[int, Field(ge=2, le=10)] = 3
-    n_iter: Annotated[int, Field(ge=1)] = 100
+    """The MCA map of the categorical columns, with the article's settings."""
+
+    n_components: int = param(3, "MCA components", ge=2, le=10)
+    n_iter: int = param(100, "MCA iterations", ge=1)
 
 
-class CompareParams(_Section):
-    stability_rows: Annotated[int, Field(ge=100)] = 10000
-    stability_seeds: Annotated[int, Field(ge=2)] = 5
-    bootstrap_rounds: Annotated[int, Field(ge=1)] = 5
+class ComparisonParams(_Section):
+    """The article's two other methods and the three-way comparison on the customers all keep."""
+
+    tabular: TabularParams = TabularParams()
+    kprototypes: KPrototypesParams = KPrototypesParams()
+    mca: MCAParams = MCAParams()
+    stability_rows: int = param(10000, "seeded sample of the common customers refitted for each "
+                                       "method's stability", ge=100)
+    stability_seeds: int = param(5, "refits per method with seeds seed, seed + 1, ...", ge=2)
+    bootstrap_rounds: int = param(5, "refits per method on bootstrap resamples", ge=1)
 
 
 class Params(_Section):
-    datasets: Annotated[list[str], Field(min_length=1)] = ["bank", "telco"]
-    k: Annotated[int, Field(ge=2, le=100)] = 5
-    model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
-    silhouette_max_rows: Annotated[int, Field(ge=100)] = 100_000
+    datasets: list[str] = param(["bank", "telco"], "the customer tables to segment, each described by "
+                                "datasets/<name>.yaml; every stage runs once per data set", min_length=1)
+    k: int = param(5, "number of segments, for every method", ge=2, le=100)
+    model: str = param(DEFAULT_MODEL, "sentence-transformers model name or local folder", min_length=1)
+    seed: int = param(42, "seeds KMeans, PCA, t-SNE, the splits, LightGBM and every sample", ge=0,
+                      le=2**32 - 1)
+    silhouette_max_rows: int = param(100_000, "above this many inliers, a seeded sampled silhouette with "
+                                              "its 95% interval replaces the exact one", ge=100)
     download: DownloadParams = DownloadParams()
     embed: EmbedParams = EmbedParams()
     outliers: OutliersParams = OutliersParams()
@@ -211,10 +262,7 @@ class Params(_Section):
     project: ProjectParams = ProjectParams()
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()
-    tabular: TabularParams = TabularParams()
-    kprototypes: KPrototypesParams = KPrototypesParams()
-    mca: MCAParams = MCAParams()
-    compare: CompareParams = CompareParams()
+    comparison: ComparisonParams = ComparisonParams()
 
     @field_validator("datasets")
     @classmethod

@@ -169,7 +169,7 @@ def test_no_stage_module_names_a_column_of_any_data_set():
     names = column_names()
     assert {"age", "balance", "contact", "TotalCharges", "Churn", "customerID"} <= names
     found = []
-    for module in sorted((ROOT / "stages").glob("*.py")):
+    for module in sorted((ROOT / "stages").rglob("*.py")):
         text = module.read_text()
         for name in sorted(names):
             literal = re.search(rf"""["']{re.escape(name)}["']""", text)
@@ -181,38 +181,50 @@ def test_no_stage_module_names_a_column_of_any_data_set():
 
 # --- DVC knows every input ----------------------------------------------------------------------------
 
+def module_file(module: str) -> Path:
+    return ROOT / (module.replace(".", "/") + ".py")
+
+
 def stage_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """The project modules ``stages/<module>.py`` imports, directly or through one another."""
+    """The project modules (dotted names) ``module`` imports, directly or through one another.
+
+    A package's ``__init__`` holds only its docstring (checked below), so it is not followed.
+    """
     seen = set() if seen is None else seen
-    tree = ast.parse((ROOT / "stages" / f"{module}.py").read_text())
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(module_file(module).read_text())):
         found: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.module == "stages":
-            found = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages."):
-            found = [node.module.split(".")[1]]
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "stages":
+            found = [f"{node.module}.{alias.name}" if module_file(f"{node.module}.{alias.name}").exists()
+                     else node.module for alias in node.names]
         elif isinstance(node, ast.Import):
-            found = [alias.name.split(".")[1] for alias in node.names if alias.name.startswith("stages.")]
+            found = [alias.name for alias in node.names if alias.name.startswith("stages.")]
         for name in found:
-            if name not in seen:
+            if module_file(name).exists() and name not in seen:
                 seen.add(name)
                 stage_imports(name, seen)
     return seen
 
 
+def test_packages_hold_no_code_of_their_own():
+    for init in (ROOT / "stages").rglob("__init__.py"):
+        body = ast.parse(init.read_text()).body
+        assert all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body), init
+
+
 @pytest.mark.parametrize("stage", sorted(PIPELINE["stages"]))
 def test_each_stage_lists_every_module_it_imports_and_its_data_set_file(stage):
     definition = PIPELINE["stages"][stage]
-    module = re.fullmatch(r"python -m stages\.(\w+) \$\{item\.ds\}", definition["cmd"]).group(1)
+    module = re.fullmatch(r"python -m (stages(?:\.\w+)+) \$\{item\.ds\}", definition["cmd"]).group(1)
     deps = set(definition["deps"])
-    modules = {f"stages/{name}.py" for name in stage_imports(module) | {module}}
+    modules = {module_file(name).relative_to(ROOT).as_posix() for name in stage_imports(module) | {module}}
     assert modules - deps == set(), f"{stage} imports {sorted(modules - deps)} without listing them"
     assert {dep for dep in deps if dep.startswith("stages/")} <= modules, f"{stage} lists modules it does not import"
-    reads_dataset = "load_dataset(" in (ROOT / "stages" / f"{module}.py").read_text()
+    reads_dataset = "load_dataset(" in module_file(module).read_text()
     assert ("datasets/${item.ds}.yaml" in deps) == reads_dataset
 
 
 def test_the_import_walk_finds_indirect_imports():
     """compare reaches outliers only through tabular: the walk must see it."""
-    assert "outliers" not in (ROOT / "stages/compare.py").read_text() and "outliers" in stage_imports("compare")
+    compare = "stages.comparison.compare"
+    assert "outliers" not in module_file(compare).read_text() and "stages.outliers" in stage_imports(compare)
     assert load_spec("bank").title == "UCI Bank Marketing"

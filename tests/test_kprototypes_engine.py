@@ -6,9 +6,9 @@ import pytest
 from kmodes.kprototypes import KPrototypes
 
 import synthetic
-from stages import kprototypes, kprototypes_engine
+from stages.comparison import kprototypes, kprototypes_engine
 from stages.kmeans import number_by_size
-from stages.kprototypes_engine import fit_kprototypes
+from stages.comparison.kprototypes_engine import fit_kprototypes
 
 LETTERS = np.array(list("abcdefgh"), dtype=object)
 

@@ -72,8 +72,8 @@ def repo(tmp_path_factory, served_tables):
     params["project"].update(tsne_perplexity=10, tsne_max_iter=250)
     params["evaluate"].update(map_points=100)
     params["explain"].update(n_estimators=20)
-    params["kprototypes"].update(k_max=4, n_init=1, max_iter=20)
-    params["compare"].update(stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
+    params["comparison"]["kprototypes"].update(k_max=4, n_init=1, max_iter=20)
+    params["comparison"].update(stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
     params["stability"].update(rows=200, seeds=2, bootstrap_rounds=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],

@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 import synthetic
 from stages import (
-    compare, download, elbow, encoders, evaluate, explain, kmeans, kprototypes, kprototypes_cost, mca, outliers, profile, project,
-    scoring, serialize, stability, tabular,
+    download, elbow, encoders, evaluate, explain, kmeans, outliers, profile, project, scoring, serialize, stability,
 )
+from stages.comparison import compare, kprototypes, kprototypes_cost, mca, tabular
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
 from stages.config import ExplainParams, MCAParams, StabilityParams, TabularParams, validate_params
 from stages.dataset import read_table, typed
@@ -657,3 +658,29 @@ def test_comparison_report_marks_the_best_and_states_the_rows(bank):
     assert ("- K-Prototypes (Method 2): Segments 1, 2 and 4 are weak (Jaccard 0.50, 0.50, 0.50); "
             "segment 3 is dissolved (0.19).") in report
     assert "(`metrics/bank/stability.json`):\nk = 4 is a near tie (inertia gap 0.04%" in report
+
+
+def test_params_yaml_and_the_params_doc_are_the_schema_s_defaults():
+    """Each default and meaning is written once, in the schema; params.yaml and docs/params.md
+    are generated from it."""
+    import yaml
+
+    from scripts import params_doc
+
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert validate_params(committed) == validate_params({})
+    assert (ROOT / "params.yaml").read_text() == params_doc.params_yaml()
+    assert (ROOT / "docs/params.md").read_text() == params_doc.params_doc()
+    assert "| `comparison.kprototypes.n_init` | `2` | starts for the chosen k (kmodes' default: 10) (>= 1) |" in (
+        ROOT / "docs/params.md").read_text()
+
+
+def test_every_param_has_a_meaning():
+    from scripts.params_doc import _sections
+
+    from stages.config import Params
+
+    for prefix, section in _sections(Params):
+        for name, field in section.model_fields.items():
+            nested = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+            assert nested or field.description, f"{prefix}{name} has no description"

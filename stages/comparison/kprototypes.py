@@ -14,7 +14,7 @@ from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_cs
 from stages.config import Layout, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
 from stages.kmeans import number_by_size
-from stages.kprototypes_engine import fit_kprototypes
+from stages.comparison.kprototypes_engine import fit_kprototypes
 from stages.scoring import cluster_metrics
 
 
@@ -77,7 +77,7 @@ def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
     customers = read_tabular_inliers(paths, dataset)
     frame = prototype_frame(customers, dataset)
-    settings = params.kprototypes
+    settings = params.comparison.kprototypes
     segments, cost = fit_prototypes(frame, params.k, settings.n_init, settings.max_iter, params.seed)
     shares = np.bincount(segments)[1:] / len(segments)
     write_csv(paths.kprototypes_labels, pd.DataFrame({CUSTOMER_ID: customers.index, "segment": segments}))

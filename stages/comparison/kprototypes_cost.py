@@ -9,7 +9,7 @@ import pandas as pd
 from stages.artifacts import run, subplots, write_csv, write_png
 from stages.config import layout, load_params
 from stages.dataset import load_dataset
-from stages.kprototypes import fit_prototypes, prototype_frame, read_tabular_inliers
+from stages.comparison.kprototypes import fit_prototypes, prototype_frame, read_tabular_inliers
 
 
 def cost_curve(frame: pd.DataFrame, ks: range, n_init: int, max_iter: int, seed: int) -> pd.DataFrame:
@@ -28,7 +28,7 @@ def cost_figure(curve: pd.DataFrame):
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    settings = params.kprototypes
+    settings = params.comparison.kprototypes
     frame = prototype_frame(read_tabular_inliers(paths, dataset), dataset)
     curve = cost_curve(frame, range(settings.k_min, settings.k_max + 1), settings.cost_n_init, settings.max_iter, params.seed)
     write_csv(paths.plots / "kprototypes_cost.csv", curve)

@@ -26,7 +26,7 @@ def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
     labels = read_csv(paths.kprototypes_labels)
     categories = read_customers(paths.customers, dataset).loc[labels[CUSTOMER_ID], dataset.categorical]
-    coordinates, shares = correspondence_map(categories, params.mca, params.seed)
+    coordinates, shares = correspondence_map(categories, params.comparison.mca, params.seed)
     metrics = {f"inertia_share_{i + 1}": share for i, share in enumerate(shares)}
     metrics[f"inertia_share_first{len(shares)}"] = shares.sum()
     write_metrics(paths.metrics / "mca.json", metrics)

@@ -60,10 +60,10 @@ def segment_tabular(matrix: np.ndarray, k: int, params: TabularParams, seed: int
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
     customers = read_customers(paths.customers, dataset)
-    matrix = encode_tabular(customers, dataset, params.tabular.encoding)
+    matrix = encode_tabular(customers, dataset, params.comparison.tabular.encoding)
     flags = detect_outliers(matrix, params.outliers.contamination, customers.index.to_numpy())
     rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
-    segments, metrics = segment_tabular(matrix[rows], params.k, params.tabular, params.seed, params.silhouette_max_rows)
+    segments, metrics = segment_tabular(matrix[rows], params.k, params.comparison.tabular, params.seed, params.silhouette_max_rows)
     write_npy(paths.tabular_matrix, matrix)
     write_csv(paths.tabular_outliers, flags)
     write_csv(paths.tabular_labels, pd.DataFrame({CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[rows], "segment": segments}))

@@ -20,11 +20,11 @@ from stages.dataset import Dataset, load_dataset, read_customers
 from stages.evaluate import scatter_segments
 from stages.explain import explain, surrogate_features
 from stages.kmeans import fit_segments
-from stages.kprototypes import fit_prototypes, numeric_columns, prototype_frame
+from stages.comparison.kprototypes import fit_prototypes, numeric_columns, prototype_frame
 from stages.profile import outcome_title, outcome_values
 from stages.project import pca_projection
 from stages.scoring import cluster_metrics
-from stages.tabular import encoding_description
+from stages.comparison.tabular import encoding_description
 
 METHODS = {
     "embedding": "Embeddings + KMeans",
@@ -362,7 +362,7 @@ def main(name: str) -> None:
     segments = {method: series.loc[ids].to_numpy() for method, series in labels.items()}
     tabular_matrix, embeddings = read_npy(paths.tabular_matrix), read_npy(paths.embeddings)
     spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
-    settings = params.compare
+    settings = params.comparison
 
     metrics: dict[str, float] = {"common_rows": len(ids)}
     metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
@@ -379,10 +379,10 @@ def main(name: str) -> None:
     refits = {
         "embedding": lambda picked, seed: fit_segments(embedding_sample[picked], params.k, params.kmeans.n_init, seed)[0],
         "tabular": lambda picked, seed: fit_segments(
-            tabular_sample[picked], params.k, params.tabular.n_init, seed, max_iter=params.tabular.max_iter
+            tabular_sample[picked], params.k, params.comparison.tabular.n_init, seed, max_iter=params.comparison.tabular.max_iter
         )[0],
         "kprototypes": lambda picked, seed: fit_prototypes(
-            frame_sample.iloc[picked], params.k, params.kprototypes.n_init, params.kprototypes.max_iter, seed
+            frame_sample.iloc[picked], params.k, params.comparison.kprototypes.n_init, params.comparison.kprototypes.max_iter, seed
         )[0],
     }
     for method, fit in refits.items():
@@ -401,7 +401,7 @@ def main(name: str) -> None:
         "kprototypes": {**read_json(paths.metrics / "kprototypes.json"), "rows": len(labels["kprototypes"])},
     }
     context = {
-        "name": name, "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.tabular.encoding,
+        "name": name, "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.comparison.tabular.encoding,
         "silhouette": silhouette_note(len(ids), params.silhouette_max_rows), "stability_rows": len(sample),
         "stability_seeds": settings.stability_seeds, "bootstrap_rounds": settings.bootstrap_rounds,
         "near_tie": stability.near_tie_sentence(params.k, read_json(paths.metrics / "stability.json"),
