@@ -160,6 +160,7 @@ class Params(_Section):
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
     silhouette_max_rows: Annotated[int, Field(ge=100)] = 100_000
+    sample_fit_rows: Annotated[int, Field(ge=100)] = 200_000
     download: DownloadParams = DownloadParams()
     embed: EmbedParams = EmbedParams()
     outliers: OutliersParams = OutliersParams()

@@ -1,4 +1,7 @@
-"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k."""
+"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k.
+
+Above ``sample_fit_rows`` customers the curve is that of the seeded inlier sample kmeans fits on.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,6 +14,7 @@ from sklearn.cluster import KMeans
 from stages.artifacts import PipelineError, run, subplots, write_csv, write_metrics, write_png
 from stages.config import layout, load_params, read_inlier_vectors
 from stages.scoring import cluster_metrics
+from stages.streaming import fit_sample, fits_on_sample, read_inliers
 
 log = logging.getLogger("segments")
 
@@ -54,7 +58,10 @@ def elbow_figure(curve: pd.DataFrame, suggested: int):
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    _, _, vectors = read_inlier_vectors(paths)
+    if fits_on_sample(paths, params):
+        vectors = fit_sample(read_inliers(paths), params)  # the inliers kmeans fits on
+    else:
+        _, _, vectors = read_inlier_vectors(paths)
     curve = elbow_curve(vectors, range(params.elbow.k_min, params.elbow.k_max + 1), params.elbow.n_init, params.seed,
                         params.silhouette_max_rows)
     suggestion = suggest_k(curve)
