@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,9 +86,22 @@ def write_metrics(path: Path, metrics: dict[str, float | int]) -> None:
     write_json(path, clean)
 
 
+CSV_FORMAT = {"index": False, "lineterminator": "\n", "float_format": "%.6g"}
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g")
+        frame.to_csv(tmp, **CSV_FORMAT)
+
+
+def write_csv_chunks(path: Path, frames: Iterable[pd.DataFrame]) -> None:
+    """The frames one after another as one CSV, written as ``write_csv`` writes their concatenation.
+
+    Only one frame is held at a time; a failure while producing them leaves no file.
+    """
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+        for number, frame in enumerate(frames):
+            frame.to_csv(handle, header=number == 0, **CSV_FORMAT)
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
@@ -114,10 +127,13 @@ def write_png(path: Path, figure) -> None:
     plt.close(figure)
 
 
-def read_npy(path: Path) -> np.ndarray:
-    """Load a plain numeric array; pickled (object) arrays are refused, never unpickled."""
+def read_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """Load a plain numeric array; pickled (object) arrays are refused, never unpickled.
+
+    ``mmap_mode="r"`` maps the file instead of reading it (``np.load``'s option).
+    """
     try:
-        return np.load(_existing(path), allow_pickle=False)
+        return np.load(_existing(path), allow_pickle=False, mmap_mode=mmap_mode)
     except (ValueError, OSError, EOFError) as exc:
         raise PipelineError(
             f"{path}: not a plain .npy array ({' '.join(str(exc).split())[:120]}); "
@@ -125,9 +141,13 @@ def read_npy(path: Path) -> np.ndarray:
         ) from None
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """A stage's CSV output; customer ids stay text ("00123" is not 123, "NA" is not missing)."""
-    return pd.read_csv(_existing(path), dtype={CUSTOMER_ID: str}, keep_default_na=False, na_values=[""])
+def read_csv(path: Path, **options) -> pd.DataFrame:
+    """A stage's CSV output; customer ids stay text ("00123" is not 123, "NA" is not missing).
+
+    ``options`` go to ``pd.read_csv`` (``usecols``; ``chunksize`` for a reader of chunks).
+    """
+    return pd.read_csv(_existing(path), dtype={CUSTOMER_ID: str}, keep_default_na=False,
+                       na_values=[""], **options)
 
 
 def read_json(path: Path) -> dict:

@@ -5,10 +5,11 @@
 NEW.csv is written like the data set's table (its data-set file says how; outcome columns may be
 absent) and is validated the same way. Each customer is written as the data set's text, embedded
 with the same model, given the segment of the nearest centroid in the data set's ``centroids.npy``
-(numbered as in ``labels.csv``) and an ECOD outlier score from a detector fitted on the training
-embeddings with the same contamination. Scoring follows pyod's ECOD, which ranks new rows against
-the training rows and the new file together, so a file much smaller than the training set barely
-moves the scores. Rows that a missing-cell policy rejects are written too, with their reason.
+(numbered as in ``labels.csv``) and an ECOD outlier score against the reference the outliers stage
+fitted on (the training embeddings, or above ``sample_fit_rows`` the same seeded sample of them),
+with its threshold. Each customer is scored as if it alone joined that reference
+(``stages/ecod.py``), so a score does not depend on the rest of the file. Rows that a missing-cell
+policy rejects are written too, with their reason.
 """
 from __future__ import annotations
 
@@ -17,48 +18,45 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import pairwise_distances_argmin_min
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_json, read_npy, run, write_csv
 from stages.config import Layout, Params, layout, load_params
 from stages.dataset import dataset_file, load_dataset, read_table, typed
+from stages.ecod import ECODReference
 from stages.encoders import make_encoder, resolve_device
+from stages.kmeans import nearest_segments
+from stages.outliers import ecod_reference
 from stages.serialize import serialize
-def nearest_segments(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Segment (1 = centroid row 0, as kmeans numbers them) and distance to that centroid, per row."""
-    rows, distances = pairwise_distances_argmin_min(vectors, centroids)
-    return rows + 1, distances
 
 
-def outlier_scores(training: np.ndarray, vectors: np.ndarray, contamination: float) -> tuple[np.ndarray, np.ndarray]:
-    """ECOD scores of ``vectors`` and their outlier flags, against a detector fitted on ``training``.
+def assign_vectors(ids: np.ndarray, vectors: np.ndarray, centroids: np.ndarray,
+                   detector: ECODReference, names: dict[int, str] | None = None) -> pd.DataFrame:
+    """Segment (with its name), centroid distance, ECOD score and outlier flag of each row.
 
-    The threshold is the one the pipeline's outliers stage used: the training scores' top
-    ``contamination`` share.
+    Rows are independent of one another, so a matrix of any size can be assigned block by block.
     """
-    from pyod.models.ecod import ECOD
+    segments, distances = nearest_segments(vectors, centroids)
+    scores = detector.scores(vectors)
+    assigned = pd.DataFrame({CUSTOMER_ID: ids, "segment": segments})
+    if names is not None:
+        assigned["segment_name"] = [names[segment] for segment in segments]
+    return assigned.assign(centroid_distance=distances, ecod_score=scores,
+                           outlier=detector.flags(scores))
 
-    detector = ECOD(contamination=contamination, n_jobs=1).fit(training)
-    scores = detector.decision_function(vectors)
-    return scores, (scores > detector.threshold_).astype(np.int8)
 
-
-def assign(customers: pd.DataFrame, encoder, template: str, contamination: float, centroids: np.ndarray,
-           training: np.ndarray, names: dict[int, str] | None = None) -> pd.DataFrame:
+def assign(customers: pd.DataFrame, encoder, template: str, centroids: np.ndarray,
+           detector: ECODReference, names: dict[int, str] | None = None) -> pd.DataFrame:
     """``encoder`` is the embed stage's (``stages.encoders.make_encoder``), so vectors match the training ones."""
     texts = serialize(customers, template)["text"].tolist()
     vectors = encoder.encode(texts)
-    segments, distances = nearest_segments(vectors, centroids)
-    scores, outliers = outlier_scores(training, vectors, contamination)
-    assigned = pd.DataFrame({CUSTOMER_ID: customers.index.to_numpy(), "segment": segments})
-    if names is not None:
-        assigned["segment_name"] = [names[segment] for segment in segments]
-    return assigned.assign(centroid_distance=distances, ecod_score=scores, outlier=outliers)
+    return assign_vectors(customers.index.to_numpy(), vectors, centroids, detector, names)
 
 
-def committed_model(params: Params, paths: Layout) -> tuple[np.ndarray, np.ndarray, dict[int, str] | None]:
-    """The centroids, training embeddings and segment names, checked against params.yaml."""
-    centroids, training = read_npy(paths.centroids), read_npy(paths.embeddings)
+def committed_model(params: Params,
+                    paths: Layout) -> tuple[np.ndarray, ECODReference, dict[int, str] | None]:
+    """The centroids, the outliers stage's ECOD reference and the segment names, checked against
+    params.yaml."""
+    centroids, training = read_npy(paths.centroids), read_npy(paths.embeddings, mmap_mode="r")
     info = read_json(paths.embedding_info)
     if info["model"] != params.model:
         raise PipelineError(
@@ -73,7 +71,8 @@ def committed_model(params: Params, paths: Layout) -> tuple[np.ndarray, np.ndarr
     # Names come from the profile stage's table when it describes these k segments.
     profiles = paths.reports / "profiles.csv"
     names = dict(zip(*pd.read_csv(profiles)[["segment", "name"]].to_numpy().T)) if profiles.exists() else {}
-    return centroids, training, names if sorted(names) == list(range(1, params.k + 1)) else None
+    described = sorted(names) == list(range(1, params.k + 1))
+    return centroids, ecod_reference(training, params), names if described else None
 
 
 def main() -> None:
@@ -90,11 +89,11 @@ def main() -> None:
         raise PipelineError(f"{args.customers}: not found; give the path of a CSV written like {name}'s table "
                             f"(see {dataset_file(name)})")
     cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
-    centroids, training, names = committed_model(params, paths)
+    centroids, detector, names = committed_model(params, paths)
     settings = params.embed
     encoder = make_encoder(params.model, settings.backend, resolve_device(settings.device, settings.backend), settings.batch_size)
-    assigned = assign(typed(cells, dataset), encoder, dataset.text_template, params.outliers.contamination,
-                      centroids, training, names)
+    assigned = assign(typed(cells, dataset), encoder, dataset.text_template, centroids, detector,
+                      names)
     assigned["segment"] = assigned["segment"].astype("Int64")
     refused = pd.DataFrame({CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]})
     write_csv(args.out, pd.concat([assigned.assign(rejected=""), refused], ignore_index=True))

@@ -253,6 +253,9 @@ class Params(_Section):
                       le=2**32 - 1)
     silhouette_max_rows: int = param(100_000, "above this many inliers, a seeded sampled silhouette with "
                                               "its 95% interval replaces the exact one", ge=100)
+    sample_fit_rows: int = param(200_000, "above this many customers, outliers, elbow and kmeans fit on a "
+                                          "seeded sample of this many and every customer is scored and "
+                                          "assigned in blocks (docs/performance.md)", ge=100)
     download: DownloadParams = DownloadParams()
     embed: EmbedParams = EmbedParams()
     outliers: OutliersParams = OutliersParams()

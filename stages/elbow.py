@@ -2,7 +2,8 @@
 
 Besides inertia and the validity scores, each k's stability: how far its segments come back when a
 seeded sample is refitted with other seeds and on bootstrap resamples (``stages/stability.py``),
-which, with the knee, makes the suggested k.
+which, with the knee, makes the suggested k. Above ``sample_fit_rows`` customers the curve is that
+of the seeded inlier sample kmeans fits on.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from stages import stability
 from stages.artifacts import PipelineError, run, subplots, write_csv, write_metrics, write_png
 from stages.config import StabilityParams, layout, load_params, read_inlier_vectors
 from stages.scoring import cluster_metrics
+from stages.streaming import fit_sample, fits_on_sample, read_inliers
 
 log = logging.getLogger("segments")
 
@@ -70,7 +72,10 @@ def elbow_figure(curve: pd.DataFrame, suggestion: dict[str, int | float]):
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    _, _, vectors = read_inlier_vectors(paths)
+    if fits_on_sample(paths, params):
+        vectors = fit_sample(read_inliers(paths), params)  # the inliers kmeans fits on
+    else:
+        _, _, vectors = read_inlier_vectors(paths)
     ks = range(params.elbow.k_min, params.elbow.k_max + 1)
     curve = elbow_curve(vectors, ks, params.elbow.n_init, params.seed, params.silhouette_max_rows)
     # The refits repeat the segmentation's own KMeans (kmeans.n_init restarts), so a k's stability

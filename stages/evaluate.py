@@ -1,12 +1,17 @@
-"""Stage 7: internal validity of the segments, and PCA / t-SNE maps coloured by segment."""
+"""Stage 7: internal validity of the segments, and PCA / t-SNE maps coloured by segment.
+
+Above ``sample_fit_rows`` customers the validity scores are streamed (``validity_scores``); the
+maps still read every inlier's projection.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, subplots, write_csv, write_metrics, write_png
-from stages.config import layout, load_params, read_inlier_vectors
-from stages.scoring import cluster_metrics
+from stages.config import Layout, Params, layout, load_params, read_inlier_vectors
+from stages.scoring import cluster_metrics, streamed_cluster_metrics
+from stages.streaming import fits_on_sample, read_inliers
 
 # plot name: (x and y columns of the projections, title)
 MAPS = {
@@ -38,14 +43,29 @@ def map_figure(coordinates: pd.DataFrame, columns: tuple[str, str], title: str):
     return figure
 
 
+def validity_scores(paths: Layout, params: Params, segments: np.ndarray) -> dict[str, float]:
+    """``cluster_metrics`` of the inliers' segments (in the inliers' order).
+
+    Above ``sample_fit_rows`` customers the inliers are read in blocks from the memory-mapped
+    embeddings, so memory does not grow with the customers.
+    """
+    if fits_on_sample(paths, params):
+        return streamed_cluster_metrics(read_inliers(paths), segments, params.silhouette_max_rows,
+                                        params.seed)
+    _, _, vectors = read_inlier_vectors(paths)
+    (scores,) = cluster_metrics(vectors, [segments], params.silhouette_max_rows, params.seed)
+    return scores
+
+
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    ids, _, vectors = read_inlier_vectors(paths)
+    flags = read_csv(paths.outliers, usecols=[CUSTOMER_ID, "inlier"])
+    ids = flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()
     labels = read_csv(paths.labels)
     coordinates = read_csv(paths.projections).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
     if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):
         raise PipelineError(f"{paths.labels} and {paths.projections} disagree on the inlier rows; rerun 'dvc repro'")
-    (scores,) = cluster_metrics(vectors, [labels["segment"].to_numpy()], params.silhouette_max_rows, params.seed)
+    scores = validity_scores(paths, params, labels["segment"].to_numpy())
     write_metrics(paths.metrics / "evaluate.json", scores)
     for plot, (columns, title) in MAPS.items():
         write_csv(paths.plots / f"{plot}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))

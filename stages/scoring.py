@@ -7,21 +7,24 @@ using symmetry, and reduced to per-cluster sums with a one-hot
 matrix product for every labeling at once (the elbow scores all its k with one pass over the
 distances). Above ``max_rows`` rows the exact value (quadratic in rows) gives way to a seeded
 estimate: the exact silhouette of a random sample of rows, each scored against all rows, with a
-95% confidence interval.
+95% confidence interval. That estimate reads the rows in blocks, and ``streamed_cluster_metrics``
+scores a memory-mapped matrix of any size that way: the scores' memory does not grow with rows.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, pairwise_distances
+
+from stages.streaming import MatrixRows, as_rows
 
 BLOCK_ROWS = 2048
 Z_95 = 1.959964
 
 
-def _one_hot(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], list[slice]]:
-    """One float32 indicator matrix with the clusters of every labeling side by side."""
+def _cluster_codes(labelings: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[slice]]:
+    """Each labeling's clusters as codes 0..k-1, and where its columns sit in ``_indicator``."""
     codes, spans, start = [], [], 0
     for labels in labelings:
         values, code = np.unique(labels, return_inverse=True)
@@ -30,11 +33,18 @@ def _one_hot(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarr
         codes.append(code)
         spans.append(slice(start, start + len(values)))
         start += len(values)
-    indicator = np.zeros((len(labelings[0]), start), dtype=np.float32)
-    rows = np.arange(len(indicator))
-    for code, span in zip(codes, spans):
-        indicator[rows, span.start + code] = 1.0
-    return indicator, codes, spans
+    return codes, spans
+
+
+def _indicator(codes: list[np.ndarray], spans: list[slice],
+               rows: slice = slice(None)) -> np.ndarray:
+    """One float32 indicator matrix of ``rows`` with the clusters of every labeling side by side."""
+    block = [code[rows] for code in codes]
+    indicator = np.zeros((len(block[0]), spans[-1].stop), dtype=np.float32)
+    positions = np.arange(len(indicator))
+    for code, span in zip(block, spans):
+        indicator[positions, span.start + code] = 1.0
+    return indicator
 
 
 def _distances(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -64,7 +74,12 @@ def _prepared(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Centering leaves distances unchanged and shrinks the norms, so the float32 expansion cancels less.
     """
     centered = np.array(vectors, dtype=np.float64)  # a copy: the caller's matrix is not centred in place
-    centered -= centered.mean(axis=0)
+    return _factors(centered, centered.mean(axis=0))
+
+
+def _factors(centered: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_prepared``'s factors of the rows of ``centered`` (float64, centred here in place)."""
+    centered -= mean
     squared = np.einsum("ij,ij->i", centered, centered)
     ones = np.ones_like(squared)
     left = np.column_stack([centered, squared, ones]).astype(np.float32)
@@ -75,7 +90,8 @@ def _prepared(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def exact_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray]) -> list[float]:
     """The mean silhouette of each labeling over all rows (Euclidean), as sklearn defines it."""
     left, right = _prepared(vectors)
-    indicator, codes, spans = _one_hot(labelings)
+    codes, spans = _cluster_codes(labelings)
+    indicator = _indicator(codes, spans)
     sums = np.zeros(indicator.shape, dtype=np.float64)
     starts = range(0, len(left), BLOCK_ROWS)
     for i in starts:
@@ -95,25 +111,34 @@ def exact_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray]) -> l
     return results
 
 
-def sampled_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray], rows: int, seed: int) -> list[tuple[float, float]]:
+def sampled_silhouettes(vectors: np.ndarray | MatrixRows, labelings: Sequence[np.ndarray],
+                        rows: int, seed: int) -> list[tuple[float, float]]:
     """Seeded estimate of each labeling's silhouette and its 95% confidence half-width.
 
     ``rows`` customers drawn without replacement are scored exactly against all rows; their mean
     is unbiased for the full silhouette, and the interval uses the finite-population correction.
+    The rows are read in blocks, twice (the mean for centring, then the distances), so a
+    memory-mapped matrix is never loaded: memory holds the sample's factors and one block.
     """
-    left, right = _prepared(vectors)
-    indicator, codes, spans = _one_hot(labelings)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(left), size=rows, replace=False))
-    sums = np.zeros((rows, indicator.shape[1]), dtype=np.float64)
-    for i in range(0, rows, BLOCK_ROWS):
-        picked = chosen[i:i + BLOCK_ROWS]
-        for j in range(0, len(left), BLOCK_ROWS):
-            rows_j = slice(j, j + BLOCK_ROWS)
-            block = _distances(left[picked], right[rows_j])
-            inside = (picked >= j) & (picked < j + BLOCK_ROWS)
-            block[np.flatnonzero(inside), picked[inside] - j] = 0.0  # a row's distance to itself
-            sums[i:i + BLOCK_ROWS] += block @ indicator[rows_j]
-    correction = np.sqrt(1.0 - rows / len(left))
+    data = as_rows(vectors)
+    codes, spans = _cluster_codes(labelings)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(data), size=rows, replace=False))
+    mean = np.zeros(data.dimension)
+    for _, block in data.blocks():
+        mean += block.sum(axis=0, dtype=np.float64)
+    mean /= len(data)
+    left, _ = _factors(data.take(chosen).astype(np.float64), mean)
+    sums = np.zeros((rows, spans[-1].stop), dtype=np.float64)
+    for span, block in data.blocks(BLOCK_ROWS):
+        _, right = _factors(block.astype(np.float64), mean)
+        indicator = _indicator(codes, spans, span)
+        first, last = np.searchsorted(chosen, [span.start, span.stop])
+        for i in range(0, rows, BLOCK_ROWS):
+            distances = _distances(left[i:i + BLOCK_ROWS], right)
+            inside = np.arange(max(first, i), min(last, i + BLOCK_ROWS))
+            distances[inside - i, chosen[inside] - span.start] = 0.0  # a row's distance to itself
+            sums[i:i + BLOCK_ROWS] += distances @ indicator
+    correction = np.sqrt(1.0 - rows / len(data))
     results = []
     for code, span in zip(codes, spans):
         sizes = np.bincount(code).astype(np.float64)
@@ -128,18 +153,73 @@ def cluster_metrics(vectors: np.ndarray, labelings: Sequence[np.ndarray], silhou
     ``silhouette_sampled`` says whether the silhouette is the exact value (0) or the seeded
     estimate over ``silhouette_max_rows`` rows (1); ``silhouette_ci95`` is its 95% half-width.
     """
-    if len(vectors) <= silhouette_max_rows:
-        silhouettes = [(value, 0.0) for value in exact_silhouettes(vectors, labelings)]
+    dispersions = [(davies_bouldin_score(vectors, labels), calinski_harabasz_score(vectors, labels))
+                   for labels in labelings]
+    return _with_silhouettes(vectors, labelings, dispersions, silhouette_max_rows, seed)
+
+
+def streamed_cluster_metrics(vectors: MatrixRows, labels: np.ndarray, silhouette_max_rows: int,
+                             seed: int) -> dict[str, float]:
+    """``cluster_metrics`` of one labeling of rows read in blocks: memory flat in the rows."""
+    (scores,) = _with_silhouettes(vectors, [labels], [streamed_dispersions(vectors, labels)],
+                                  silhouette_max_rows, seed)
+    return scores
+
+
+def streamed_dispersions(vectors: MatrixRows, labels: np.ndarray) -> tuple[float, float]:
+    """sklearn's Davies-Bouldin and Calinski-Harabasz scores, from per-cluster sums over two passes.
+
+    The first pass gives the centroids and the overall mean, the second each row's distance to its
+    centroid; sums are float64, so a float32 matrix scores as sklearn scores it in float64.
+    """
+    values, codes = np.unique(labels, return_inverse=True)
+    clusters, rows = len(values), len(vectors)
+    if not 2 <= clusters <= rows - 1:
+        raise ValueError("Davies-Bouldin and Calinski-Harabasz need 2 to n_samples - 1 clusters, "
+                         f"got {clusters}")
+    sizes = np.bincount(codes, minlength=clusters).astype(np.float64)
+    sums = np.zeros((clusters, vectors.dimension))
+    for span, block in vectors.blocks():
+        members = _indicator([codes], [slice(0, clusters)], span).T.astype(np.float64)
+        sums += members @ block.astype(np.float64)
+    centroids, mean = sums / sizes[:, None], sums.sum(axis=0) / rows
+    spread, within = np.zeros(clusters), 0.0
+    for span, block in vectors.blocks():
+        residuals = block.astype(np.float64) - centroids[codes[span]]
+        squared = np.einsum("ij,ij->i", residuals, residuals)
+        spread += np.bincount(codes[span], weights=np.sqrt(squared), minlength=clusters)
+        within += float(squared.sum())
+    spread /= sizes
+    between = pairwise_distances(centroids)
+    if np.allclose(spread, 0) or np.allclose(between, 0):
+        davies_bouldin = 0.0
     else:
+        between[between == 0] = np.inf
+        davies_bouldin = float(np.mean(np.max((spread[:, None] + spread) / between, axis=1)))
+    dispersion = float(sizes @ np.square(centroids - mean).sum(axis=1))
+    calinski_harabasz = (1.0 if within == 0 else
+                         dispersion * (rows - clusters) / (within * (clusters - 1.0)))
+    return davies_bouldin, calinski_harabasz
+
+
+def _with_silhouettes(vectors: np.ndarray | MatrixRows, labelings: Sequence[np.ndarray],
+                      dispersions: list[tuple[float, float]], silhouette_max_rows: int,
+                      seed: int) -> list[dict[str, float]]:
+    if len(vectors) > silhouette_max_rows:
         silhouettes = sampled_silhouettes(vectors, labelings, silhouette_max_rows, seed)
+    else:
+        in_memory = (vectors.take(np.arange(len(vectors))) if isinstance(vectors, MatrixRows)
+                     else vectors)
+        silhouettes = [(value, 0.0) for value in exact_silhouettes(in_memory, labelings)]
     sampled = int(len(vectors) > silhouette_max_rows)
     return [
         {
-            "davies_bouldin": davies_bouldin_score(vectors, labels),
-            "calinski_harabasz": calinski_harabasz_score(vectors, labels),
+            "davies_bouldin": davies_bouldin,
+            "calinski_harabasz": calinski_harabasz,
             "silhouette": value,
             "silhouette_ci95": half_width,
             "silhouette_sampled": sampled,
         }
-        for labels, (value, half_width) in zip(labelings, silhouettes)
+        for (davies_bouldin, calinski_harabasz), (value, half_width)
+        in zip(dispersions, silhouettes)
     ]

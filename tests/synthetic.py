@@ -1,8 +1,10 @@
-"""Synthetic customers in the exact UCI ``bank-full.csv`` format (the real file may not be committed)."""
+"""Synthetic customers in the exact UCI ``bank-full.csv`` format (the real file may not be
+committed), telco-shaped ones, and embedding stand-ins for scale tests."""
 from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,3 +106,32 @@ def telco_customers(n: int, seed: int = 0, blank_total_charges: int = 3) -> pd.D
 def to_telco_csv(frame: pd.DataFrame) -> bytes:
     """Serialize like IBM's file: comma-separated, unquoted, LF endings."""
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def write_embedding_stand_ins(folder: Path, rows: int, dimension: int = 384, centers: int = 300,
+                              spread: float = 0.6, seed: int = 0, block_rows: int = 65536) -> None:
+    """``texts.csv`` and ``embeddings.npy`` of ``rows`` customers, written a block at a time.
+
+    The vectors stand in for sentence embeddings: unit-norm float32, a seeded mixture of
+    ``centers`` clusters of unequal sizes with Gaussian spread ``spread`` around unit centres; the
+    texts are placeholders (only their ids are read after embedding). Neither file is ever whole
+    in memory, so millions of rows can be written.
+    """
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centers, dimension))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    weights = rng.dirichlet(np.full(centers, 2.0))
+    header = {"descr": "<f4", "fortran_order": False, "shape": (rows, dimension)}
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "embeddings.npy").open("wb") as vectors, \
+            (folder / "texts.csv").open("w") as texts:
+        np.lib.format.write_array_header_1_0(vectors, header)
+        texts.write("customer_id,text\n")
+        for number, start in enumerate(range(0, rows, block_rows)):
+            block_rng = np.random.default_rng([seed, number])
+            size = min(block_rows, rows - start)
+            block = means[block_rng.choice(centers, size=size, p=weights)]
+            block += block_rng.normal(scale=spread / np.sqrt(dimension), size=block.shape)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            vectors.write(block.astype(np.float32).tobytes())
+            texts.writelines(f"C{i:08d},customer {i}\n" for i in range(start, start + size))

@@ -17,6 +17,7 @@ import synthetic
 from stages import assign, kmeans, outliers, serialize
 from stages.config import validate_params
 from stages.dataset import typed
+from stages.ecod import ECODReference
 from stages.encoders import TorchEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,11 +42,18 @@ def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_fl
     _, customers, vectors, flags, inliers, labels, centroids = trained
     names = {1: "first", 2: "second", 3: "third"}
     encoder = TorchEncoder(model, PARAMS.embed.batch_size)
-    assigned = assign.assign(customers, encoder, bank.text_template, PARAMS.outliers.contamination, centroids, vectors, names)
+    detector = ECODReference(vectors, PARAMS.outliers.contamination)
+    stage_outliers = (1 - flags["inlier"]).to_numpy()
+    # The reference scored in place is the outliers stage's ECOD: the same scores and flags.
+    assert np.array_equal(detector.reference_scores, flags["ecod_score"])
+    assert np.array_equal(detector.flags(detector.reference_scores), stage_outliers)
+    assigned = assign.assign(customers, encoder, bank.text_template, centroids, detector, names)
     assert assigned["customer_id"].tolist() == [str(i) for i in range(150)]
     assert (assigned.loc[inliers, "segment"].to_numpy() == labels).all()
-    assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()
-    assert np.allclose(assigned["ecod_score"], flags["ecod_score"])
+    # Assigned, a training customer is scored as a newcomer joining the reference, which already
+    # holds it: it counts itself twice in each tail, so its score can only drop, a flag only clear.
+    assert (assigned["ecod_score"] <= flags["ecod_score"] + 1e-9).all()
+    assert (assigned["outlier"] <= stage_outliers).all()
     assert assigned.loc[inliers, "segment_name"].tolist() == [names[s] for s in labels]
     assert (assigned["centroid_distance"] >= 0).all()
 
@@ -60,8 +68,9 @@ def test_nearest_segments_number_centroids_from_one():
 def test_a_far_customer_is_flagged_as_outlier():
     rng = np.random.default_rng(0)
     training = rng.normal(size=(500, 8))
-    scores, flagged = assign.outlier_scores(training, np.vstack([np.zeros(8), np.full(8, 9.0)]), 0.1)
-    assert flagged.tolist() == [0, 1] and scores[1] > scores[0]
+    detector = ECODReference(training, 0.1)
+    scores = detector.scores(np.vstack([np.zeros(8), np.full(8, 9.0)]))
+    assert detector.flags(scores).tolist() == [0, 1] and scores[1] > scores[0]
 
 
 @pytest.fixture

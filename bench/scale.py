@@ -1,0 +1,199 @@
+"""Benchmark: fit on a sample, assign the rest, at two sizes; peak memory and time per step.
+
+    python bench/scale.py [--sizes 500000 2000000] [--keep]
+
+For each size a scratch project folder gets that many customers' stand-in embeddings (unit-norm
+float32, a seeded mixture of 300 clusters in 384 dimensions, written a block at a time: see
+``tests/synthetic.py``) and placeholder texts, then runs
+
+1. ``python -m stages.outliers``: ECOD fitted on the seeded sample, every customer scored;
+2. ``python -m stages.kmeans``: KMeans fitted on a sample of the inliers, every inlier labelled;
+3. evaluate's validity scores (``stages.evaluate.validity_scores``: streamed Davies-Bouldin,
+   Calinski-Harabasz and sampled silhouette; the stage's maps need the t-SNE of every inlier,
+   which this scale leaves out);
+4. assignment: ``assign``'s own model and function (``committed_model``, ``assign_vectors``) over
+   every customer of the memory-mapped matrix, written to a CSV.
+
+Each step is a child process; its peak RSS and CPU time come from ``wait4``. The targets: peak RSS
+at most 2 GB in every step, and time within 1.2x of linear from the first size to the second.
+Time is judged on CPU seconds as well as wall seconds, since the machine is shared and another
+process's load stretches wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from project_copy import copy_project  # noqa: E402
+from run import measured, verdict  # noqa: E402
+
+DATASET = "synthetic"
+RSS_LIMIT_MB = 2048
+LINEARITY = 1.2
+# Work that does not grow with the customers, shrunk to keep the run short on 2 cores: the
+# sampled silhouette scores silhouette_max_rows customers against every inlier (the default
+# 100,000 would take hours here), and the KMeans restarts run on the fixed-size sample.
+BENCH_PARAMS = {"silhouette_max_rows": 10_000, "kmeans": {"n_init": 3}}
+# Each step runs in a child that reports its own peak at exit: VmHWM, the high-water mark of its
+# memory map. (getrusage's ru_maxrss would not do: Linux carries the parent's peak across exec.)
+OWN_PEAK = """
+import atexit, sys
+def own_peak():
+    status = open("/proc/self/status").read()
+    kilobytes = int(status.split("VmHWM:")[1].split()[0])
+    print(f"own peak RSS {kilobytes / 1024:.0f} MB", file=sys.stderr)
+atexit.register(own_peak)
+"""
+STAGE = """
+from stages.artifacts import run
+from stages.{stage} import main
+run(main)
+"""
+EVALUATE = """
+import json, sys
+from stages.artifacts import read_csv
+from stages.config import layout, load_params
+from stages.evaluate import validity_scores
+params, paths = load_params(), layout(sys.argv[1])
+segments = read_csv(paths.labels, usecols=["segment"])["segment"].to_numpy()
+print(json.dumps(validity_scores(paths, params, segments)))
+"""
+ASSIGN = """
+import sys
+from stages.artifacts import CUSTOMER_ID, read_csv, read_npy, write_csv_chunks
+from stages.assign import assign_vectors, committed_model
+from stages.config import layout, load_params
+from stages.streaming import BLOCK_ROWS, MatrixRows
+params, paths = load_params(), layout(sys.argv[1])
+centroids, detector, names = committed_model(params, paths)
+blocks = MatrixRows(read_npy(paths.embeddings, mmap_mode="r")).blocks()
+with read_csv(paths.texts, usecols=[CUSTOMER_ID], chunksize=BLOCK_ROWS) as ids:
+    assigned = (assign_vectors(chunk[CUSTOMER_ID].to_numpy(), block, centroids, detector, names)
+                for (_, block), chunk in zip(blocks, ids))
+    write_csv_chunks("assigned.csv", assigned)
+"""
+STEPS = {
+    "outliers": STAGE.format(stage="outliers"),
+    "kmeans": STAGE.format(stage="kmeans"),
+    "evaluate": EVALUATE,
+    "assignment": ASSIGN,
+}
+GENERATE = """
+import sys
+from pathlib import Path
+import synthetic
+synthetic.write_embedding_stand_ins(Path(sys.argv[1]), int(sys.argv[2]))
+"""
+OWN_PEAK_LINE = re.compile(r"own peak RSS (\d+) MB")
+
+
+def scratch_project(folder: Path, customers: int, sample_fit_rows: int) -> Path:
+    """A project folder with the stand-in data set and the benchmark's params."""
+    copy_project(folder, ("params.yaml",))
+    # params.yaml lists data sets by their file; the stages run here never read its contents.
+    (folder / "datasets").mkdir()
+    shutil.copy(ROOT / "datasets" / "bank.yaml", folder / "datasets" / f"{DATASET}.yaml")
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params.update(datasets=[DATASET], silhouette_max_rows=BENCH_PARAMS["silhouette_max_rows"],
+                  sample_fit_rows=sample_fit_rows)
+    params["kmeans"].update(BENCH_PARAMS["kmeans"])
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    interim = folder / "data" / DATASET / "interim"
+    # in a child, so that this process stays small (see OWN_PEAK)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    measured([sys.executable, "-c", GENERATE, str(interim), str(customers)], folder, env)
+    info = {"model": params["model"], "rows": customers, "dimension": 384}
+    (interim / "embedding_info.json").write_text(json.dumps(info))
+    return folder
+
+
+def run_steps(folder: Path) -> dict[str, tuple[float, float, float]]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of each step, run one after another."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    results = {}
+    for step, code in STEPS.items():
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall, _, output = measured([sys.executable, "-c", OWN_PEAK + code, DATASET], folder, env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        peak = float(OWN_PEAK_LINE.findall(output)[-1])
+        results[step] = wall, cpu, peak
+        print(f"  {step:<10} wall {wall:7.1f} s  cpu {cpu:7.1f} s  peak RSS {peak:6.0f} MB",
+              flush=True)
+        metrics = folder / "metrics" / DATASET / f"{step}.json"
+        if metrics.exists():
+            scores = json.loads(metrics.read_text())
+        elif step == "evaluate":
+            scores = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+        else:
+            continue
+        shown = (f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:.4g}"
+                 for key, value in scores.items())
+        print(f"  {'':<10} " + ", ".join(shown), flush=True)
+    return results
+
+
+def report(small: dict, large: dict, linear: float) -> None:
+    """Per-step ratios, then PASS/FAIL on peak RSS and on the time of all steps together."""
+    print(f"\nratios, larger run over smaller (linear = {linear:.2f}):")
+    for step in STEPS:
+        ratios = [after / before for before, after in zip(small[step], large[step])]
+        print(f"  {step:<10} wall {ratios[0]:5.2f}x  cpu {ratios[1]:5.2f}x  "
+              f"peak RSS {ratios[2]:5.2f}x")
+    peak = max(rss for run in (small, large) for _, _, rss in run.values())
+    print(f"\npeak RSS <= {RSS_LIMIT_MB} MB in every step | largest {peak:.0f} MB | "
+          f"{verdict(peak <= RSS_LIMIT_MB)}")
+    for column, kind in enumerate(("wall", "cpu")):
+        before, after = (sum(times[column] for times in run.values()) for run in (small, large))
+        limit = LINEARITY * linear
+        print(f"{kind} time of all steps <= {LINEARITY} x linear | {before:.0f} s -> {after:.0f} s "
+              f"= {after / before:.2f}x (limit {limit:.2f}x) | {verdict(after / before <= limit)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[500_000, 2_000_000],
+                        metavar=("SMALL", "LARGE"), help="customers in the two runs")
+    default_threshold = yaml.safe_load((ROOT / "params.yaml").read_text())["sample_fit_rows"]
+    parser.add_argument("--sample-fit-rows", type=int, default=default_threshold,
+                        help="the threshold and sample size (default: params.yaml's)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders, print where")
+    args = parser.parse_args()
+    if min(args.sizes) <= args.sample_fit_rows:
+        parser.error(f"both sizes must be above --sample-fit-rows ({args.sample_fit_rows})")
+    work = Path(tempfile.mkdtemp(prefix="segments-scale-"))
+    print(f"params changed from params.yaml: {BENCH_PARAMS}; "
+          f"sample_fit_rows {args.sample_fit_rows}")
+    runs = []
+    try:
+        for customers in args.sizes:
+            started = time.perf_counter()
+            folder = scratch_project(work / str(customers), customers, args.sample_fit_rows)
+            print(f"{customers:,} customers ({customers * 384 * 4 / 2**30:.2f} GiB matrix, written "
+                  f"in {time.perf_counter() - started:.0f} s):", flush=True)
+            runs.append(run_steps(folder))
+            if not args.keep:
+                shutil.rmtree(folder)
+    finally:
+        if args.keep:
+            print(f"scratch folders kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    report(*runs, linear=args.sizes[1] / args.sizes[0])
+
+
+if __name__ == "__main__":
+    main()

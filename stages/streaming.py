@@ -1,0 +1,119 @@
+"""Rows of the embedding matrix read in blocks, and the seeded samples the stages fit on.
+
+Above ``sample_fit_rows`` customers, ``outliers``, ``elbow`` and ``kmeans`` fit on a seeded sample
+and every customer is then scored and assigned block by block from the memory-mapped matrix, so
+memory stays flat in the number of customers. A mapped page counts in a process's resident
+memory once it is read, so each block's pages are handed back to the kernel after the block is
+copied: the file stays in the page cache, the process holds one block.
+"""
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator
+
+import numpy as np
+
+from stages.artifacts import PipelineError, read_csv, read_npy
+from stages.config import Layout, Params
+
+BLOCK_ROWS = 8192
+
+
+def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``size`` of ``rows`` rows; all of them if fewer.
+
+    The same arguments give the same sample, so a later command (``assign``) draws the rows a
+    stage fitted on again instead of storing them.
+    """
+    if size >= rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+
+
+def fits_on_sample(paths: Layout, params: Params) -> bool:
+    """Whether the data set has more than ``sample_fit_rows`` customers (rows of its embeddings)."""
+    return len(read_npy(paths.embeddings, mmap_mode="r")) > params.sample_fit_rows
+
+
+class MatrixRows:
+    """Some rows of a matrix (all by default, else the sorted ``positions``), read in blocks.
+
+    The matrix may be in memory or memory-mapped (``read_npy(path, mmap_mode="r")``); a mapped one
+    is only ever read one block at a time.
+    """
+
+    def __init__(self, matrix: np.ndarray, positions: np.ndarray | None = None):
+        self.matrix = matrix
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.matrix) if self.positions is None else len(self.positions)
+
+    @property
+    def dimension(self) -> int:
+        return self.matrix.shape[1]
+
+    def blocks(self, block_rows: int = BLOCK_ROWS) -> Iterator[tuple[slice, np.ndarray]]:
+        """(where the block lies among these rows, a copy of its vectors), in order."""
+        done = 0
+        for start in range(0, len(self.matrix), block_rows):
+            stop = min(start + block_rows, len(self.matrix))
+            if self.positions is None:
+                block = np.array(self.matrix[start:stop])
+            else:
+                first, last = np.searchsorted(self.positions, [start, stop])
+                if first == last:
+                    continue
+                block = self.matrix[start:stop][self.positions[first:last] - start]
+            _release(self.matrix, start, stop)
+            yield slice(done, done + len(block)), block
+            done += len(block)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """The vectors of the sorted ``indices`` (positions among these rows), read in one pass."""
+        picked = indices if self.positions is None else self.positions[indices]
+        if not isinstance(self.matrix, np.memmap):
+            return self.matrix[picked]
+        vectors = np.empty((len(picked), self.dimension), dtype=self.matrix.dtype)
+        for span, block in MatrixRows(self.matrix, picked).blocks():
+            vectors[span] = block
+        return vectors
+
+
+def as_rows(vectors: np.ndarray | MatrixRows) -> MatrixRows:
+    return vectors if isinstance(vectors, MatrixRows) else MatrixRows(vectors)
+
+
+def _release(matrix: np.ndarray, start: int, stop: int) -> None:
+    """Hand the pages of rows start..stop of a read-only mapped matrix back to the kernel."""
+    mapping = getattr(matrix, "_mmap", None)
+    if not isinstance(matrix, np.memmap) or mapping is None or matrix.mode != "r":
+        return
+    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+    begin = matrix.ctypes.data - base + start * matrix.strides[0]
+    end = matrix.ctypes.data - base + stop * matrix.strides[0]
+    aligned = begin - begin % mmap.PAGESIZE
+    mapping.madvise(mmap.MADV_DONTNEED, aligned, end - aligned)
+
+
+def inlier_rows(paths: Layout, customers: int) -> np.ndarray:
+    """Positions of the customers ECOD kept, read from the outliers stage's file in chunks."""
+    with read_csv(paths.outliers, usecols=["inlier"], chunksize=BLOCK_ROWS) as chunks:
+        flags = np.concatenate([chunk["inlier"].to_numpy(dtype=np.int8) for chunk in chunks])
+    if len(flags) != customers:
+        raise PipelineError(
+            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {customers}; "
+            "rerun 'dvc repro'"
+        )
+    return np.flatnonzero(flags == 1)
+
+
+def read_inliers(paths: Layout) -> MatrixRows:
+    """The inliers' rows of the memory-mapped embeddings."""
+    matrix = read_npy(paths.embeddings, mmap_mode="r")
+    return MatrixRows(matrix, inlier_rows(paths, len(matrix)))
+
+
+def fit_sample(rows: MatrixRows, params: Params) -> np.ndarray:
+    """The vectors of a seeded sample of ``sample_fit_rows`` of ``rows``: what kmeans fits on."""
+    return rows.take(sample_rows(len(rows), params.sample_fit_rows, params.seed))

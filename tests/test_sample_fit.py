@@ -1,0 +1,273 @@
+"""Fit on a sample, assign the rest: streaming ECOD, streamed scores, stages above the threshold."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pyod.models.ecod import ECOD
+from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
+
+import synthetic
+from project_copy import copy_project
+from stages import assign, elbow, evaluate, kmeans, outliers, scoring
+from stages.artifacts import write_csv, write_csv_chunks
+from stages.config import layout, load_params
+from stages.ecod import ECODReference
+from stages.streaming import MatrixRows, sample_rows
+
+# --- streaming ECOD -----------------------------------------------------------------------------
+
+
+def awkward_matrix(rows: int, dtype) -> np.ndarray:
+    """Random columns with ties, a constant column, skew both ways and repeated rows."""
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(rows, 12))
+    matrix[:, 1] = np.round(matrix[:, 1])
+    matrix[:, 2] = 1.0
+    matrix[:, 3] = rng.exponential(size=rows)
+    matrix[:, 4] = -rng.exponential(size=rows)
+    matrix[10:40] = matrix[0]
+    return matrix.astype(dtype)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_reference_scored_in_place_is_pyods_ecod_exactly(dtype):
+    matrix = awkward_matrix(600, dtype)
+    fitted = ECOD(contamination=0.1, n_jobs=1).fit(matrix)
+    detector = ECODReference(matrix, 0.1)
+    assert np.array_equal(detector.reference_scores, fitted.decision_scores_)
+    assert detector.threshold == fitted.threshold_
+    assert np.array_equal(detector.flags(detector.reference_scores), fitted.labels_)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")
+def test_a_new_row_scores_as_if_it_alone_joined_the_reference():
+    reference = awkward_matrix(600, np.float64)
+    newcomers = np.random.default_rng(1).normal(size=(4, 12))
+    newcomers[0] = reference[5]  # ties with the reference
+    detector = ECODReference(reference, 0.1)
+    for row in newcomers:
+        joined = ECOD(contamination=0.1, n_jobs=1).fit(np.vstack([reference, row]))
+        expected = joined.decision_scores_[-1]
+        assert detector.scores(row[None])[0] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")
+def test_scores_do_not_depend_on_how_rows_are_batched(tmp_path, monkeypatch):
+    detector = ECODReference(awkward_matrix(600, np.float32), 0.1)
+    rows = np.random.default_rng(2).normal(size=(1000, 12)).astype(np.float32)
+    whole = detector.scores(rows)
+    cuts = [0, 1, 8, 333, 334, 900, 1000]
+    pieces = np.concatenate([detector.scores(rows[a:b]) for a, b in zip(cuts, cuts[1:])])
+    assert np.array_equal(whole, pieces)
+    monkeypatch.setattr("stages.ecod.BLOCK_ROWS", 7)
+    np.save(tmp_path / "rows.npy", rows)
+    assert np.array_equal(detector.scores(np.load(tmp_path / "rows.npy", mmap_mode="r")), whole)
+
+
+# --- streamed validity scores -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    """20,000 rows (more than two blocks) of a mixture on disk, a subset of them and its labels."""
+    folder = tmp_path_factory.mktemp("mapped")
+    synthetic.write_embedding_stand_ins(folder, 20_000, dimension=12, centers=5, spread=0.9, seed=4)
+    matrix = np.load(folder / "embeddings.npy", mmap_mode="r")
+    positions = np.flatnonzero(np.random.default_rng(5).random(len(matrix)) < 0.9)
+    in_memory = np.asarray(matrix)[positions].astype(np.float64)
+    labels = kmeans.fit_segments(in_memory, 4, 1, 0)[0]
+    return MatrixRows(matrix, positions), in_memory, labels
+
+
+def test_blocks_of_a_mapped_matrix_are_its_rows_in_order(mapped):
+    rows, in_memory, _ = mapped
+    blocks = list(rows.blocks(3000))
+    assert [span.start for span, _ in blocks] == [0] + [span.stop for span, _ in blocks[:-1]]
+    together = np.concatenate([block for _, block in blocks])
+    assert np.array_equal(together, in_memory.astype(np.float32))
+    picked = np.array([0, 7, 4095, 8192, len(rows) - 1])
+    assert np.array_equal(rows.take(picked), in_memory[picked].astype(np.float32))
+
+
+def test_streamed_davies_bouldin_and_calinski_harabasz_equal_sklearns(mapped):
+    rows, in_memory, labels = mapped
+    davies_bouldin, calinski_harabasz = scoring.streamed_dispersions(rows, labels)
+    assert davies_bouldin == pytest.approx(davies_bouldin_score(in_memory, labels), rel=1e-9)
+    assert calinski_harabasz == pytest.approx(calinski_harabasz_score(in_memory, labels), rel=1e-9)
+    named = np.array(["a", "b", "c", "d"])[labels - 1]  # any label values, as sklearn takes them
+    assert scoring.streamed_dispersions(rows, named) == (davies_bouldin, calinski_harabasz)
+
+
+def test_streamed_metrics_are_the_in_memory_ones(mapped):
+    rows, in_memory, labels = mapped
+    streamed = scoring.streamed_cluster_metrics(rows, labels, silhouette_max_rows=500, seed=3)
+    (held,) = scoring.cluster_metrics(in_memory, [labels], silhouette_max_rows=500, seed=3)
+    assert streamed["silhouette_sampled"] == held["silhouette_sampled"] == 1
+    for key in ("silhouette", "silhouette_ci95"):  # the same estimate, centred by another summation
+        assert streamed[key] == pytest.approx(held[key], rel=1e-5)
+    for key in ("davies_bouldin", "calinski_harabasz"):
+        assert streamed[key] == pytest.approx(held[key], rel=1e-9)
+
+
+def test_chunked_csv_is_the_csv_of_the_whole_frame(tmp_path):
+    frame = pd.DataFrame({"customer_id": ["007", "NA", "x"], "score": [1 / 3, 2.5e-9, 12345678.9]})
+    write_csv(tmp_path / "whole.csv", frame)
+    pieces = (frame.iloc[a:b] for a, b in ((0, 1), (1, 1), (1, 3)))  # an empty one among them
+    write_csv_chunks(tmp_path / "chunks.csv", pieces)
+    assert (tmp_path / "chunks.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
+def test_a_failed_chunked_write_leaves_no_file(tmp_path):
+    def frames():
+        yield pd.DataFrame({"a": [1]})
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_csv_chunks(tmp_path / "out.csv", frames())
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the stages above the threshold -------------------------------------------------------------
+
+CUSTOMERS, THRESHOLD = 6000, 1500
+PROJECT_FILES = ("datasets", "params.yaml")
+# (mixture centres, spread) of the stand-in vectors, segmented at k = 6
+SHAPES = {"separated": (6, 0.9), "overlapping": (10, 1.2)}
+
+
+def project(folder, sample_fit_rows: int, centers: int, spread: float):
+    """A project folder with one data set of embedding stand-ins and small-work params."""
+    copy_project(folder, PROJECT_FILES)
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params.update(datasets=["bank"], k=6, sample_fit_rows=sample_fit_rows, silhouette_max_rows=800)
+    params["elbow"].update(k_max=7, n_init=1)
+    params["kmeans"].update(n_init=3)
+    params["evaluate"].update(map_points=200)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    interim = folder / "data/bank/interim"
+    synthetic.write_embedding_stand_ins(interim, CUSTOMERS, dimension=16, centers=centers,
+                                        spread=spread, seed=8, block_rows=1000)
+    info = {"model": params["model"], "rows": CUSTOMERS}
+    (interim / "embedding_info.json").write_text(json.dumps(info))
+    return folder
+
+
+def run_stages(folder, monkeypatch) -> None:
+    """outliers, elbow, kmeans and evaluate in ``folder`` (the maps get stand-in coordinates)."""
+    monkeypatch.chdir(folder)
+    paths = layout("bank")
+    outliers.main("bank")
+    elbow.main("bank")
+    kmeans.main("bank")
+    labels = pd.read_csv(paths.labels, dtype={"customer_id": str})
+    coordinates = np.random.default_rng(0).normal(size=(len(labels), 4))
+    maps = pd.DataFrame(coordinates, columns=["pca_1", "pca_2", "tsne_1", "tsne_2"])
+    write_csv(paths.projections, maps.assign(customer_id=labels["customer_id"]))
+    evaluate.main("bank")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """The folder where the stages ran on data of a shape with a threshold, each run once."""
+    folders = {}
+
+    def folder(shape: str, sample_fit_rows: int):
+        if (shape, sample_fit_rows) not in folders:
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                made = project(tmp_path_factory.mktemp(shape), sample_fit_rows, *SHAPES[shape])
+                run_stages(made, monkeypatch)
+            folders[shape, sample_fit_rows] = made
+        return folders[shape, sample_fit_rows]
+
+    return folder
+
+
+@pytest.fixture
+def sample_fitted(fitted):
+    return fitted("overlapping", THRESHOLD)
+
+
+@pytest.fixture
+def fully_fitted(fitted):
+    return fitted("overlapping", CUSTOMERS)
+
+
+def read(folder, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / name, dtype={"customer_id": str}, keep_default_na=False)
+
+
+def metrics(folder, stage: str) -> dict:
+    return yaml.safe_load((folder / f"metrics/bank/{stage}.json").read_text())
+
+
+def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):
+    flags = read(sample_fitted, "data/bank/interim/outliers.csv")
+    labels = read(sample_fitted, "data/bank/processed/labels.csv")
+    assert flags["customer_id"].tolist() == [f"C{i:08d}" for i in range(CUSTOMERS)]
+    assert set(flags["inlier"]) == {0, 1} and 0.07 < 1 - flags["inlier"].mean() < 0.13
+    assert labels["customer_id"].tolist() == flags.loc[flags["inlier"] == 1, "customer_id"].tolist()
+    sizes = labels["segment"].value_counts().sort_index()
+    assert sizes.index.tolist() == [1, 2, 3, 4, 5, 6] and sizes.is_monotonic_decreasing
+    assert metrics(sample_fitted, "outliers")["fit_sample_rows"] == THRESHOLD
+    assert metrics(sample_fitted, "kmeans")["fit_sample_rows"] == THRESHOLD
+    assert metrics(sample_fitted, "evaluate")["silhouette_sampled"] == 1
+
+
+def test_assign_reproduces_the_stages_flags_and_segments_from_the_recomputed_sample(sample_fitted,
+                                                                                    monkeypatch):
+    """assign draws the outliers stage's sample again from the seed: same reference, same scores."""
+    monkeypatch.chdir(sample_fitted)
+    params, paths = load_params(), layout("bank")
+    centroids, detector, _ = assign.committed_model(params, paths)
+    assert detector.rows == THRESHOLD
+    matrix = np.load(paths.embeddings, mmap_mode="r")
+    flags = read(sample_fitted, "data/bank/interim/outliers.csv")
+    ids = flags["customer_id"].to_numpy()
+    assigned = assign.assign_vectors(ids, np.asarray(matrix), centroids, detector)
+    assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()
+    assert np.allclose(assigned["ecod_score"], flags["ecod_score"], rtol=1e-5)
+    labels = read(sample_fitted, "data/bank/processed/labels.csv")
+    inliers = flags["inlier"].to_numpy() == 1
+    assert assigned.loc[inliers, "segment"].tolist() == labels["segment"].tolist()
+    assert assigned["segment"].between(1, 6).all()  # outliers get their nearest segment too
+
+
+def test_below_the_threshold_the_stages_fit_on_everyone(fully_fitted):
+    vectors = np.load(fully_fitted / "data/bank/interim/embeddings.npy")
+    reference = ECOD(contamination=0.1, n_jobs=1).fit(vectors)
+    flags = read(fully_fitted, "data/bank/interim/outliers.csv")
+    assert flags["inlier"].tolist() == (1 - reference.labels_).tolist()
+    assert "fit_sample_rows" not in metrics(fully_fitted, "outliers")
+    assert "fit_sample_rows" not in metrics(fully_fitted, "kmeans")
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_sample_fit_agrees_with_the_full_fit_as_well_as_two_seeds_of_the_full_fit(fitted, shape):
+    sample_fitted, fully_fitted = fitted(shape, THRESHOLD), fitted(shape, CUSTOMERS)
+    sample = read(sample_fitted, "data/bank/processed/labels.csv")
+    full = read(fully_fitted, "data/bank/processed/labels.csv")
+    common = sample.merge(full, on="customer_id", suffixes=("_sample", "_full"))
+    sample_ari = adjusted_rand_score(common["segment_full"], common["segment_sample"])
+    inliers = np.load(fully_fitted / "data/bank/interim/embeddings.npy")[
+        read(fully_fitted, "data/bank/interim/outliers.csv")["inlier"].to_numpy() == 1]
+    params = load_params(fully_fitted / "params.yaml")
+    seeds = [kmeans.fit_segments(inliers, params.k, params.kmeans.n_init, seed)[0]
+             for seed in (42, 43, 44)]
+    seed_aris = [adjusted_rand_score(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    print(f"\n{shape}: sample fit ({THRESHOLD} of {CUSTOMERS} customers) vs full fit: "
+          f"ARI {sample_ari:.3f} on {len(common)} common inliers; full fit seed to seed: "
+          f"ARI {min(seed_aris):.3f}-{max(seed_aris):.3f}")
+    assert sample_ari >= min(seed_aris) - 0.05
+
+
+def test_the_sample_is_seeded_and_all_rows_below_its_size():
+    assert np.array_equal(sample_rows(100, 10, 7), sample_rows(100, 10, 7))
+    assert not np.array_equal(sample_rows(100, 10, 7), sample_rows(100, 10, 8))
+    drawn = sample_rows(100, 10, 7)
+    assert len(np.unique(drawn)) == 10 and np.all(np.diff(drawn) > 0)
+    assert np.array_equal(sample_rows(10, 10, 7), np.arange(10))
