@@ -33,9 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from project_copy import copy_project  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-from project_copy import copy_project  # noqa: E402
 from stages import embed, kmeans, outliers, ray_engine  # noqa: E402
 from stages.config import DEFAULT_MODEL, layout, validate_params  # noqa: E402
 from stages.encoders import TorchEncoder, load_model, resolve_tokenizer_processes  # noqa: E402
@@ -245,8 +245,11 @@ def stage_run(folder: Path, precision: str) -> tuple[float, np.ndarray]:
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PYTHONPATH=str(folder), SEGMENTS_CACHE=str(folder / ".cache"))
     result = subprocess.run(
-        [sys.executable, "-m", "stages.embed", DATASET], cwd=folder, env=env, capture_output=True,
-        text=True
+        [sys.executable, "-m", "stages.embed", DATASET],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         sys.exit(f"the {precision} embed stage failed:\n{result.stderr[-3000:]}")
@@ -257,9 +260,9 @@ def segments_on_inliers(
     vectors: np.ndarray, params, seed: int
 ) -> tuple[np.ndarray, pd.Series, float]:
     """ECOD inlier flags of every customer, each inlier's k-segment (by customer id), inertia."""
-    flags = outliers.detect_outliers(vectors, params.outliers.contamination, np.arange(len(vectors)))[
-        "inlier"
-    ].to_numpy()
+    flags = outliers.detect_outliers(
+        vectors, params.outliers.contamination, np.arange(len(vectors))
+    )["inlier"].to_numpy()
     inliers = np.flatnonzero(flags)
     segments, _, inertia = kmeans.fit_segments(
         vectors[inliers], params.k, params.kmeans.n_init, seed

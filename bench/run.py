@@ -22,6 +22,7 @@ checkout. It measures
 
 and prints the ratios with PASS/FAIL against the issue's targets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,24 +42,41 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import synthetic  # noqa: E402
+from project_copy import copy_project  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
-import synthetic  # noqa: E402
-from project_copy import copy_project  # noqa: E402
 from stages import embed, kmeans, outliers, scoring, serialize  # noqa: E402
 from stages.config import validate_params  # noqa: E402
 from stages.dataset import Dataset  # noqa: E402
 from stages.encoders import make_encoder  # noqa: E402
 
-PROJECT_FILES = ("stages", "bench", "datasets", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
-                 ".dvcignore", ".gitignore")
+PROJECT_FILES = (
+    "stages",
+    "bench",
+    "datasets",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+)
 DATASET = "bank"
 ARTICLE_CHAIN = (
-    ("download", "stages.download"), ("serialize", "stages.serialize"), ("embed", "bench/article.py embed"),
-    ("outliers", "stages.outliers"), ("elbow", "bench/article.py elbow"), ("project", "bench/article.py project"),
-    ("kmeans", "stages.kmeans"), ("stability", "stages.stability"), ("evaluate", "bench/article.py evaluate"),
-    ("explain", "stages.explain"), ("profile", "stages.profile"),
+    ("download", "stages.download"),
+    ("serialize", "stages.serialize"),
+    ("embed", "bench/article.py embed"),
+    ("outliers", "stages.outliers"),
+    ("elbow", "bench/article.py elbow"),
+    ("project", "bench/article.py project"),
+    ("kmeans", "stages.kmeans"),
+    ("stability", "stages.stability"),
+    ("evaluate", "bench/article.py evaluate"),
+    ("explain", "stages.explain"),
+    ("profile", "stages.profile"),
 )
 # with their upstream stages: exactly ARTICLE_CHAIN's stages
 CHAIN_TARGETS = (f"profile@{DATASET}", f"elbow@{DATASET}")
@@ -69,7 +87,9 @@ STAGE_LINE = re.compile(r"stage (\w+) finished in ([\d.]+) s, peak RSS (\d+) MB"
 def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MB (the largest process of the tree) and the combined output."""
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -82,8 +102,11 @@ def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
 def project_copy(folder: Path, env: dict[str, str], overrides: list[str]) -> Path:
     """A fresh git repo holding the project, with ``KEY=VALUE`` params overrides (as ``dvc exp run -S``)."""
     copy_project(folder, PROJECT_FILES)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
-                    ["git", "config", "user.name", "bench"]):
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "bench@example.com"],
+        ["git", "config", "user.name", "bench"],
+    ):
         subprocess.run(command, cwd=folder, check=True, env=env)
     params = yaml.safe_load((folder / "params.yaml").read_text())
     params["datasets"] = [DATASET]
@@ -102,24 +125,42 @@ def stage_log(output: str) -> dict[str, tuple[float, float]]:
     return {name: (float(seconds), float(mb)) for name, seconds, mb in STAGE_LINE.findall(output)}
 
 
-def neighbour_recall(vectors: np.ndarray, maps: dict[str, np.ndarray], seed: int, queries: int = 2000,
-                     neighbours: int = 15) -> dict[str, float]:
+def neighbour_recall(
+    vectors: np.ndarray,
+    maps: dict[str, np.ndarray],
+    seed: int,
+    queries: int = 2000,
+    neighbours: int = 15,
+) -> dict[str, float]:
     """Share of each sampled row's nearest neighbours in ``vectors`` that stay its neighbours on each map."""
-    rows = np.random.default_rng(seed).choice(len(vectors), size=min(queries, len(vectors)), replace=False)
+    rows = np.random.default_rng(seed).choice(
+        len(vectors), size=min(queries, len(vectors)), replace=False
+    )
 
     def nearest(points: np.ndarray) -> np.ndarray:
-        found = NearestNeighbors(n_neighbors=neighbours + 1).fit(points).kneighbors(points[rows], return_distance=False)
+        found = (
+            NearestNeighbors(n_neighbors=neighbours + 1)
+            .fit(points)
+            .kneighbors(points[rows], return_distance=False)
+        )
         return np.sort(found[:, 1:], axis=1)
 
     reference = nearest(vectors)
-    return {name: float(np.mean([np.intersect1d(a, b).size for a, b in zip(reference, nearest(points))]) / neighbours)
-            for name, points in maps.items()}
+    return {
+        name: float(
+            np.mean([np.intersect1d(a, b).size for a, b in zip(reference, nearest(points))])
+            / neighbours
+        )
+        for name, points in maps.items()
+    }
 
 
 def int8_agreement(folder: Path, vectors: np.ndarray, labels: pd.DataFrame) -> str:
     """Embed the distinct texts with onnx-int8 and refit ECOD and KMeans (k = 5) on its vectors."""
     params = validate_params(yaml.safe_load((folder / "params.yaml").read_text()))
-    codes, uniques = embed.distinct_texts(pd.read_csv(folder / INTERIM / "texts.csv")["text"].tolist())
+    codes, uniques = embed.distinct_texts(
+        pd.read_csv(folder / INTERIM / "texts.csv")["text"].tolist()
+    )
     encoder = make_encoder(params.model, "onnx-int8", "cpu", params.embed.batch_size)
     started = time.perf_counter()
     int8 = encoder.encode(uniques)[codes]
@@ -128,22 +169,33 @@ def int8_agreement(folder: Path, vectors: np.ndarray, labels: pd.DataFrame) -> s
     flags = outliers.detect_outliers(int8, params.outliers.contamination, np.arange(len(int8)))
     inliers = np.flatnonzero(flags["inlier"] == 1)
     segments, _, _ = kmeans.fit_segments(int8[inliers], params.k, params.kmeans.n_init, params.seed)
-    both = labels.merge(pd.DataFrame({"customer_id": inliers, "segment_int8": segments}), on="customer_id")
+    both = labels.merge(
+        pd.DataFrame({"customer_id": inliers, "segment_int8": segments}), on="customer_id"
+    )
     ari = adjusted_rand_score(both["segment"], both["segment_int8"])
-    return (f"{len(uniques)} distinct texts in {seconds:.1f} s (after the one-time export); cosine to the default "
-            f"vectors min {cosine.min():.4f}, mean {cosine.mean():.5f}; ECOD inliers shared {len(both)} of "
-            f"{len(labels)}; k={params.k} segments ARI {ari:.4f} on the shared inliers")
+    return (
+        f"{len(uniques)} distinct texts in {seconds:.1f} s (after the one-time export); cosine to the default "
+        f"vectors min {cosine.min():.4f}, mean {cosine.mean():.5f}; ECOD inliers shared {len(both)} of "
+        f"{len(labels)}; k={params.k} segments ARI {ari:.4f} on the shared inliers"
+    )
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def scale_check(work: Path, env: dict[str, str], args: argparse.Namespace, rows: int,
-                embed_full: tuple[float, float]) -> tuple[str, str]:
+def scale_check(
+    work: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    rows: int,
+    embed_full: tuple[float, float],
+) -> tuple[str, str]:
     """Step 5: the embed stage on generated customers next to the full-data run; a line and a table row."""
     big = project_copy(work / "synthetic", env, args.set)
-    template = Dataset.model_validate(yaml.safe_load((ROOT / "datasets" / f"{DATASET}.yaml").read_text())).text_template
+    template = Dataset.model_validate(
+        yaml.safe_load((ROOT / "datasets" / f"{DATASET}.yaml").read_text())
+    ).text_template
     texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), template)
     (big / INTERIM).mkdir(parents=True)
     texts.to_csv(big / INTERIM / "texts.csv", index=False, lineterminator="\n")
@@ -152,62 +204,109 @@ def scale_check(work: Path, env: dict[str, str], args: argparse.Namespace, rows:
     seconds_full, rss_full = embed_full
     matrix_mb = args.synthetic_rows * 384 * 4 / 2**20
     limit = 1.1 * rss_full + (args.synthetic_rows - rows) * 384 * 4 / 2**20
-    line = (f"embed stage: {rows} rows {seconds_full:.1f} s, peak RSS {rss_full:.0f} MB; {args.synthetic_rows} synthetic "
-            f"rows ({texts['text'].nunique()} distinct) {seconds_big:.1f} s, peak RSS {rss_big:.0f} MB "
-            f"(output matrix {matrix_mb:.0f} MB)")
-    row = (f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_full:.0f} MB + added matrix | {rss_big:.0f} MB "
-           f"(limit {limit:.0f} MB) | {verdict(rss_big <= limit)}")
+    line = (
+        f"embed stage: {rows} rows {seconds_full:.1f} s, peak RSS {rss_full:.0f} MB; {args.synthetic_rows} synthetic "
+        f"rows ({texts['text'].nunique()} distinct) {seconds_big:.1f} s, peak RSS {rss_big:.0f} MB "
+        f"(output matrix {matrix_mb:.0f} MB)"
+    )
+    row = (
+        f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_full:.0f} MB + added matrix | {rss_big:.0f} MB "
+        f"(limit {limit:.0f} MB) | {verdict(rss_big <= limit)}"
+    )
     return line, row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic-rows", type=int, default=200_000)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override for every copy, e.g. embed.batch_size=32")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder and print its path")
-    parser.add_argument("--scale-only", action="store_true",
-                        help="only the embed stage on the full data and on --synthetic-rows customers (step 5)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override for every copy, e.g. embed.batch_size=32",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work folder and print its path"
+    )
+    parser.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only the embed stage on the full data and on --synthetic-rows customers (step 5)",
+    )
     args = parser.parse_args()
-    source = os.environ.get("BANK_MARKETING_SOURCE") or str(ROOT / "data" / DATASET / "raw" / "table.csv")
+    source = os.environ.get("BANK_MARKETING_SOURCE") or str(
+        ROOT / "data" / DATASET / "raw" / "table.csv"
+    )
     work = Path(tempfile.mkdtemp(prefix="segments-bench-"))
     bin_dir = str(Path(sys.executable).parent)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", BANK_MARKETING_SOURCE=source,
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", SEGMENTS_CACHE=str(work / "cache"), PYTHONPATH=".")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; data: {source}", flush=True)
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        BANK_MARKETING_SOURCE=source,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        SEGMENTS_CACHE=str(work / "cache"),
+        PYTHONPATH=".",
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; data: {source}",
+        flush=True,
+    )
 
     ours = project_copy(work / "ours", env, args.set)
     if args.scale_only:
-        _, _, output = measured([sys.executable, "-m", "dvc", "repro", f"embed@{DATASET}"], ours, env)
+        _, _, output = measured(
+            [sys.executable, "-m", "dvc", "repro", f"embed@{DATASET}"], ours, env
+        )
         rows = len(pd.read_csv(ours / INTERIM / "texts.csv"))
         print("\n".join(scale_check(work, env, args, rows, stage_log(output)["embed"])))
         return
-    wall_ours, rss_ours, output = measured([sys.executable, "-m", "dvc", "repro", *CHAIN_TARGETS], ours, env)
+    wall_ours, rss_ours, output = measured(
+        [sys.executable, "-m", "dvc", "repro", *CHAIN_TARGETS], ours, env
+    )
     stages_ours = stage_log(output)
     if sorted(stages_ours) != sorted(name for name, _ in ARTICLE_CHAIN):
-        sys.exit(f"dvc repro {' '.join(CHAIN_TARGETS)} ran {sorted(stages_ours)}, not the article chain's stages")
-    print(f"ours: cold dvc repro {' '.join(CHAIN_TARGETS)} {wall_ours:.1f} s, peak RSS {rss_ours:.0f} MB; stages (s, MB): {stages_ours}", flush=True)
+        sys.exit(
+            f"dvc repro {' '.join(CHAIN_TARGETS)} ran {sorted(stages_ours)}, not the article chain's stages"
+        )
+    print(
+        f"ours: cold dvc repro {' '.join(CHAIN_TARGETS)} {wall_ours:.1f} s, peak RSS {rss_ours:.0f} MB; stages (s, MB): {stages_ours}",
+        flush=True,
+    )
 
     article = project_copy(work / "article", env, args.set)
     article_stages = {}
     for name, module in ARTICLE_CHAIN:
-        command = [sys.executable, *module.split(), DATASET] if "/" in module else [sys.executable, "-m", module, DATASET]
+        command = (
+            [sys.executable, *module.split(), DATASET]
+            if "/" in module
+            else [sys.executable, "-m", module, DATASET]
+        )
         wall, rss, _ = measured(command, article, env)
         article_stages[name] = (round(wall, 1), round(rss))
     wall_article = sum(wall for wall, _ in article_stages.values())
     rss_article = max(rss for _, rss in article_stages.values())
-    print(f"article: chain {wall_article:.1f} s, peak RSS {rss_article:.0f} MB; stages (s, MB): {article_stages}", flush=True)
+    print(
+        f"article: chain {wall_article:.1f} s, peak RSS {rss_article:.0f} MB; stages (s, MB): {article_stages}",
+        flush=True,
+    )
 
     vectors_ours = np.load(ours / INTERIM / "embeddings.npy")
     vectors_article = np.load(article / INTERIM / "embeddings.npy")
     max_dcos = float(np.abs(np.einsum("ij,ij->i", vectors_ours, vectors_article) - 1).max())
     # The bank's customer ids are the data-row numbers, so they index the embedding rows.
     labels = pd.read_csv(ours / PROCESSED / "labels.csv").merge(
-        pd.read_csv(article / PROCESSED / "labels.csv"), on="customer_id", suffixes=("_ours", "_article"))
+        pd.read_csv(article / PROCESSED / "labels.csv"),
+        on="customer_id",
+        suffixes=("_ours", "_article"),
+    )
     ari = adjusted_rand_score(labels["segment_ours"], labels["segment_article"])
     inliers = len(pd.read_csv(ours / PROCESSED / "labels.csv"))
-    print(f"agreement: max |dcos| {max_dcos:.2e}; k=5 segments ARI {ari:.6f} on {len(labels)} shared of {inliers} inliers",
-          flush=True)
+    print(
+        f"agreement: max |dcos| {max_dcos:.2e}; k=5 segments ARI {ari:.6f} on {len(labels)} shared of {inliers} inliers",
+        flush=True,
+    )
 
     inlier_vectors = vectors_ours[labels["customer_id"].to_numpy()]
     segments = labels["segment_ours"].to_numpy()
@@ -217,20 +316,33 @@ def main() -> None:
     started = time.perf_counter()
     reference = silhouette_score(inlier_vectors, segments)
     wall_sklearn = time.perf_counter() - started
-    print(f"silhouette on {inlier_vectors.shape}: ours {wall_fast:.1f} s, sklearn {wall_sklearn:.1f} s, "
-          f"|delta| {abs(fast - reference):.2e}", flush=True)
-    maps = {name: pd.read_csv(folder / INTERIM / "projections.csv")[["tsne_1", "tsne_2"]].to_numpy()
-            for name, folder in (("ours", ours), ("article", article))}
+    print(
+        f"silhouette on {inlier_vectors.shape}: ours {wall_fast:.1f} s, sklearn {wall_sklearn:.1f} s, "
+        f"|delta| {abs(fast - reference):.2e}",
+        flush=True,
+    )
+    maps = {
+        name: pd.read_csv(folder / INTERIM / "projections.csv")[["tsne_1", "tsne_2"]].to_numpy()
+        for name, folder in (("ours", ours), ("article", article))
+    }
     recall = neighbour_recall(inlier_vectors, maps, seed=0)
-    print(f"t-SNE maps keep {recall['ours']:.4f} (ours) and {recall['article']:.4f} (article, sklearn) of each "
-          f"customer's 15 nearest neighbours", flush=True)
+    print(
+        f"t-SNE maps keep {recall['ours']:.4f} (ours) and {recall['article']:.4f} (article, sklearn) of each "
+        f"customer's 15 nearest neighbours",
+        flush=True,
+    )
     int8_line = int8_agreement(ours, vectors_ours, pd.read_csv(ours / PROCESSED / "labels.csv"))
     print(f"onnx-int8: {int8_line}", flush=True)
 
     for command in (["git", "add", "-A"], ["git", "commit", "-qm", "cold run"]):
         subprocess.run(command, cwd=ours, check=True, env=env, capture_output=True)
-    wall_k6, _, output = measured([sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", f"profile@{DATASET}"], ours, env)
-    print(f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: {sorted(stage_log(output))})", flush=True)
+    wall_k6, _, output = measured(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", f"profile@{DATASET}"], ours, env
+    )
+    print(
+        f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: {sorted(stage_log(output))})",
+        flush=True,
+    )
 
     scale_line, scale_row = scale_check(work, env, args, len(vectors_ours), stages_ours["embed"])
     print(scale_line, flush=True)
@@ -240,19 +352,27 @@ def main() -> None:
     chain_ratio = wall_article / wall_ours
     silhouette_ratio = wall_sklearn / wall_fast
     print("\ntarget | measured | verdict")
-    print(f"embed stage >= 1.6x faster than torch fp32 batch 32 | {embed_ratio:.2f}x "
-          f"({article_stages['embed'][0]:.1f} s -> {seconds_45k:.1f} s) | {verdict(embed_ratio >= 1.6)}")
+    print(
+        f"embed stage >= 1.6x faster than torch fp32 batch 32 | {embed_ratio:.2f}x "
+        f"({article_stages['embed'][0]:.1f} s -> {seconds_45k:.1f} s) | {verdict(embed_ratio >= 1.6)}"
+    )
     print(f"max |dcos| <= 1e-5 | {max_dcos:.2e} | {verdict(max_dcos <= 1e-5)}")
-    print(f"cold repro (the {len(ARTICLE_CHAIN)} stages download..profile) >= 2.5x faster than the article chain | {chain_ratio:.2f}x ({wall_article:.1f} s -> {wall_ours:.1f} s)"
-          f" | {verdict(chain_ratio >= 2.5)}")
+    print(
+        f"cold repro (the {len(ARTICLE_CHAIN)} stages download..profile) >= 2.5x faster than the article chain | {chain_ratio:.2f}x ({wall_article:.1f} s -> {wall_ours:.1f} s)"
+        f" | {verdict(chain_ratio >= 2.5)}"
+    )
     print(f"dvc exp run -S k=6 profile <= 30 s | {wall_k6:.1f} s | {verdict(wall_k6 <= 30)}")
     print(f"peak RSS <= 2048 MB on the full data | {rss_ours:.0f} MB | {verdict(rss_ours <= 2048)}")
     print(scale_row)
-    print(f"exact silhouette >= 2.5x faster than sklearn, |delta| <= 1e-5 | {silhouette_ratio:.2f}x, {abs(fast - reference):.2e}"
-          f" | {verdict(silhouette_ratio >= 2.5 and abs(fast - reference) <= 1e-5)}")
+    print(
+        f"exact silhouette >= 2.5x faster than sklearn, |delta| <= 1e-5 | {silhouette_ratio:.2f}x, {abs(fast - reference):.2e}"
+        f" | {verdict(silhouette_ratio >= 2.5 and abs(fast - reference) <= 1e-5)}"
+    )
     print(f"k=5 segments unchanged (ARI) | {ari:.6f} | {verdict(ari == 1.0)}")
-    print(f"t-SNE map keeps nearest neighbours as well as sklearn's (recall@15, -0.02 allowed) | "
-          f"{recall['ours']:.4f} vs {recall['article']:.4f} | {verdict(recall['ours'] >= recall['article'] - 0.02)}")
+    print(
+        f"t-SNE map keeps nearest neighbours as well as sklearn's (recall@15, -0.02 allowed) | "
+        f"{recall['ours']:.4f} vs {recall['article']:.4f} | {verdict(recall['ours'] >= recall['article'] - 0.02)}"
+    )
     if args.keep:
         print(f"work folder: {work}")
     else:

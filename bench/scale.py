@@ -19,6 +19,7 @@ at most 2 GB in every step, and time within 1.2x of linear from the first size t
 Time is judged on CPU seconds as well as wall seconds, since the machine is shared and another
 process's load stretches wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,8 +108,11 @@ def scratch_project(folder: Path, customers: int, sample_fit_rows: int) -> Path:
     (folder / "datasets").mkdir()
     shutil.copy(ROOT / "datasets" / "bank.yaml", folder / "datasets" / f"{DATASET}.yaml")
     params = yaml.safe_load((folder / "params.yaml").read_text())
-    params.update(datasets=[DATASET], silhouette_max_rows=BENCH_PARAMS["silhouette_max_rows"],
-                  sample_fit_rows=sample_fit_rows)
+    params.update(
+        datasets=[DATASET],
+        silhouette_max_rows=BENCH_PARAMS["silhouette_max_rows"],
+        sample_fit_rows=sample_fit_rows,
+    )
     params["kmeans"].update(BENCH_PARAMS["kmeans"])
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     interim = folder / "data" / DATASET / "interim"
@@ -131,8 +135,10 @@ def run_steps(folder: Path) -> dict[str, tuple[float, float, float]]:
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         peak = float(OWN_PEAK_LINE.findall(output)[-1])
         results[step] = wall, cpu, peak
-        print(f"  {step:<10} wall {wall:7.1f} s  cpu {cpu:7.1f} s  peak RSS {peak:6.0f} MB",
-              flush=True)
+        print(
+            f"  {step:<10} wall {wall:7.1f} s  cpu {cpu:7.1f} s  peak RSS {peak:6.0f} MB",
+            flush=True,
+        )
         metrics = folder / "metrics" / DATASET / f"{step}.json"
         if metrics.exists():
             scores = json.loads(metrics.read_text())
@@ -140,8 +146,10 @@ def run_steps(folder: Path) -> dict[str, tuple[float, float, float]]:
             scores = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
         else:
             continue
-        shown = (f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:.4g}"
-                 for key, value in scores.items())
+        shown = (
+            f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:.4g}"
+            for key, value in scores.items()
+        )
         print(f"  {'':<10} " + ", ".join(shown), flush=True)
     return results
 
@@ -151,39 +159,59 @@ def report(small: dict, large: dict, linear: float) -> None:
     print(f"\nratios, larger run over smaller (linear = {linear:.2f}):")
     for step in STEPS:
         ratios = [after / before for before, after in zip(small[step], large[step])]
-        print(f"  {step:<10} wall {ratios[0]:5.2f}x  cpu {ratios[1]:5.2f}x  "
-              f"peak RSS {ratios[2]:5.2f}x")
+        print(
+            f"  {step:<10} wall {ratios[0]:5.2f}x  cpu {ratios[1]:5.2f}x  "
+            f"peak RSS {ratios[2]:5.2f}x"
+        )
     peak = max(rss for run in (small, large) for _, _, rss in run.values())
-    print(f"\npeak RSS <= {RSS_LIMIT_MB} MB in every step | largest {peak:.0f} MB | "
-          f"{verdict(peak <= RSS_LIMIT_MB)}")
+    print(
+        f"\npeak RSS <= {RSS_LIMIT_MB} MB in every step | largest {peak:.0f} MB | "
+        f"{verdict(peak <= RSS_LIMIT_MB)}"
+    )
     for column, kind in enumerate(("wall", "cpu")):
         before, after = (sum(times[column] for times in run.values()) for run in (small, large))
         limit = LINEARITY * linear
-        print(f"{kind} time of all steps <= {LINEARITY} x linear | {before:.0f} s -> {after:.0f} s "
-              f"= {after / before:.2f}x (limit {limit:.2f}x) | {verdict(after / before <= limit)}")
+        print(
+            f"{kind} time of all steps <= {LINEARITY} x linear | {before:.0f} s -> {after:.0f} s "
+            f"= {after / before:.2f}x (limit {limit:.2f}x) | {verdict(after / before <= limit)}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[500_000, 2_000_000],
-                        metavar=("SMALL", "LARGE"), help="customers in the two runs")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs=2,
+        default=[500_000, 2_000_000],
+        metavar=("SMALL", "LARGE"),
+        help="customers in the two runs",
+    )
     default_threshold = yaml.safe_load((ROOT / "params.yaml").read_text())["sample_fit_rows"]
-    parser.add_argument("--sample-fit-rows", type=int, default=default_threshold,
-                        help="the threshold and sample size (default: params.yaml's)")
+    parser.add_argument(
+        "--sample-fit-rows",
+        type=int,
+        default=default_threshold,
+        help="the threshold and sample size (default: params.yaml's)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders, print where")
     args = parser.parse_args()
     if min(args.sizes) <= args.sample_fit_rows:
         parser.error(f"both sizes must be above --sample-fit-rows ({args.sample_fit_rows})")
     work = Path(tempfile.mkdtemp(prefix="segments-scale-"))
-    print(f"params changed from params.yaml: {BENCH_PARAMS}; "
-          f"sample_fit_rows {args.sample_fit_rows}")
+    print(
+        f"params changed from params.yaml: {BENCH_PARAMS}; sample_fit_rows {args.sample_fit_rows}"
+    )
     runs = []
     try:
         for customers in args.sizes:
             started = time.perf_counter()
             folder = scratch_project(work / str(customers), customers, args.sample_fit_rows)
-            print(f"{customers:,} customers ({customers * 384 * 4 / 2**30:.2f} GiB matrix, written "
-                  f"in {time.perf_counter() - started:.0f} s):", flush=True)
+            print(
+                f"{customers:,} customers ({customers * 384 * 4 / 2**30:.2f} GiB matrix, written "
+                f"in {time.perf_counter() - started:.0f} s):",
+                flush=True,
+            )
             runs.append(run_steps(folder))
             if not args.keep:
                 shutil.rmtree(folder)

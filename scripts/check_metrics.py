@@ -13,6 +13,7 @@ near-tie by a few customers, so they are held to an absolute 0.01 instead. A rea
 k, model or data) moves the metrics by far more. A metric that appears or disappears is a
 difference too. Exit status: 0 when everything matches, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ STABILITY_KEYS = re.compile(r"_(seed|bootstrap)_ari_")
 STABILITY_ABS_TOL = 0.01
 
 
-def metric_differences(diff: dict, rel_tol: float = REL_TOL) -> list[tuple[str, str, object, object]]:
+def metric_differences(
+    diff: dict, rel_tol: float = REL_TOL
+) -> list[tuple[str, str, object, object]]:
     """(file, key, committed, reproduced) for every metric outside the tolerance, in file/key order.
 
     ``diff`` is the JSON of ``dvc metrics diff --all --json``: {file: {key: {"old", "new", ...}}}.
@@ -36,9 +39,13 @@ def metric_differences(diff: dict, rel_tol: float = REL_TOL) -> list[tuple[str, 
     for path in sorted(diff):
         for key in sorted(diff[path]):
             old, new = diff[path][key].get("old"), diff[path][key].get("new")
-            rounded = any(isinstance(v, float) for v in (old, new)) and all(isinstance(v, (int, float)) for v in (old, new))
+            rounded = any(isinstance(v, float) for v in (old, new)) and all(
+                isinstance(v, (int, float)) for v in (old, new)
+            )
             abs_tol = STABILITY_ABS_TOL if STABILITY_KEYS.search(key) else 1e-12
-            same = math.isclose(old, new, rel_tol=rel_tol, abs_tol=abs_tol) if rounded else old == new
+            same = (
+                math.isclose(old, new, rel_tol=rel_tol, abs_tol=abs_tol) if rounded else old == new
+            )
             if not same:
                 differences.append((path, key, old, new))
     return differences
@@ -49,33 +56,59 @@ def difference_table(differences: list[tuple[str, str, object, object]]) -> str:
     for path, key, old, new in differences:
         numeric = all(isinstance(v, (int, float)) for v in (old, new))
         relative = f"{abs(new - old) / max(abs(old), 1e-12):.2e}" if numeric else "-"
-        rows.append((path, key, "missing" if old is None else str(old), "missing" if new is None else str(new), relative))
+        rows.append(
+            (
+                path,
+                key,
+                "missing" if old is None else str(old),
+                "missing" if new is None else str(new),
+                relative,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", default="HEAD", help="git revision holding the committed metrics")
-    parser.add_argument("--rel-tol", type=float, default=REL_TOL, help="relative tolerance per metric")
+    parser.add_argument(
+        "--rel-tol", type=float, default=REL_TOL, help="relative tolerance per metric"
+    )
     args = parser.parse_args(argv)
-    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", args.rev, "--all", "--json"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "diff", args.rev, "--all", "--json"],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
-        print(f"error: check_metrics: dvc metrics diff failed: {result.stderr.strip()}", file=sys.stderr)
+        print(
+            f"error: check_metrics: dvc metrics diff failed: {result.stderr.strip()}",
+            file=sys.stderr,
+        )
         return 1
     diff = json.loads(result.stdout or "{}")
     if not diff:
-        print(f"error: check_metrics: no tracked metrics found at {args.rev} or in the workspace", file=sys.stderr)
+        print(
+            f"error: check_metrics: no tracked metrics found at {args.rev} or in the workspace",
+            file=sys.stderr,
+        )
         return 1
     differences = metric_differences(diff, args.rel_tol)
     checked = sum(len(values) for values in diff.values())
     if differences:
         print(difference_table(differences))
-        print(f"error: check_metrics: {len(differences)} of {checked} metrics differ from {args.rev} (whole "
-              f"numbers must match exactly, others within relative tolerance {args.rel_tol:g})", file=sys.stderr)
+        print(
+            f"error: check_metrics: {len(differences)} of {checked} metrics differ from {args.rev} (whole "
+            f"numbers must match exactly, others within relative tolerance {args.rel_tol:g})",
+            file=sys.stderr,
+        )
         return 1
-    print(f"check_metrics: all {checked} metrics in {len(diff)} files match {args.rev} within relative tolerance {args.rel_tol:g}")
+    print(
+        f"check_metrics: all {checked} metrics in {len(diff)} files match {args.rev} within relative tolerance {args.rel_tol:g}"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@
 Every param's default, bounds and meaning are written once, in ``stages/config.py``; the tests run
 ``--check``, so neither file can drift from the schema.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,12 @@ def params_yaml(model: type[BaseModel] = Params, depth: int = 0) -> str:
             if depth == 0:
                 lines.append("")
             if section.__doc__ and section.__doc__ != BaseModel.__doc__:
-                lines += textwrap.wrap(" ".join(section.__doc__.split()), 99, initial_indent=f"{indent}# ",
-                                       subsequent_indent=f"{indent}# ")
+                lines += textwrap.wrap(
+                    " ".join(section.__doc__.split()),
+                    99,
+                    initial_indent=f"{indent}# ",
+                    subsequent_indent=f"{indent}# ",
+                )
             lines.append(f"{indent}{name}:")
             lines.append(params_yaml(section, depth + 1).rstrip("\n"))
         else:
@@ -79,39 +84,61 @@ BOUNDS = ((Ge, "ge", ">="), (Gt, "gt", ">"), (Le, "le", "<="), (Lt, "lt", "<"))
 
 
 def _bounds(field) -> str:
-    found = [f"{sign} {getattr(item, attribute)}" for item in field.metadata
-             for kind, attribute, sign in BOUNDS if isinstance(item, kind)]
+    found = [
+        f"{sign} {getattr(item, attribute)}"
+        for item in field.metadata
+        for kind, attribute, sign in BOUNDS
+        if isinstance(item, kind)
+    ]
     return f" ({', '.join(found)})" if found else ""
 
 
 def params_doc() -> str:
     out = [DOC_INTRO]
     for prefix, section in _sections(Params):
-        rows = [(name, field) for name, field in section.model_fields.items()
-                if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))]
+        rows = [
+            (name, field)
+            for name, field in section.model_fields.items()
+            if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))
+        ]
         if not rows:
             continue
         title = f"`{prefix.rstrip('.')}`" if prefix else "Top level"
-        doc = " ".join((section.__doc__ or "").split()) if prefix and section.__doc__ != BaseModel.__doc__ else ""
+        doc = (
+            " ".join((section.__doc__ or "").split())
+            if prefix and section.__doc__ != BaseModel.__doc__
+            else ""
+        )
         out += [f"## {title}", ""] + ([doc, ""] if doc else [])
         out += ["| key | default | meaning |", "|---|---|---|"]
         for name, field in rows:
             meaning = (field.description or "").replace("|", "\\|")
-            out.append(f"| `{prefix}{name}` | `{_scalar(field.default)}` | {meaning}{_bounds(field)} |")
+            out.append(
+                f"| `{prefix}{name}` | `{_scalar(field.default)}` | {meaning}{_bounds(field)} |"
+            )
         out.append("")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="report whether the files match the schema")
+    parser.add_argument(
+        "--check", action="store_true", help="report whether the files match the schema"
+    )
     args = parser.parse_args(argv)
     wanted = {PARAMS_FILE: params_yaml(), DOC_FILE: params_doc()}
     if args.check:
-        stale = [str(path) for path, text in wanted.items() if not path.exists() or path.read_text() != text]
+        stale = [
+            str(path)
+            for path, text in wanted.items()
+            if not path.exists() or path.read_text() != text
+        ]
         if stale:
-            print(f"error: params_doc: {', '.join(stale)} differ from the schema in stages/config.py; "
-                  "run 'python -m scripts.params_doc'", file=sys.stderr)
+            print(
+                f"error: params_doc: {', '.join(stale)} differ from the schema in stages/config.py; "
+                "run 'python -m scripts.params_doc'",
+                file=sys.stderr,
+            )
             return 1
         return 0
     for path, text in wanted.items():

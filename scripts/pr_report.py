@@ -12,6 +12,7 @@ outputs that `dvc repro` rewrote (results that were committed stale). The images
 files of the two commits instead, which a pull-request comment can show without extra commits.
 `dvc plots diff` renders the interactive plots into ``<out>/plots``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,14 +67,22 @@ def image_plots(pipeline: dict, datasets: list[str]) -> list[str]:
     """The image files a parsed ``dvc.yaml`` declares as plots, top-level or stage outputs; a matrix
     stage's ``${item.ds}`` paths once for each of ``datasets``."""
     declared = [entry for entry in pipeline.get("plots", []) if isinstance(entry, str)]
-    declared += [entry if isinstance(entry, str) else next(iter(entry))
-                 for stage in pipeline.get("stages", {}).values() for entry in stage.get("plots", [])]
-    paths = [path.replace("${item.ds}", name) for path in declared
-             for name in (datasets if "${item.ds}" in path else [""])]
+    declared += [
+        entry if isinstance(entry, str) else next(iter(entry))
+        for stage in pipeline.get("stages", {}).values()
+        for entry in stage.get("plots", [])
+    ]
+    paths = [
+        path.replace("${item.ds}", name)
+        for path in declared
+        for name in (datasets if "${item.ds}" in path else [""])
+    ]
     return [path for path in dict.fromkeys(paths) if path.lower().endswith(IMAGE_SUFFIXES)]
 
 
-def changed_images(base: str, head: str, paths: list[str], out: Path, image_url: str | None) -> list[ChangedImage]:
+def changed_images(
+    base: str, head: str, paths: list[str], out: Path, image_url: str | None
+) -> list[ChangedImage]:
     """Images whose workspace bytes differ from ``base``; both sides copied under ``out``."""
     changed = []
     for path in paths:
@@ -97,8 +106,15 @@ def changed_images(base: str, head: str, paths: list[str], out: Path, image_url:
     return changed
 
 
-def render_report(base: str, head: str, metrics_md: str, params_md: str, images: list[ChangedImage],
-                  stale: list[str], run_url: str | None = None) -> str:
+def render_report(
+    base: str,
+    head: str,
+    metrics_md: str,
+    params_md: str,
+    images: list[ChangedImage],
+    stale: list[str],
+    run_url: str | None = None,
+) -> str:
     short_base, short_head = base[:7], head[:7]
     lines = [
         f"## DVC report: `{short_base}` (base) → `{short_head}` (this pull request)",
@@ -117,7 +133,11 @@ def render_report(base: str, head: str, metrics_md: str, params_md: str, images:
     if not images:
         lines += ["No plot image changed.", ""]
     for image in images:
-        base_cell = f"![{image.path} at {short_base}]({image.base_link})" if image.base_link else "(new plot)"
+        base_cell = (
+            f"![{image.path} at {short_base}]({image.base_link})"
+            if image.base_link
+            else "(new plot)"
+        )
         note = "" if image.committed else " (as reproduced here; the committed file differs)"
         lines += [
             f"#### `{image.path}`{note}",
@@ -137,9 +157,15 @@ def render_report(base: str, head: str, metrics_md: str, params_md: str, images:
             "",
         ]
     else:
-        lines += ["`dvc repro` reproduced every committed metric, plot and report byte for byte.", ""]
+        lines += [
+            "`dvc repro` reproduced every committed metric, plot and report byte for byte.",
+            "",
+        ]
     if run_url:
-        lines += [f"Interactive plots (`dvc plots diff`) and full-size images: artifact of [this run]({run_url}).", ""]
+        lines += [
+            f"Interactive plots (`dvc plots diff`) and full-size images: artifact of [this run]({run_url}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -156,7 +182,11 @@ def stale_outputs() -> list[str]:
 
 
 def resolve(rev: str) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise PipelineError(
             f"base revision {rev!r} is not a commit here; fetch the full history (git fetch origin, "
@@ -174,30 +204,47 @@ def build_report(base_rev: str, out: Path, image_url: str | None, run_url: str |
     params_md = dvc("params", "diff", "--md", short_base)
     pipeline = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))
     params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8")) or {}
-    images = changed_images(base, head, image_plots(pipeline, params.get("datasets", [])), out, image_url)
+    images = changed_images(
+        base, head, image_plots(pipeline, params.get("datasets", [])), out, image_url
+    )
     dvc("plots", "diff", base, "--out", str(out / "plots"))
     return render_report(base, head, metrics_md, params_md, images, stale_outputs(), run_url)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="git revision to compare with (e.g. origin/main)")
-    parser.add_argument("--out", type=Path, default=Path("pr-report"), help="folder for report.md, images and plots")
-    parser.add_argument("--image-url", help="link template with {rev} and {path}; default: relative links into --out")
-    parser.add_argument("--run-url", help="URL of the CI run that holds the rendered folder as an artifact")
+    parser.add_argument(
+        "--base", required=True, help="git revision to compare with (e.g. origin/main)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("pr-report"), help="folder for report.md, images and plots"
+    )
+    parser.add_argument(
+        "--image-url",
+        help="link template with {rev} and {path}; default: relative links into --out",
+    )
+    parser.add_argument(
+        "--run-url", help="URL of the CI run that holds the rendered folder as an artifact"
+    )
     args = parser.parse_args(argv)
     if not Path("dvc.yaml").exists():
         raise PipelineError("dvc.yaml not found; run from the repository root")
     if args.image_url and not all(field in args.image_url for field in ("{rev}", "{path}")):
-        raise PipelineError(f"--image-url must contain {{rev}} and {{path}} (got {args.image_url!r})")
+        raise PipelineError(
+            f"--image-url must contain {{rev}} and {{path}} (got {args.image_url!r})"
+        )
     out = args.out.resolve()
     if out.exists() and any(out.iterdir()) and not (out / "report.md").exists():
-        raise PipelineError(f"{args.out}: exists and holds no report.md; name a new or former report folder with --out")
+        raise PipelineError(
+            f"{args.out}: exists and holds no report.md; name a new or former report folder with --out"
+        )
     # Built aside and moved into place whole, so a failure leaves the previous report or none.
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        write_text(building / "report.md", build_report(args.base, building, args.image_url, args.run_url))
+        write_text(
+            building / "report.md", build_report(args.base, building, args.image_url, args.run_url)
+        )
         shutil.rmtree(out, ignore_errors=True)
         os.replace(building, out)
     finally:

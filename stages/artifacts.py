@@ -3,6 +3,7 @@
 Every writer goes through a temporary file in the target folder and ``os.replace``: a failed or
 killed stage leaves the previous output or none, never a half-written file that DVC could cache.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -146,8 +147,9 @@ def read_csv(path: Path, **options) -> pd.DataFrame:
 
     ``options`` go to ``pd.read_csv`` (``usecols``; ``chunksize`` for a reader of chunks).
     """
-    return pd.read_csv(_existing(path), dtype={CUSTOMER_ID: str}, keep_default_na=False,
-                       na_values=[""], **options)
+    return pd.read_csv(
+        _existing(path), dtype={CUSTOMER_ID: str}, keep_default_na=False, na_values=[""], **options
+    )
 
 
 def read_json(path: Path) -> dict:
@@ -157,7 +159,9 @@ def read_json(path: Path) -> dict:
 def _existing(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
-        raise PipelineError(f"{path}: missing; run 'dvc repro' so the stage that writes it runs first")
+        raise PipelineError(
+            f"{path}: missing; run 'dvc repro' so the stage that writes it runs first"
+        )
     return path
 
 
@@ -168,7 +172,9 @@ def run(main: Callable[..., None], takes_dataset: bool = True) -> None:
     """
     stage = Path(main.__code__.co_filename).stem
     if takes_dataset:
-        parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=sys.modules[main.__module__].__doc__)
+        parser = argparse.ArgumentParser(
+            prog=f"python -m stages.{stage}", description=sys.modules[main.__module__].__doc__
+        )
         parser.add_argument("dataset", help="the data set's name: its file is datasets/<name>.yaml")
         arguments = [parser.parse_args().dataset]
     else:
@@ -188,4 +194,9 @@ def run(main: Callable[..., None], takes_dataset: bool = True) -> None:
         sys.exit(1)
     # bench/run.py reads each stage's duration and peak memory from this line.
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    log.info("stage %s finished in %.1f s, peak RSS %.0f MB", stage, time.perf_counter() - started, peak_mb)
+    log.info(
+        "stage %s finished in %.1f s, peak RSS %.0f MB",
+        stage,
+        time.perf_counter() - started,
+        peak_mb,
+    )

@@ -11,6 +11,7 @@ with its threshold. Each customer is scored as if it alone joined that reference
 (``stages/ecod.py``), so a score does not depend on the rest of the file. Rows that a missing-cell
 policy rejects are written too, with their reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ from stages.outliers import ecod_reference
 from stages.serialize import serialize
 
 
-def assign_vectors(ids: np.ndarray, vectors: np.ndarray, centroids: np.ndarray,
-                   detector: ECODReference, names: dict[int, str] | None = None) -> pd.DataFrame:
+def assign_vectors(
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    centroids: np.ndarray,
+    detector: ECODReference,
+    names: dict[int, str] | None = None,
+) -> pd.DataFrame:
     """Segment (with its name), centroid distance, ECOD score and outlier flag of each row.
 
     Rows are independent of one another, so a matrix of any size can be assigned block by block.
@@ -40,20 +46,28 @@ def assign_vectors(ids: np.ndarray, vectors: np.ndarray, centroids: np.ndarray,
     assigned = pd.DataFrame({CUSTOMER_ID: ids, "segment": segments})
     if names is not None:
         assigned["segment_name"] = [names[segment] for segment in segments]
-    return assigned.assign(centroid_distance=distances, ecod_score=scores,
-                           outlier=detector.flags(scores))
+    return assigned.assign(
+        centroid_distance=distances, ecod_score=scores, outlier=detector.flags(scores)
+    )
 
 
-def assign(customers: pd.DataFrame, encoder, template: str, centroids: np.ndarray,
-           detector: ECODReference, names: dict[int, str] | None = None) -> pd.DataFrame:
+def assign(
+    customers: pd.DataFrame,
+    encoder,
+    template: str,
+    centroids: np.ndarray,
+    detector: ECODReference,
+    names: dict[int, str] | None = None,
+) -> pd.DataFrame:
     """``encoder`` is the embed stage's (``stages.encoders.make_encoder``), so vectors match the training ones."""
     texts = serialize(customers, template)["text"].tolist()
     vectors = encoder.encode(texts)
     return assign_vectors(customers.index.to_numpy(), vectors, centroids, detector, names)
 
 
-def committed_model(params: Params,
-                    paths: Layout) -> tuple[np.ndarray, ECODReference, dict[int, str] | None]:
+def committed_model(
+    params: Params, paths: Layout
+) -> tuple[np.ndarray, ECODReference, dict[int, str] | None]:
     """The centroids, the outliers stage's ECOD reference and the segment names, checked against
     params.yaml."""
     centroids, training = read_npy(paths.centroids), read_npy(paths.embeddings, mmap_mode="r")
@@ -70,37 +84,60 @@ def committed_model(params: Params,
         )
     # Names come from the profile stage's table when it describes these k segments.
     profiles = paths.reports / "profiles.csv"
-    names = dict(zip(*pd.read_csv(profiles)[["segment", "name"]].to_numpy().T)) if profiles.exists() else {}
+    names = (
+        dict(zip(*pd.read_csv(profiles)[["segment", "name"]].to_numpy().T))
+        if profiles.exists()
+        else {}
+    )
     described = sorted(names) == list(range(1, params.k + 1))
     return centroids, ecod_reference(training, params), names if described else None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Assign new customers to the segments the pipeline found.")
+    parser = argparse.ArgumentParser(
+        description="Assign new customers to the segments the pipeline found."
+    )
     parser.add_argument("customers", type=Path, help="a CSV written like the data set's table")
-    parser.add_argument("--dataset", help="the data set (datasets/<name>.yaml); default: the first in params.yaml")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="CSV to write: customer_id, segment, segment_name, ..., rejected (the reason, if any)")
+    parser.add_argument(
+        "--dataset", help="the data set (datasets/<name>.yaml); default: the first in params.yaml"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="CSV to write: customer_id, segment, segment_name, ..., rejected (the reason, if any)",
+    )
     args = parser.parse_args()
     params = load_params()
     name = args.dataset or params.datasets[0]
     dataset, paths = load_dataset(name), layout(name)
     if not args.customers.is_file():
-        raise PipelineError(f"{args.customers}: not found; give the path of a CSV written like {name}'s table "
-                            f"(see {dataset_file(name)})")
+        raise PipelineError(
+            f"{args.customers}: not found; give the path of a CSV written like {name}'s table "
+            f"(see {dataset_file(name)})"
+        )
     cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
     centroids, detector, names = committed_model(params, paths)
     settings = params.embed
-    encoder = make_encoder(params.model, settings.backend, resolve_device(settings.device, settings.backend), settings.batch_size)
-    assigned = assign(typed(cells, dataset), encoder, dataset.text_template, centroids, detector,
-                      names)
+    encoder = make_encoder(
+        params.model,
+        settings.backend,
+        resolve_device(settings.device, settings.backend),
+        settings.batch_size,
+    )
+    assigned = assign(
+        typed(cells, dataset), encoder, dataset.text_template, centroids, detector, names
+    )
     assigned["segment"] = assigned["segment"].astype("Int64")
     refused = pd.DataFrame({CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]})
     write_csv(args.out, pd.concat([assigned.assign(rejected=""), refused], ignore_index=True))
     counts = assigned["segment"].value_counts().sort_index()
-    print(f"{args.out}: {len(assigned)} customers; per segment "
-          + ", ".join(f"{s}: {n}" for s, n in counts.items()) + f"; {int(assigned['outlier'].sum())} flagged as outliers"
-          + f"; {len(rejected)} rejected")
+    print(
+        f"{args.out}: {len(assigned)} customers; per segment "
+        + ", ".join(f"{s}: {n}" for s, n in counts.items())
+        + f"; {int(assigned['outlier'].sum())} flagged as outliers"
+        + f"; {len(rejected)} rejected"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 ``dvc exp run -S`` fails at once with one line naming the key, whichever stage reads it. What a
 customer table holds is not a param: it is described by its data-set file (``stages/dataset.py``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,11 @@ class Layout(NamedTuple):
 
 
 def layout(name: str) -> Layout:
-    data, interim, processed = Path("data") / name, Path("data") / name / "interim", Path("data") / name / "processed"
+    data, interim, processed = (
+        Path("data") / name,
+        Path("data") / name / "interim",
+        Path("data") / name / "processed",
+    )
     return Layout(
         raw=data / "raw" / "table.csv",
         customers=interim / "customers.csv",
@@ -79,40 +84,64 @@ class DownloadParams(_Section):
     data-set file."""
 
     timeout_s: float = param(60.0, "seconds without data before a try gives up", gt=0, le=600)
-    attempts: int = param(4, "tries in all on transient errors (HTTP 408/425/429/5xx, timeouts, dropped "
-                             "connections); 4xx errors are final", ge=1, le=10)
-    backoff_s: float = param(2.0, "wait before the second try, doubled before each further one", ge=0, le=60)
+    attempts: int = param(
+        4,
+        "tries in all on transient errors (HTTP 408/425/429/5xx, timeouts, dropped "
+        "connections); 4xx errors are final",
+        ge=1,
+        le=10,
+    )
+    backoff_s: float = param(
+        2.0, "wait before the second try, doubled before each further one", ge=0, le=60
+    )
     max_mb: int = param(100, "largest body or zip member accepted, in MB", ge=1, le=2048)
 
 
-AUTO_OR_COUNT = {"batch_size": (1, 4096), "tokenizer_processes": (0, 64), "ray_actors": (1, 4096),
-                 "ray_num_cpus": (1, 100_000)}
+AUTO_OR_COUNT = {
+    "batch_size": (1, 4096),
+    "tokenizer_processes": (0, 64),
+    "ray_actors": (1, 4096),
+    "ray_num_cpus": (1, 100_000),
+}
 
 
 class EmbedParams(_Section):
     """The sentence embedding of each distinct text (docs/performance.md)."""
 
     engine: Literal["local", "ray"] = param(
-        "local", "`local`, or `ray`: an actor pool on the Ray cluster at RAY_ADDRESS, or a local one")
+        "local",
+        "`local`, or `ray`: an actor pool on the Ray cluster at RAY_ADDRESS, or a local one",
+    )
     batch_size: int | Literal["auto"] = param(
-        "auto", "texts per batch; `auto`: 64 on a CPU (the committed vectors), 1024 on a GPU")
+        "auto", "texts per batch; `auto`: 64 on a CPU (the committed vectors), 1024 on a GPU"
+    )
     precision: Literal["fp32", "bf16"] = param(
-        "fp32", "`bf16` (torch backend only): faster, cosine to fp32 at least 0.999, other segments")
+        "fp32", "`bf16` (torch backend only): faster, cosine to fp32 at least 0.999, other segments"
+    )
     backend: Literal["torch", "onnx", "onnx-int8"] = param(
-        "torch", "`torch` (sentence-transformers), `onnx` (ONNX Runtime, the same vectors) or "
-                 "`onnx-int8` (quantized: faster on a CPU, other segments)")
+        "torch",
+        "`torch` (sentence-transformers), `onnx` (ONNX Runtime, the same vectors) or "
+        "`onnx-int8` (quantized: faster on a CPU, other segments)",
+    )
     device: Literal["auto", "cpu", "cuda"] = param(
-        "auto", "`auto`: CUDA when the backend (or the Ray cluster) has one, else the CPU")
+        "auto", "`auto`: CUDA when the backend (or the Ray cluster) has one, else the CPU"
+    )
     chunk_rows: int = param(4096, "distinct texts per resumable chunk", ge=1)
     tokenizer_processes: int | Literal["auto"] = param(
-        "auto", "processes tokenizing the next batches while the model runs (speed only); `auto`: "
-                "none on a CPU, up to 8 on a GPU")
+        "auto",
+        "processes tokenizing the next batches while the model runs (speed only); `auto`: "
+        "none on a CPU, up to 8 on a GPU",
+    )
     ray_actors: int | Literal["auto"] = param(
-        "auto", "Ray actors (speed only); `auto`: one per GPU, or the cluster's CPUs / threads per actor")
-    ray_threads_per_actor: int = param(1, "torch threads, and Ray CPUs, of each CPU actor (speed only)",
-                                       ge=1, le=256)
+        "auto",
+        "Ray actors (speed only); `auto`: one per GPU, or the cluster's CPUs / threads per actor",
+    )
+    ray_threads_per_actor: int = param(
+        1, "torch threads, and Ray CPUs, of each CPU actor (speed only)", ge=1, le=256
+    )
     ray_num_cpus: int | Literal["auto"] = param(
-        "auto", "CPUs of the local Ray started when RAY_ADDRESS is unset (speed only); `auto`: all")
+        "auto", "CPUs of the local Ray started when RAY_ADDRESS is unset (speed only); `auto`: all"
+    )
 
     @field_validator(*AUTO_OR_COUNT, mode="before")
     @classmethod
@@ -124,13 +153,15 @@ class EmbedParams(_Section):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"Input should be 'auto' or a whole number from {low} to {high}")
         if value < low:
-            raise ValueError(f"Input should be greater than {low - 1}" if low else "Input should not be negative")
+            raise ValueError(
+                f"Input should be greater than {low - 1}" if low else "Input should not be negative"
+            )
         if value > high:
             raise ValueError(f"Input should be less than or equal to {high}")
         return value
 
     @model_validator(mode="after")
-    def _precision_fits_backend(self) -> "EmbedParams":
+    def _precision_fits_backend(self) -> EmbedParams:
         if self.precision == "bf16" and self.backend != "torch":
             raise ValueError(
                 f"precision 'bf16' runs on the torch backend only (backend is {self.backend!r}); "
@@ -140,8 +171,9 @@ class EmbedParams(_Section):
 
 
 class OutliersParams(_Section):
-    contamination: float = param(0.1, "share of customers ECOD flags as outliers (the article: 0.1)",
-                                 gt=0, lt=0.5)
+    contamination: float = param(
+        0.1, "share of customers ECOD flags as outliers (the article: 0.1)", gt=0, lt=0.5
+    )
 
 
 class _KRange(_Section):
@@ -151,7 +183,7 @@ class _KRange(_Section):
     k_max: int = param(10, "largest k of the curve", ge=3)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "_KRange":
+    def _ordered(self) -> _KRange:
         if self.k_min >= self.k_max:
             raise ValueError(f"k_min ({self.k_min}) must be below k_max ({self.k_max})")
         return self
@@ -160,8 +192,9 @@ class _KRange(_Section):
 class ElbowParams(_KRange):
     """The elbow study: KMeans, its validity scores and its stability for every k of a range."""
 
-    n_init: int = param(3, "KMeans restarts per k for the curves (the stability refits use "
-                           "kmeans.n_init)", ge=1)
+    n_init: int = param(
+        3, "KMeans restarts per k for the curves (the stability refits use kmeans.n_init)", ge=1
+    )
 
 
 class StabilityParams(_Section):
@@ -169,12 +202,18 @@ class StabilityParams(_Section):
     inliers, for every k of the elbow study and for the chosen k (docs/stability.md)."""
 
     rows: int = param(4000, "the seeded sample of inliers refitted", ge=100)
-    seeds: int = param(3, "fits of the whole sample with seeds seed, seed + 1, ... (ARI across seeds)",
-                       ge=2)
-    bootstrap_rounds: int = param(8, "fits of bootstrap resamples of the sample (ARI, clusterwise "
-                                     "Jaccard)", ge=1)
-    near_tie_gap_pct: float = param(0.5, "different partitions (ARI below 0.9) this close in inertia, "
-                                         "in percent, are a near tie", gt=0, le=100)
+    seeds: int = param(
+        3, "fits of the whole sample with seeds seed, seed + 1, ... (ARI across seeds)", ge=2
+    )
+    bootstrap_rounds: int = param(
+        8, "fits of bootstrap resamples of the sample (ARI, clusterwise Jaccard)", ge=1
+    )
+    near_tie_gap_pct: float = param(
+        0.5,
+        "different partitions (ARI below 0.9) this close in inertia, in percent, are a near tie",
+        gt=0,
+        le=100,
+    )
 
 
 class KMeansParams(_Section):
@@ -185,13 +224,19 @@ class ProjectParams(_Section):
     """The k-independent PCA and t-SNE maps of the inliers."""
 
     tsne_perplexity: float = param(30.0, "t-SNE perplexity", ge=5, le=500)
-    tsne_max_iter: int = param(500, "t-SNE iterations, the 250 exaggerated ones included (openTSNE; "
-                                    "docs/performance.md)", ge=250)
+    tsne_max_iter: int = param(
+        500,
+        "t-SNE iterations, the 250 exaggerated ones included (openTSNE; docs/performance.md)",
+        ge=250,
+    )
 
 
 class EvaluateParams(_Section):
-    map_points: int = param(5000, "seeded sample of inliers written as scatter-plot data (the PNGs "
-                                  "show every inlier)", ge=100)
+    map_points: int = param(
+        5000,
+        "seeded sample of inliers written as scatter-plot data (the PNGs show every inlier)",
+        ge=100,
+    )
 
 
 class ExplainParams(_Section):
@@ -209,9 +254,11 @@ class TabularParams(_Section):
     """Method 1: KMeans on the encoded segmentation columns, with the article's settings."""
 
     encoding: Literal["onehot", "ordinal"] = param(
-        "onehot", "`onehot`: the article's published revision (categories one-hot, ordinal columns in "
-                  "their level order, numbers Yeo-Johnson); `ordinal`: its earlier one (every column "
-                  "ordinal-encoded, then Yeo-Johnson)")
+        "onehot",
+        "`onehot`: the article's published revision (categories one-hot, ordinal columns in "
+        "their level order, numbers Yeo-Johnson); `ordinal`: its earlier one (every column "
+        "ordinal-encoded, then Yeo-Johnson)",
+    )
     n_init: int = param(10, "KMeans restarts", ge=1)
     max_iter: int = param(100, "KMeans iterations", ge=1)
 
@@ -238,24 +285,40 @@ class ComparisonParams(_Section):
     tabular: TabularParams = TabularParams()
     kprototypes: KPrototypesParams = KPrototypesParams()
     mca: MCAParams = MCAParams()
-    stability_rows: int = param(10000, "seeded sample of the common customers refitted for each "
-                                       "method's stability", ge=100)
+    stability_rows: int = param(
+        10000, "seeded sample of the common customers refitted for each method's stability", ge=100
+    )
     stability_seeds: int = param(5, "refits per method with seeds seed, seed + 1, ...", ge=2)
     bootstrap_rounds: int = param(5, "refits per method on bootstrap resamples", ge=1)
 
 
 class Params(_Section):
-    datasets: list[str] = param(["bank", "telco"], "the customer tables to segment, each described by "
-                                "datasets/<name>.yaml; every stage runs once per data set", min_length=1)
+    datasets: list[str] = param(
+        ["bank", "telco"],
+        "the customer tables to segment, each described by "
+        "datasets/<name>.yaml; every stage runs once per data set",
+        min_length=1,
+    )
     k: int = param(5, "number of segments, for every method", ge=2, le=100)
-    model: str = param(DEFAULT_MODEL, "sentence-transformers model name or local folder", min_length=1)
-    seed: int = param(42, "seeds KMeans, PCA, t-SNE, the splits, LightGBM and every sample", ge=0,
-                      le=2**32 - 1)
-    silhouette_max_rows: int = param(100_000, "above this many inliers, a seeded sampled silhouette with "
-                                              "its 95% interval replaces the exact one", ge=100)
-    sample_fit_rows: int = param(200_000, "above this many customers, outliers, elbow and kmeans fit on a "
-                                          "seeded sample of this many and every customer is scored and "
-                                          "assigned in blocks (docs/performance.md)", ge=100)
+    model: str = param(
+        DEFAULT_MODEL, "sentence-transformers model name or local folder", min_length=1
+    )
+    seed: int = param(
+        42, "seeds KMeans, PCA, t-SNE, the splits, LightGBM and every sample", ge=0, le=2**32 - 1
+    )
+    silhouette_max_rows: int = param(
+        100_000,
+        "above this many inliers, a seeded sampled silhouette with "
+        "its 95% interval replaces the exact one",
+        ge=100,
+    )
+    sample_fit_rows: int = param(
+        200_000,
+        "above this many customers, outliers, elbow and kmeans fit on a "
+        "seeded sample of this many and every customer is scored and "
+        "assigned in blocks (docs/performance.md)",
+        ge=100,
+    )
     download: DownloadParams = DownloadParams()
     embed: EmbedParams = EmbedParams()
     outliers: OutliersParams = OutliersParams()

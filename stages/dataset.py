@@ -10,6 +10,7 @@ The reader is a small module rather than a library such as pandera: every messag
 file, the column, the first bad *file line numbers* and the fix, in one line, and rows dropped by a
 missing-cell policy must come back with their id and reason.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -97,7 +98,9 @@ class Column(_Spec):
             if self.values is not None or self.levels is not None:
                 raise ValueError("a numeric column takes range, not values or levels")
             if self.missing == "keep":
-                raise ValueError("a numeric column can only refuse or drop a blank cell, not keep it")
+                raise ValueError(
+                    "a numeric column can only refuse or drop a blank cell, not keep it"
+                )
             if set(self.phrases) - {"high", "low"}:
                 raise ValueError("a numeric column's phrases are 'high' and 'low'")
             if self.range is not None and self.range[0] >= self.range[1]:
@@ -135,9 +138,9 @@ class Column(_Spec):
 class Naming(_Spec):
     """How segment names are built: '<subject> in their 40s: <traits>, <high/low phrases>'."""
 
-    subject: str | None = None    # a categorical column whose phrase leads when it dominates
+    subject: str | None = None  # a categorical column whose phrase leads when it dominates
     mixed: str = "Mixed customers"  # the lead when no phrased subject value dominates
-    decade: str | None = None     # a numeric column given as "in their 40s"
+    decade: str | None = None  # a numeric column given as "in their 40s"
 
 
 class Dataset(_Spec):
@@ -159,15 +162,21 @@ class Dataset(_Spec):
         for key, names in (("segment_on", self.segment_on), ("describe", list(self.describe))):
             undeclared = [name for name in names if name not in self.columns]
             if undeclared:
-                raise ValueError(f"{key} names undeclared column(s) {undeclared}; declared: {declared}")
+                raise ValueError(
+                    f"{key} names undeclared column(s) {undeclared}; declared: {declared}"
+                )
         if len(set(self.segment_on)) != len(self.segment_on):
             raise ValueError("segment_on repeats a column")
         both = sorted(set(self.segment_on) & set(self.describe))
         if both:
-            raise ValueError(f"column(s) {both} are both segmented on and described; an outcome "
-                             "is only described")
+            raise ValueError(
+                f"column(s) {both} are both segmented on and described; an outcome "
+                "is only described"
+            )
         if self.id is not None and self.id in self.columns:
-            raise ValueError(f"id column {self.id!r} is also declared under columns; remove it there")
+            raise ValueError(
+                f"id column {self.id!r} is also declared under columns; remove it there"
+            )
         for column, value in self.describe.items():
             spec = self.columns[column]
             if spec.kind == "numeric" and value != "mean":
@@ -175,12 +184,18 @@ class Dataset(_Spec):
             if spec.kind != "numeric" and spec.allowed is not None and value not in spec.allowed:
                 raise ValueError(f"describe.{column}: {value!r} is not one of {spec.allowed}")
         self._check_template()
-        unused = [name for name in declared
-                  if name not in self.segment_on and name not in self.describe
-                  and name not in self.text_columns]
+        unused = [
+            name
+            for name in declared
+            if name not in self.segment_on
+            and name not in self.describe
+            and name not in self.text_columns
+        ]
         if unused:
-            raise ValueError(f"column(s) {unused} are declared but not used; segment on them, "
-                             "describe them, put them in the template, or remove them")
+            raise ValueError(
+                f"column(s) {unused} are declared but not used; segment on them, "
+                "describe them, put them in the template, or remove them"
+            )
         self._check_naming()
         return self
 
@@ -188,25 +203,37 @@ class Dataset(_Spec):
         if self.template is None:
             return
         try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None]
+            fields = [
+                name
+                for _, name, _, _ in string.Formatter().parse(self.template)
+                if name is not None
+            ]
         except ValueError as exc:
             raise ValueError(f"template is not a valid format string ({exc})") from None
         undeclared = sorted({name for name in fields if name not in self.columns})
         if undeclared or "" in fields:
-            raise ValueError(f"template names undeclared column(s) {undeclared or ['{}']}; use "
-                             f"only declared columns: {list(self.columns)}")
+            raise ValueError(
+                f"template names undeclared column(s) {undeclared or ['{}']}; use "
+                f"only declared columns: {list(self.columns)}"
+            )
         outcomes = sorted(set(fields) & set(self.describe))
         if outcomes:
-            raise ValueError(f"template carries outcome column(s) {outcomes}; the segments would be "
-                             "built on what they should only describe")
+            raise ValueError(
+                f"template carries outcome column(s) {outcomes}; the segments would be "
+                "built on what they should only describe"
+            )
         try:
             fill(self.template, {name: _probe(spec) for name, spec in self.columns.items()})
         except (ValueError, TypeError, IndexError, KeyError) as exc:
-            raise ValueError(f"template cannot be filled with a customer's values ({exc})") from None
+            raise ValueError(
+                f"template cannot be filled with a customer's values ({exc})"
+            ) from None
 
     def _check_naming(self) -> None:
-        for key, column, kinds in (("subject", self.naming.subject, ("categorical", "ordinal")),
-                                   ("decade", self.naming.decade, ("numeric",))):
+        for key, column, kinds in (
+            ("subject", self.naming.subject, ("categorical", "ordinal")),
+            ("decade", self.naming.decade, ("numeric",)),
+        ):
             if column is None:
                 continue
             if column not in self.segment_on:
@@ -280,6 +307,7 @@ def fill(template: str, values: dict[str, object]) -> str:
 
 # --- the data-set file ---------------------------------------------------------------------------
 
+
 def dataset_file(name: str) -> Path:
     return DATASETS_DIR / f"{name}.yaml"
 
@@ -289,7 +317,9 @@ def load_dataset(name: str) -> Dataset:
     path = dataset_file(name)
     if not path.is_file():
         known = sorted(p.stem for p in DATASETS_DIR.glob("*.yaml"))
-        raise PipelineError(f"{path}: no such data-set file (found {known}); add it or fix the name")
+        raise PipelineError(
+            f"{path}: no such data-set file (found {known}); add it or fix the name"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -299,8 +329,10 @@ def load_dataset(name: str) -> Dataset:
 
 # --- reading a table -----------------------------------------------------------------------------
 
-def read_table(path: Path, dataset: Dataset, spec_file: Path,
-               columns: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def read_table(
+    path: Path, dataset: Dataset, spec_file: Path, columns: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and validate a customer table against its data-set description.
 
     Returns the kept customers (``columns``, by default every column the data set uses, as text,
@@ -317,24 +349,42 @@ def read_table(path: Path, dataset: Dataset, spec_file: Path,
     header = _check_header(path, text, dataset, spec_file, columns)
     try:
         # Blank lines are kept as rows so that row i stays file line i + 2 in every message.
-        frame = pd.read_csv(io.StringIO(text), sep=dataset.format.separator, quotechar=dataset.format.quote,
-                            dtype=str, keep_default_na=False, skip_blank_lines=False)
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=dataset.format.separator,
+            quotechar=dataset.format.quote,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+        )
     except pd.errors.ParserError as exc:
-        raise PipelineError(f"{path}: malformed table ({' '.join(str(exc).split())}); every line needs "
-                            f"{len(header)} {dataset.format.separator!r}-separated fields like the header") from None
-    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + columns].apply(lambda column: column.str.strip())
+        raise PipelineError(
+            f"{path}: malformed table ({' '.join(str(exc).split())}); every line needs "
+            f"{len(header)} {dataset.format.separator!r}-separated fields like the header"
+        ) from None
+    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + columns].apply(
+        lambda column: column.str.strip()
+    )
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no customer rows")
     problems, reasons = _value_problems(frame, dataset, spec_file, columns)
     if problems:
         raise PipelineError(f"{path}: {'; '.join(problems)}")
-    ids = frame.pop(dataset.id) if dataset.id else pd.Series(frame.index.astype(str), index=frame.index)
-    rejected = pd.DataFrame({CUSTOMER_ID: ids[reasons.index], "line": reasons.index + 2, "reason": reasons})
+    ids = (
+        frame.pop(dataset.id)
+        if dataset.id
+        else pd.Series(frame.index.astype(str), index=frame.index)
+    )
+    rejected = pd.DataFrame(
+        {CUSTOMER_ID: ids[reasons.index], "line": reasons.index + 2, "reason": reasons}
+    )
     kept = frame.drop(index=reasons.index)
     kept.index = pd.Index(ids.drop(index=reasons.index), name=CUSTOMER_ID)
     if kept.empty:
-        raise PipelineError(f"{path}: every row was dropped by a missing-cell policy ({len(rejected)} rows); "
-                            f"check the missing: settings in {spec_file}")
+        raise PipelineError(
+            f"{path}: every row was dropped by a missing-cell policy ({len(rejected)} rows); "
+            f"check the missing: settings in {spec_file}"
+        )
     return kept, rejected.reset_index(drop=True)
 
 
@@ -354,28 +404,44 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _check_header(path: Path, text: str, dataset: Dataset, spec_file: Path, columns: list[str]) -> list[str]:
+def _check_header(
+    path: Path, text: str, dataset: Dataset, spec_file: Path, columns: list[str]
+) -> list[str]:
     separator = dataset.format.separator
-    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=separator,
-                             quotechar=dataset.format.quote))
+    header = next(
+        csv.reader(
+            io.StringIO(text.split("\n", 1)[0]), delimiter=separator, quotechar=dataset.format.quote
+        )
+    )
     header = [name.strip() for name in header]
     if len(header) == 1:
-        other = next((sep for sep in (",", ";", "\t", "|") if sep != separator and sep in header[0]), None)
+        other = next(
+            (sep for sep in (",", ";", "\t", "|") if sep != separator and sep in header[0]), None
+        )
         looks = f"it looks {other!r}-separated" if other else "it has a single column"
-        raise PipelineError(f"{path}: header line 1 has no {separator!r} ({looks}); save the table "
-                            f"{separator!r}-separated or set format.separator in {spec_file}")
+        raise PipelineError(
+            f"{path}: header line 1 has no {separator!r} ({looks}); save the table "
+            f"{separator!r}-separated or set format.separator in {spec_file}"
+        )
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
-        raise PipelineError(f"{path}: header line 1 repeats column(s) {repeated}; keep each column once")
-    missing = [name for name in ([dataset.id] if dataset.id else []) + columns if name not in header]
+        raise PipelineError(
+            f"{path}: header line 1 repeats column(s) {repeated}; keep each column once"
+        )
+    missing = [
+        name for name in ([dataset.id] if dataset.id else []) + columns if name not in header
+    ]
     if missing:
-        raise PipelineError(f"{path}: declared column(s) {missing} are not in the table (found "
-                            f"{header[:30]}); fix the names in {spec_file} or in the file's header")
+        raise PipelineError(
+            f"{path}: declared column(s) {missing} are not in the table (found "
+            f"{header[:30]}); fix the names in {spec_file} or in the file's header"
+        )
     return header
 
 
-def _value_problems(frame: pd.DataFrame, dataset: Dataset, spec_file: Path,
-                    columns: list[str]) -> tuple[list[str], pd.Series]:
+def _value_problems(
+    frame: pd.DataFrame, dataset: Dataset, spec_file: Path, columns: list[str]
+) -> tuple[list[str], pd.Series]:
     """One message per rule broken, and the reason each row dropped by a policy is dropped."""
     problems: list[str] = []
     blank_rows = frame.eq("").all(axis=1)
@@ -383,7 +449,9 @@ def _value_problems(frame: pd.DataFrame, dataset: Dataset, spec_file: Path,
     if blank_rows.any():
         problems.append(f"{_lines(frame.index[blank_rows])} are blank; remove them")
     if header_rows.any():
-        problems.append(f"{_lines(frame.index[header_rows])} repeat the header (files joined?); remove them")
+        problems.append(
+            f"{_lines(frame.index[header_rows])} repeat the header (files joined?); remove them"
+        )
     values = frame.loc[~(blank_rows | header_rows)]
     dropped: dict[int, list[str]] = {}
     if dataset.id:
@@ -396,16 +464,22 @@ def _value_problems(frame: pd.DataFrame, dataset: Dataset, spec_file: Path,
                 keep = "" if spec.kind == "numeric" else " or keep (a category of their own)"
                 problems.append(
                     f"column {name!r} is blank on {_lines(cells.index[empty])}; fill it in, or set "
-                    f"columns.{name}.missing to drop (reject those rows){keep} in {spec_file}")
+                    f"columns.{name}.missing to drop (reject those rows){keep} in {spec_file}"
+                )
             elif spec.missing == "drop":
                 for row in cells.index[empty]:
                     dropped.setdefault(row, []).append(f"{name} is blank")
             else:
                 frame.loc[cells.index[empty], name] = MISSING_CATEGORY
         cells = cells.loc[~empty]
-        problems += _numeric_problems(name, spec, cells) if spec.kind == "numeric" else \
-            _category_problems(name, spec, cells, dataset.max_categories, spec_file)
-    reasons = pd.Series({row: "; ".join(found) for row, found in sorted(dropped.items())}, dtype=object)
+        problems += (
+            _numeric_problems(name, spec, cells)
+            if spec.kind == "numeric"
+            else _category_problems(name, spec, cells, dataset.max_categories, spec_file)
+        )
+    reasons = pd.Series(
+        {row: "; ".join(found) for row, found in sorted(dropped.items())}, dtype=object
+    )
     reasons.index = pd.Index(reasons.index, dtype=frame.index.dtype)
     return problems, reasons
 
@@ -414,11 +488,15 @@ def _id_problems(ids: pd.Series) -> list[str]:
     problems = []
     blank = ids.eq("")
     if blank.any():
-        problems.append(f"id column {ids.name!r} is blank on {_lines(ids.index[blank])}; every customer needs an id")
+        problems.append(
+            f"id column {ids.name!r} is blank on {_lines(ids.index[blank])}; every customer needs an id"
+        )
     repeated = ids.duplicated(keep=False) & ~blank
     if repeated.any():
-        problems.append(f"id column {ids.name!r} repeats ids on {_lines(ids.index[repeated])}"
-                        f"{_examples(ids[repeated])}; ids must be unique")
+        problems.append(
+            f"id column {ids.name!r} repeats ids on {_lines(ids.index[repeated])}"
+            f"{_examples(ids[repeated])}; ids must be unique"
+        )
     return problems
 
 
@@ -428,33 +506,43 @@ def _numeric_problems(name: str, spec: Column, cells: pd.Series) -> list[str]:
     problems = []
     if malformed.any():
         wanted = "a whole number" if spec.integer else "a plain number"
-        problems.append(f"column {name!r} is not {wanted} on {_lines(cells.index[malformed])}"
-                        f"{_examples(cells[malformed])}; write digits with an optional sign"
-                        f"{'' if spec.integer else ' and decimal point'}, no exponent or thousands separator")
+        problems.append(
+            f"column {name!r} is not {wanted} on {_lines(cells.index[malformed])}"
+            f"{_examples(cells[malformed])}; write digits with an optional sign"
+            f"{'' if spec.integer else ' and decimal point'}, no exponent or thousands separator"
+        )
     if spec.range is not None:
         numbers = pd.to_numeric(cells[~malformed])
         low, high = spec.range
         outside = numbers.index[(numbers < low) | (numbers > high)]
         if len(outside):
-            problems.append(f"column {name!r} is outside {low:g}..{high:g} on {_lines(outside)}"
-                            f"{_examples(cells[outside])}; correct the values or drop those rows")
+            problems.append(
+                f"column {name!r} is outside {low:g}..{high:g} on {_lines(outside)}"
+                f"{_examples(cells[outside])}; correct the values or drop those rows"
+            )
     return problems
 
 
-def _category_problems(name: str, spec: Column, cells: pd.Series, limit: int, spec_file: Path) -> list[str]:
+def _category_problems(
+    name: str, spec: Column, cells: pd.Series, limit: int, spec_file: Path
+) -> list[str]:
     allowed = spec.allowed
     if allowed is None:
         distinct = cells.nunique()
         if distinct > limit:
-            return [f"column {name!r} has {distinct} distinct values, over max_categories ({limit}); declare it "
-                    f"numeric if it is a number, group its values, or raise max_categories in {spec_file}"]
+            return [
+                f"column {name!r} has {distinct} distinct values, over max_categories ({limit}); declare it "
+                f"numeric if it is a number, group its values, or raise max_categories in {spec_file}"
+            ]
         return []
     unknown = ~cells.isin(allowed)
     if not unknown.any():
         return []
     listed = "levels" if spec.kind == "ordinal" else "values"
-    return [f"column {name!r} has value(s) outside its {listed} on {_lines(cells.index[unknown])}"
-            f"{_examples(cells[unknown])}; use one of {allowed} or add them to columns.{name}.{listed}"]
+    return [
+        f"column {name!r} has value(s) outside its {listed} on {_lines(cells.index[unknown])}"
+        f"{_examples(cells[unknown])}; use one of {allowed} or add them to columns.{name}.{listed}"
+    ]
 
 
 def _lines(index: pd.Index, shown: int = 5) -> str:
@@ -470,13 +558,16 @@ def _examples(cells: pd.Series, shown: int = 3) -> str:
 
 # --- the validated table between stages ----------------------------------------------------------
 
+
 def typed(cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     """The validated text cells with numeric columns as numbers (int64 for whole-number columns)."""
     frame = cells.copy()
     for name in frame.columns:
         spec = dataset.columns[name]
         if spec.kind == "numeric":
-            frame[name] = pd.to_numeric(frame[name]).astype(np.int64 if spec.integer else np.float64)
+            frame[name] = pd.to_numeric(frame[name]).astype(
+                np.int64 if spec.integer else np.float64
+            )
     return frame
 
 
@@ -484,9 +575,13 @@ def read_customers(path: Path, dataset: Dataset) -> pd.DataFrame:
     """The customers the serialize stage kept (``data/<name>/interim/customers.csv``), typed."""
     path = Path(path)
     if not path.exists():
-        raise PipelineError(f"{path}: missing; run 'dvc repro' so the serialize stage writes it first")
+        raise PipelineError(
+            f"{path}: missing; run 'dvc repro' so the serialize stage writes it first"
+        )
     cells = pd.read_csv(path, dtype=str, keep_default_na=False).set_index(CUSTOMER_ID)
     missing = [name for name in dataset.used_columns if name not in cells.columns]
     if missing:
-        raise PipelineError(f"{path}: lacks column(s) {missing} of the data-set file; rerun 'dvc repro'")
+        raise PipelineError(
+            f"{path}: lacks column(s) {missing} of the data-set file; rerun 'dvc repro'"
+        )
     return typed(cells.loc[:, dataset.used_columns], dataset)

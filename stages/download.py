@@ -5,6 +5,7 @@ local file, a zip holding it, a folder holding either, or a mirror URL), else ``
 ``source.path``. The table may sit inside zip archives at any depth. Whatever the source, the
 table must match ``source.sha256``, so every source gives byte-identical raw data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,17 +38,23 @@ class TransientFetchError(Exception):
 def offline_hint(source: Source) -> str:
     if source.env is None:
         return "to use a local copy, set source.path in the data-set file"
-    return (f"to use a local copy, set {source.env} to the file {source.file}, a zip holding it, a folder "
-            f"holding either, or a mirror URL, e.g. {source.env}=../shared/data dvc repro")
+    return (
+        f"to use a local copy, set {source.env} to the file {source.file}, a zip holding it, a folder "
+        f"holding either, or a mirror URL, e.g. {source.env}=../shared/data dvc repro"
+    )
 
 
-def extract_table(payload: bytes, file: str, origin: str, max_bytes: int = DEFAULTS.max_mb << 20) -> bytes:
+def extract_table(
+    payload: bytes, file: str, origin: str, max_bytes: int = DEFAULTS.max_mb << 20
+) -> bytes:
     """The table itself, or the member named ``file`` of a zip, looked for in nested zips too."""
     if not payload.startswith(b"PK\x03\x04"):
         return payload
     found = _find_in_zip(payload, file, origin, max_bytes)
     if found is None:
-        raise PipelineError(f"{origin}: zip holds no {file}, nor a zip holding it; check source.file")
+        raise PipelineError(
+            f"{origin}: zip holds no {file}, nor a zip holding it; check source.file"
+        )
     return found
 
 
@@ -73,7 +80,9 @@ def _find_in_zip(payload: bytes, file: str, origin: str, max_bytes: int) -> byte
                 if inner is not None:
                     return inner
     except (zipfile.BadZipFile, EOFError) as exc:
-        raise PipelineError(f"{origin}: corrupt or truncated zip ({exc}); download it again") from None
+        raise PipelineError(
+            f"{origin}: corrupt or truncated zip ({exc}); download it again"
+        ) from None
     return None
 
 
@@ -98,7 +107,9 @@ def verify_sha256(data: bytes, expected: str, origin: str, spec_file: Path) -> N
         )
 
 
-def read_source(source: str, spec: Source, settings: DownloadParams = DEFAULTS) -> tuple[bytes, str]:
+def read_source(
+    source: str, spec: Source, settings: DownloadParams = DEFAULTS
+) -> tuple[bytes, str]:
     """Read a local file, a folder holding the table or a zip, or a URL; return bytes and origin."""
     if "://" in source:
         return fetch(source, settings, offline_hint(spec)), source
@@ -107,10 +118,14 @@ def read_source(source: str, spec: Source, settings: DownloadParams = DEFAULTS) 
         candidates = [path / spec.file] + sorted(path.glob("*.zip"))
         found = next((candidate for candidate in candidates if candidate.is_file()), None)
         if found is None:
-            raise PipelineError(f"{path}: folder holds neither {spec.file} nor a zip; {offline_hint(spec)}")
+            raise PipelineError(
+                f"{path}: folder holds neither {spec.file} nor a zip; {offline_hint(spec)}"
+            )
         path = found
     if not path.is_file():
-        named = f"{spec.env}={source}" if spec.env and os.environ.get(spec.env) == source else source
+        named = (
+            f"{spec.env}={source}" if spec.env and os.environ.get(spec.env) == source else source
+        )
         raise PipelineError(f"{named}: no such file or folder; {offline_hint(spec)}")
     return path.read_bytes(), str(path)
 
@@ -130,7 +145,9 @@ def fetch(url: str, settings: DownloadParams, hint: str) -> bytes:
                     f"cannot fetch {url} ({exc}; tried {attempt} time(s)); {hint}"
                 ) from None
             delay = settings.backoff_s * 2 ** (attempt - 1)
-            log.warning("%s: %s; try %d of %d in %.1f s", url, exc, attempt + 1, settings.attempts, delay)
+            log.warning(
+                "%s: %s; try %d of %d in %.1f s", url, exc, attempt + 1, settings.attempts, delay
+            )
             time.sleep(delay)
 
 
@@ -150,15 +167,23 @@ def _fetch_once(url: str, settings: DownloadParams, hint: str) -> bytes:
     except urllib.error.HTTPError as exc:
         if exc.code in TRANSIENT_STATUS:
             raise TransientFetchError(f"HTTP {exc.code} {exc.reason}") from None
-        raise PipelineError(f"cannot fetch {url} (HTTP {exc.code} {exc.reason}); check source.url, or {hint}") from None
+        raise PipelineError(
+            f"cannot fetch {url} (HTTP {exc.code} {exc.reason}); check source.url, or {hint}"
+        ) from None
     except TimeoutError:
-        raise TransientFetchError(f"no data for download.timeout_s={settings.timeout_s:g} s") from None
+        raise TransientFetchError(
+            f"no data for download.timeout_s={settings.timeout_s:g} s"
+        ) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
-            raise TransientFetchError(f"no answer within download.timeout_s={settings.timeout_s:g} s") from None
+            raise TransientFetchError(
+                f"no answer within download.timeout_s={settings.timeout_s:g} s"
+            ) from None
         raise TransientFetchError(str(exc.reason)) from None
     except (http.client.HTTPException, ConnectionError) as exc:
-        raise TransientFetchError(f"connection broke off: {type(exc).__name__} {exc}".strip()) from None
+        raise TransientFetchError(
+            f"connection broke off: {type(exc).__name__} {exc}".strip()
+        ) from None
     if declared is not None and declared.isdigit() and len(body) != int(declared):
         raise TransientFetchError(f"got {len(body)} of {declared} announced bytes")
     return bytes(body)

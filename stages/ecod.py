@@ -12,6 +12,7 @@ The reference rows scored in place (each counted once, as pyod's ``fit`` counts 
 ``decision_scores_`` exactly, and the threshold is pyod's ``threshold_``: the (1 - contamination)
 percentile of those scores.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,11 +35,11 @@ class ECODReference:
         self.sorted_columns = np.empty((columns, rows), dtype=reference.dtype)
         self.skew_signs = np.empty(columns)
         for start in range(0, columns, COLUMN_BLOCK):
-            block = np.ascontiguousarray(reference[:, start:start + COLUMN_BLOCK])
+            block = np.ascontiguousarray(reference[:, start : start + COLUMN_BLOCK])
             # pyod's skew: scipy's, with the NaN of a constant column read as 0
             signs = np.sign(np.nan_to_num(skew(block, axis=0)))
-            self.skew_signs[start:start + block.shape[1]] = signs
-            self.sorted_columns[start:start + block.shape[1]] = np.sort(block.T, axis=1)
+            self.skew_signs[start : start + block.shape[1]] = signs
+            self.sorted_columns[start : start + block.shape[1]] = np.sort(block.T, axis=1)
         # -log of the tail probability for each count of reference values on that side:
         # in place, pyod's ECDF values (np.linspace(1/n, 1, n), so ties share the last one's value);
         # for a new row, (count + 1) / (n + 1).
@@ -57,12 +58,13 @@ class ECODReference:
 
     def _scores(self, vectors: np.ndarray, neg_log_tail: np.ndarray) -> np.ndarray:
         if vectors.ndim != 2 or vectors.shape[1] != len(self.sorted_columns):
-            raise ValueError(f"expected rows of {len(self.sorted_columns)} columns, "
-                             f"got shape {vectors.shape}")
+            raise ValueError(
+                f"expected rows of {len(self.sorted_columns)} columns, got shape {vectors.shape}"
+            )
         scores = np.empty(len(vectors))
         for start in range(0, len(vectors), BLOCK_ROWS):
-            block = np.asarray(vectors[start:start + BLOCK_ROWS])
-            scores[start:start + len(block)] = self._block_scores(block, neg_log_tail)
+            block = np.asarray(vectors[start : start + BLOCK_ROWS])
+            scores[start : start + len(block)] = self._block_scores(block, neg_log_tail)
         return scores
 
     def _block_scores(self, block: np.ndarray, neg_log_tail: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ seeded sample is refitted with other seeds and on bootstrap resamples (``stages/
 which, with the knee, makes the suggested k. Above ``sample_fit_rows`` customers the curve is that
 of the seeded inlier sample kmeans fits on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,22 +25,37 @@ log = logging.getLogger("segments")
 CURVES = ("inertia", "silhouette", "davies_bouldin", "calinski_harabasz")
 
 
-def elbow_curve(vectors: np.ndarray, ks: range, n_init: int, seed: int, silhouette_max_rows: int) -> pd.DataFrame:
+def elbow_curve(
+    vectors: np.ndarray, ks: range, n_init: int, seed: int, silhouette_max_rows: int
+) -> pd.DataFrame:
     """Inertia and the three internal validity scores for each k (silhouette for all k in one pass)."""
     if ks.stop - 1 >= len(vectors):
         raise PipelineError(
             f"elbow.k_max={ks.stop - 1} must be below the number of inliers ({len(vectors)}); lower it"
         )
-    models = [KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors) for k in ks]
-    scores = cluster_metrics(vectors, [model.labels_ for model in models], silhouette_max_rows, seed)
-    rows = [{"n_clusters": k, "inertia": model.inertia_, **score} for k, model, score in zip(ks, models, scores)]
+    models = [
+        KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)
+        for k in ks
+    ]
+    scores = cluster_metrics(
+        vectors, [model.labels_ for model in models], silhouette_max_rows, seed
+    )
+    rows = [
+        {"n_clusters": k, "inertia": model.inertia_, **score}
+        for k, model, score in zip(ks, models, scores)
+    ]
     for row in rows:
-        log.info("elbow k=%d %s", row["n_clusters"], {key: round(value, 4) for key, value in row.items()})
-    return pd.DataFrame(rows).loc[:, ["n_clusters", *CURVES, "silhouette_ci95", "silhouette_sampled"]]
+        log.info(
+            "elbow k=%d %s", row["n_clusters"], {key: round(value, 4) for key, value in row.items()}
+        )
+    return pd.DataFrame(rows).loc[
+        :, ["n_clusters", *CURVES, "silhouette_ci95", "silhouette_sampled"]
+    ]
 
 
-def stability_curve(vectors: np.ndarray, ks: range, n_init: int, settings: StabilityParams,
-                    seed: int) -> pd.DataFrame:
+def stability_curve(
+    vectors: np.ndarray, ks: range, n_init: int, settings: StabilityParams, seed: int
+) -> pd.DataFrame:
     """Each k's mean ARI across bootstrap resamples and across seeds, and its stability."""
     sample = stability.sample_rows(len(vectors), settings.rows, seed)
     refits = stability.kmeans_refits(vectors[sample], ks, n_init, settings, seed)
@@ -64,9 +80,11 @@ def elbow_figure(curve: pd.DataFrame, suggestion: dict[str, int | float]):
     for axis in axes:
         axis.axvline(suggested, color="grey", linestyle="--", linewidth=1)
         axis.set_xlabel("number of segments")
-    figure.suptitle(f"Elbow study (dashed: suggested k = {suggested}; knee "
-                    f"{suggestion['elbow_k']}, most stable k = {suggestion['most_stable_k']}; "
-                    f"dotted: stable from ARI {stability.STABLE_ARI})")
+    figure.suptitle(
+        f"Elbow study (dashed: suggested k = {suggested}; knee "
+        f"{suggestion['elbow_k']}, most stable k = {suggestion['most_stable_k']}; "
+        f"dotted: stable from ARI {stability.STABLE_ARI})"
+    )
     return figure
 
 
@@ -85,7 +103,10 @@ def main(name: str) -> None:
     suggestion = stability.suggest_k(curve)
     write_csv(paths.plots / "elbow.csv", curve)
     write_png(paths.plots / "elbow.png", elbow_figure(curve, suggestion))
-    write_metrics(paths.metrics / "elbow.json", {**suggestion, "silhouette_sampled": int(curve["silhouette_sampled"].iloc[0])})
+    write_metrics(
+        paths.metrics / "elbow.json",
+        {**suggestion, "silhouette_sampled": int(curve["silhouette_sampled"].iloc[0])},
+    )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ restarts from its last complete chunk. ``embed.engine`` runs the encoder in this
 (``local``) or in a pool of Ray actors (``ray``, stages/ray_engine.py). The matrix is assembled
 chunk by chunk into a memory-mapped ``.npy``, so memory holds one chunk, not the whole matrix.
 """
+
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -20,10 +22,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.artifacts import PipelineError, atomic_path, read_csv, run, write_json, write_metrics, write_npy
+from stages.artifacts import (
+    PipelineError,
+    atomic_path,
+    read_csv,
+    run,
+    write_json,
+    write_metrics,
+    write_npy,
+)
 from stages.config import EmbedParams, layout, load_params
-from stages.encoders import (cache_root, fingerprint, make_encoder, package_versions,
-                             resolve_batch_size, resolve_device, resolve_model)
+from stages.encoders import (
+    cache_root,
+    fingerprint,
+    make_encoder,
+    package_versions,
+    resolve_batch_size,
+    resolve_device,
+    resolve_model,
+)
 
 log = logging.getLogger("segments")
 
@@ -48,10 +65,8 @@ def release_freed_memory() -> None:
     glibc keeps freed blocks in per-thread arenas, which fragment over thousands of batches: without
     this the process grew by ~1 GB over 200,000 texts (torch backend, 2 threads); a no-op off glibc.
     """
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def chunk_file(folder: Path, index: int) -> Path:
@@ -81,8 +96,14 @@ class Progress:
         if stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=texts, initial=texts_done, unit=" texts", desc="embedding",
-                            file=stream, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=texts,
+                initial=texts_done,
+                unit=" texts",
+                desc="embedding",
+                file=stream,
+                dynamic_ncols=True,
+            )
 
     def advance(self, rows: int) -> None:
         self.chunks_done += 1
@@ -92,17 +113,24 @@ class Progress:
             self.bar.update(rows)
             return
         rate = self.embedded_now / max(time.perf_counter() - self.started, 1e-9)
-        log.info("chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left",
-                 self.chunks_done, self.chunks, f"{self.texts_done:,}", f"{self.texts:,}",
-                 f"{rate:,.0f}", duration((self.texts - self.texts_done) / rate))
+        log.info(
+            "chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left",
+            self.chunks_done,
+            self.chunks,
+            f"{self.texts_done:,}",
+            f"{self.texts:,}",
+            f"{rate:,.0f}",
+            duration((self.texts - self.texts_done) / rate),
+        )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int,
-                 stream=None) -> tuple[int, int]:
+def embed_chunks(
+    encoder, texts: list[str], folder: Path, chunk_rows: int, stream=None
+) -> tuple[int, int]:
     """Embed ``texts`` chunk by chunk into ``folder``, skipping chunks a previous run completed.
 
     Returns (chunks embedded now, chunks reused). A chunk file is written atomically, so one that
@@ -110,8 +138,9 @@ def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int,
     (the torch and Ray encoders overlap one chunk's work with the next); any ``encode`` does.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    bounds = [(start, min(start + chunk_rows, len(texts)))
-              for start in range(0, len(texts), chunk_rows)]
+    bounds = [
+        (start, min(start + chunk_rows, len(texts))) for start in range(0, len(texts), chunk_rows)
+    ]
     pending = [index for index in range(len(bounds)) if not chunk_file(folder, index).exists()]
     reused = len(bounds) - len(pending)
     texts_reused = len(texts) - sum(bounds[index][1] - bounds[index][0] for index in pending)
@@ -136,17 +165,26 @@ def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> 
     by_code = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[by_code], np.arange(chunks + 1) * chunk_rows)
     with atomic_path(output) as tmp:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(codes), dimension))
+        matrix = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(codes), dimension)
+        )
         for index in range(chunks):
-            rows = by_code[bounds[index]:bounds[index + 1]]
+            rows = by_code[bounds[index] : bounds[index + 1]]
             matrix[rows] = np.load(chunk_file(folder, index))[codes[rows] - index * chunk_rows]
         matrix.flush()
         del matrix
     return int(dimension)
 
 
-def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, folder: Path,
-                  chunk_rows: int, stream=None) -> dict[str, int]:
+def embed_to_file(
+    encoder,
+    codes: np.ndarray,
+    uniques: list[str],
+    output: Path,
+    folder: Path,
+    chunk_rows: int,
+    stream=None,
+) -> dict[str, int]:
     """Embed the distinct texts (resuming from ``folder``) and write row ``i`` as ``uniques[codes[i]]``.
 
     The resume folder is removed once the matrix is in place.
@@ -154,19 +192,34 @@ def embed_to_file(encoder, codes: np.ndarray, uniques: list[str], output: Path, 
     done, reused = embed_chunks(encoder, uniques, folder, chunk_rows, stream)
     dimension = assemble(codes, folder, chunk_rows, output)
     shutil.rmtree(folder)
-    return {"rows": len(codes), "distinct": len(uniques), "dimension": dimension, "chunks_embedded": done, "chunks_reused": reused}
+    return {
+        "rows": len(codes),
+        "distinct": len(uniques),
+        "dimension": dimension,
+        "chunks_embedded": done,
+        "chunks_reused": reused,
+    }
 
 
-def resume_folder(model: str, settings: EmbedParams, device: str, batch_size: int,
-                  uniques_digest: str) -> Path:
+def resume_folder(
+    model: str, settings: EmbedParams, device: str, batch_size: int, uniques_digest: str
+) -> Path:
     """The chunks' folder, keyed by everything that changes the vectors (``batch_size`` and
     ``device`` as resolved: ``auto`` and the size it stands for share their chunks)."""
-    key = fingerprint({
-        "model": model, "location": resolve_model(model), "engine": settings.engine,
-        "backend": settings.backend, "precision": settings.precision, "device": device,
-        "batch_size": batch_size, "chunk_rows": settings.chunk_rows, "texts": uniques_digest,
-        **package_versions(),
-    })
+    key = fingerprint(
+        {
+            "model": model,
+            "location": resolve_model(model),
+            "engine": settings.engine,
+            "backend": settings.backend,
+            "precision": settings.precision,
+            "device": device,
+            "batch_size": batch_size,
+            "chunk_rows": settings.chunk_rows,
+            "texts": uniques_digest,
+            **package_versions(),
+        }
+    )
     return cache_root() / "embed-resume" / key
 
 
@@ -179,8 +232,14 @@ def open_engine(model: str, settings: EmbedParams):
         return encoder, encoder.device, encoder.batch_size
     device = resolve_device(settings.device, settings.backend)
     batch_size = resolve_batch_size(settings.batch_size, device)
-    encoder = make_encoder(model, settings.backend, device, batch_size, settings.precision,
-                           settings.tokenizer_processes)
+    encoder = make_encoder(
+        model,
+        settings.backend,
+        device,
+        batch_size,
+        settings.precision,
+        settings.tokenizer_processes,
+    )
     return encoder, device, batch_size
 
 
@@ -194,21 +253,45 @@ def main(name: str) -> None:
     encoder, device, batch_size = open_engine(params.model, settings)
     try:
         folder = resume_folder(params.model, settings, device, batch_size, texts_digest(uniques))
-        summary = embed_to_file(encoder, codes, uniques, paths.embeddings, folder, settings.chunk_rows)
+        summary = embed_to_file(
+            encoder, codes, uniques, paths.embeddings, folder, settings.chunk_rows
+        )
     finally:
         encoder.close()
-    write_json(paths.embedding_info, {"model": params.model, "dimension": summary["dimension"],
-                                      "rows": len(texts), "engine": settings.engine,
-                                      "backend": settings.backend, "device": device,
-                                      "precision": settings.precision, "batch_size": batch_size})
+    write_json(
+        paths.embedding_info,
+        {
+            "model": params.model,
+            "dimension": summary["dimension"],
+            "rows": len(texts),
+            "engine": settings.engine,
+            "backend": settings.backend,
+            "device": device,
+            "precision": settings.precision,
+            "batch_size": batch_size,
+        },
+    )
     write_metrics(
         paths.metrics / "embed.json",
-        {"embedded_rows": len(texts), "embedding_dimension": summary["dimension"], "distinct_texts": summary["distinct"]},
+        {
+            "embedded_rows": len(texts),
+            "embedding_dimension": summary["dimension"],
+            "distinct_texts": summary["distinct"],
+        },
     )
-    log.info("embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s "
-             "on %s/%s/%s (%s engine)", len(texts), summary["distinct"], summary["chunks_reused"],
-             summary["dimension"], params.model, settings.backend, device, settings.precision,
-             settings.engine)
+    log.info(
+        "embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s "
+        "on %s/%s/%s (%s engine)",
+        len(texts),
+        summary["distinct"],
+        summary["chunks_reused"],
+        summary["dimension"],
+        params.model,
+        settings.backend,
+        device,
+        settings.precision,
+        settings.engine,
+    )
 
 
 if __name__ == "__main__":

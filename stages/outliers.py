@@ -3,6 +3,7 @@
 Above ``sample_fit_rows`` customers ECOD is fitted on a seeded sample of them and every customer
 is scored in blocks against that sample (``stages/ecod.py``), as ``assign`` scores new customers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,8 +11,16 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from stages.artifacts import (CUSTOMER_ID, PipelineError, read_csv, read_npy, run, write_csv,
-                              write_csv_chunks, write_metrics)
+from stages.artifacts import (
+    CUSTOMER_ID,
+    PipelineError,
+    read_csv,
+    read_npy,
+    run,
+    write_csv,
+    write_csv_chunks,
+    write_metrics,
+)
 from stages.config import Layout, Params, layout, load_params
 from stages.ecod import ECODReference
 from stages.streaming import BLOCK_ROWS, MatrixRows, fits_on_sample, sample_rows
@@ -54,8 +63,9 @@ def ecod_reference(matrix: np.ndarray, params: Params) -> ECODReference:
     return ECODReference(reference, params.outliers.contamination)
 
 
-def scored_blocks(matrix: np.ndarray, id_chunks: Iterator[pd.DataFrame], detector: ECODReference,
-                  paths: Layout) -> Iterator[pd.DataFrame]:
+def scored_blocks(
+    matrix: np.ndarray, id_chunks: Iterator[pd.DataFrame], detector: ECODReference, paths: Layout
+) -> Iterator[pd.DataFrame]:
     """``detect_outliers``'s rows for every customer, a block at a time, scored by ``detector``."""
     texts = 0
     for (_, block), ids in zip(MatrixRows(matrix).blocks(BLOCK_ROWS), id_chunks):
@@ -63,8 +73,13 @@ def scored_blocks(matrix: np.ndarray, id_chunks: Iterator[pd.DataFrame], detecto
         if len(ids) != len(block):
             break
         scores = detector.scores(block)
-        yield pd.DataFrame({CUSTOMER_ID: ids[CUSTOMER_ID].to_numpy(), "ecod_score": scores,
-                            "inlier": 1 - detector.flags(scores)})
+        yield pd.DataFrame(
+            {
+                CUSTOMER_ID: ids[CUSTOMER_ID].to_numpy(),
+                "ecod_score": scores,
+                "inlier": 1 - detector.flags(scores),
+            }
+        )
     texts += sum(len(ids) for ids in id_chunks)
     if texts != len(matrix):
         raise row_mismatch(paths, len(matrix), texts)
@@ -77,13 +92,16 @@ def flag_on_sample(paths: Layout, params: Params) -> None:
     with read_csv(paths.texts, usecols=[CUSTOMER_ID], chunksize=BLOCK_ROWS) as id_chunks:
         write_csv_chunks(paths.outliers, scored_blocks(matrix, id_chunks, detector, paths))
     flags = read_csv(paths.outliers, usecols=["inlier"])
-    write_metrics(paths.metrics / "outliers.json",
-                  {**outlier_metrics(flags), "fit_sample_rows": detector.rows})
+    write_metrics(
+        paths.metrics / "outliers.json",
+        {**outlier_metrics(flags), "fit_sample_rows": detector.rows},
+    )
 
 
 def row_mismatch(paths: Layout, vectors: int, texts: int) -> PipelineError:
-    return PipelineError(f"{paths.embeddings} has {vectors} rows but {paths.texts} has {texts}; "
-                         "rerun 'dvc repro'")
+    return PipelineError(
+        f"{paths.embeddings} has {vectors} rows but {paths.texts} has {texts}; rerun 'dvc repro'"
+    )
 
 
 def main(name: str) -> None:

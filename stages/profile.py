@@ -3,6 +3,7 @@
 Which columns are shown, their labels, the phrases that name segments and the outcomes described
 per segment all come from the data-set file.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -11,7 +12,17 @@ import numpy as np
 import pandas as pd
 
 from stages import stability
-from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, read_json, run, subplots, write_csv, write_png, write_text
+from stages.artifacts import (
+    CUSTOMER_ID,
+    metric_key,
+    read_csv,
+    read_json,
+    run,
+    subplots,
+    write_csv,
+    write_png,
+    write_text,
+)
 from stages.config import StabilityParams, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
 
@@ -38,7 +49,11 @@ def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
 def outcome_key(dataset: Dataset, column: str) -> str:
     """The profile column of a described outcome: the rate of its value, or the mean of a number."""
     value = dataset.describe[column]
-    return metric_key(column, "mean") if dataset.columns[column].kind == "numeric" else metric_key(column, value, "rate")
+    return (
+        metric_key(column, "mean")
+        if dataset.columns[column].kind == "numeric"
+        else metric_key(column, value, "rate")
+    )
 
 
 def outcome_values(customers: pd.DataFrame, dataset: Dataset, column: str) -> pd.Series:
@@ -76,8 +91,10 @@ def with_stability(table: pd.DataFrame, found: dict[str, float]) -> pd.DataFrame
     """The profile with each segment's clusterwise Jaccard and its reading, after its share."""
     jaccard = [found[f"segment_{segment}_jaccard"] for segment in table["segment"]]
     at = table.columns.get_loc("share") + 1
-    added = pd.DataFrame({"jaccard": jaccard, "stability": [stability.reading(v) for v in jaccard]},
-                         index=table.index)
+    added = pd.DataFrame(
+        {"jaccard": jaccard, "stability": [stability.reading(v) for v in jaccard]},
+        index=table.index,
+    )
     return pd.concat([table.iloc[:, :at], added, table.iloc[:, at:]], axis=1)
 
 
@@ -98,7 +115,10 @@ def name_segments(table: pd.DataFrame, customers: pd.DataFrame, dataset: Dataset
         if naming.subject is not None:
             value, share = row[f"top_{naming.subject}"], row[f"top_{naming.subject}_share"]
             phrase = dataset.columns[naming.subject].phrases.get(value)
-            if phrase and (share >= TRAIT_MIN_SHARE or share / overall[naming.subject][value] >= SUBJECT_MIN_LIFT):
+            if phrase and (
+                share >= TRAIT_MIN_SHARE
+                or share / overall[naming.subject][value] >= SUBJECT_MIN_LIFT
+            ):
                 lead = phrase
         if naming.decade is not None:
             lead += f" in their {int(row[f'mean_{naming.decade}'] // 10 * 10)}s"
@@ -121,14 +141,20 @@ def name_segments(table: pd.DataFrame, customers: pd.DataFrame, dataset: Dataset
             elif "low" in phrases and row[f"mean_{column}"] < base - abs(base) * NUMBER_BAND:
                 words.append(phrases["low"])
         levels.append(words)
-    names = [_name(stem, found[:TRAITS_IN_NAME], words) for stem, found, words in zip(stems, traits, levels)]
+    names = [
+        _name(stem, found[:TRAITS_IN_NAME], words)
+        for stem, found, words in zip(stems, traits, levels)
+    ]
     # Segments that would share a name get all their traits, then their number.
     clashing = {name for name in names if names.count(name) > 1}
     names = [
         _name(stem, found, words) if name in clashing else name
         for name, stem, found, words in zip(names, stems, traits, levels)
     ]
-    return [name if names.count(name) == 1 else f"{name} (#{s})" for name, s in zip(names, table["segment"])]
+    return [
+        name if names.count(name) == 1 else f"{name} (#{s})"
+        for name, s in zip(names, table["segment"])
+    ]
 
 
 def _name(stem: str, traits: list[str], words: list[str]) -> str:
@@ -146,11 +172,16 @@ def band_edges(values: pd.Series, declared: list[float] | None) -> list[float]:
 
 def band_labels(edges: list[float], integer: bool) -> list[str]:
     """'under 30', '30-39', ..., '60 and over' (whole numbers), or 'under 35', '35 to 70', ..."""
+
     def shown(value: float) -> str:
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
 
-    inner = [f"{shown(low)}-{shown(high - 1)}" if integer and float(high).is_integer() and float(low).is_integer()
-             else f"{shown(low)} to {shown(high)}" for low, high in zip(edges, edges[1:])]
+    inner = [
+        f"{shown(low)}-{shown(high - 1)}"
+        if integer and float(high).is_integer() and float(low).is_integer()
+        else f"{shown(low)} to {shown(high)}"
+        for low, high in zip(edges, edges[1:])
+    ]
     return [f"under {shown(edges[0])}", *inner, f"{shown(edges[-1])} and over"]
 
 
@@ -161,8 +192,12 @@ def banded(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     for column in numeric:
         spec = dataset.columns[column]
         edges = band_edges(customers[column], spec.bands)
-        bands[column] = pd.cut(customers[column], [-np.inf, *edges, np.inf],
-                               labels=band_labels(edges, spec.integer), right=False).astype(str)
+        bands[column] = pd.cut(
+            customers[column],
+            [-np.inf, *edges, np.inf],
+            labels=band_labels(edges, spec.integer),
+            right=False,
+        ).astype(str)
     return bands
 
 
@@ -173,12 +208,22 @@ def representation(customers: pd.DataFrame, segments: pd.Series, dataset: Datase
     rows = []
     for column in bands.columns:
         base = bands[column].value_counts(normalize=True)
-        within = frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
+        within = (
+            frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
+        )
         for segment, shares in within.iterrows():
             for value, base_share in base.items():
                 share = shares.get(value, 0.0)
-                rows.append({"segment": int(segment), "column": column, "value": value,
-                             "segment_share": share, "base_share": base_share, "ratio": share / base_share})
+                rows.append(
+                    {
+                        "segment": int(segment),
+                        "column": column,
+                        "value": value,
+                        "segment_share": share,
+                        "base_share": base_share,
+                        "ratio": share / base_share,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -186,12 +231,16 @@ def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     """One segment's over- and under-represented values, strongest first (ties by column and value)."""
     over = shares[(shares["ratio"] >= OVER_RATIO) & (shares["segment_share"] >= MIN_SHARE)]
     under = shares[(shares["ratio"] <= UNDER_RATIO) & (shares["base_share"] >= MIN_SHARE)]
-    over = over.sort_values(["ratio", "column", "value"], ascending=[False, True, True], kind="stable")
+    over = over.sort_values(
+        ["ratio", "column", "value"], ascending=[False, True, True], kind="stable"
+    )
     under = under.sort_values(["ratio", "column", "value"], kind="stable")
     return over.head(VALUES_PER_CARD), under.head(VALUES_PER_CARD)
 
 
-def standardized_differences(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+def standardized_differences(
+    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How far each segment sits from all customers on each profile column, in standard deviations.
 
     Numbers: (segment mean - overall mean) / overall standard deviation. Categories: for each value,
@@ -212,7 +261,9 @@ def standardized_differences(customers: pd.DataFrame, segments: pd.Series, datas
             continue
         base = customers[column].value_counts(normalize=True)
         base = base[(base > 0) & (base < 1)]
-        within = frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
+        within = (
+            frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
+        )
         within = within.reindex(columns=base.index, fill_value=0.0)
         scaled = (within - base) / np.sqrt(base * (1 - base))
         for segment, row in scaled.iterrows():
@@ -221,31 +272,55 @@ def standardized_differences(customers: pd.DataFrame, segments: pd.Series, datas
             # The most over-represented value: for yes/no columns both values differ equally in size,
             # and "more of X" reads better than "less of not-X". Ties go to the first value alphabetically.
             strongest = row.sort_index().idxmax()
-            differences.loc[segment, column], values.loc[segment, column] = row[strongest], strongest
+            differences.loc[segment, column], values.loc[segment, column] = (
+                row[strongest],
+                strongest,
+            )
     return differences, values
 
 
 def heatmap_figure(differences: pd.DataFrame, values: pd.DataFrame, names: list[str]):
-    figure, axis = subplots(figsize=(1.15 * len(differences.columns) + 3.5, 0.75 * len(differences) + 2))
+    figure, axis = subplots(
+        figsize=(1.15 * len(differences.columns) + 3.5, 0.75 * len(differences) + 2)
+    )
     limit = max(1.0, float(np.abs(differences.to_numpy()).max()))
-    image = axis.imshow(differences.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    image = axis.imshow(
+        differences.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto"
+    )
     axis.set_xticks(range(len(differences.columns)), differences.columns, rotation=30, ha="left")
-    axis.set_yticks(range(len(differences)), [textwrap.fill(f"{s}. {n}", 36) for s, n in zip(differences.index, names)], fontsize=8)
+    axis.set_yticks(
+        range(len(differences)),
+        [textwrap.fill(f"{s}. {n}", 36) for s, n in zip(differences.index, names)],
+        fontsize=8,
+    )
     axis.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
     for row, segment in enumerate(differences.index):
         for col, column in enumerate(differences.columns):
             value = differences.loc[segment, column]
             label = f"{textwrap.fill(str(values.loc[segment, column]), 12)}\n{value:+.1f}".strip()
-            axis.text(col, row, label, ha="center", va="center", fontsize=7,
-                      color="white" if abs(value) > 0.6 * limit else "black")
+            axis.text(
+                col,
+                row,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(value) > 0.6 * limit else "black",
+            )
     figure.colorbar(image, ax=axis, label="standardized difference from all customers")
-    axis.set_title("How each segment differs from all customers (categories: its most over-represented value)", fontsize=9)
+    axis.set_title(
+        "How each segment differs from all customers (categories: its most over-represented value)",
+        fontsize=9,
+    )
     return figure
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(str(value) for value in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -261,27 +336,43 @@ def _outcome(value: float, dataset: Dataset, column: str) -> str:
 
 def outcome_title(dataset: Dataset, column: str) -> str:
     value = dataset.describe[column]
-    return f"{dataset.label(column)}: mean" if value == "mean" else f"{dataset.label(column)}: {value}"
+    return (
+        f"{dataset.label(column)}: mean" if value == "mean" else f"{dataset.label(column)}: {value}"
+    )
 
 
-def segment_card(row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> str:
+def segment_card(
+    row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float], dataset: Dataset
+) -> str:
     """One segment in words: size, outcomes, profile, its SHAP drivers, and what it has more or less
     of than all customers."""
     numeric, categorical = profile_columns(dataset)
     means = " · ".join(
         f"{dataset.label(c)} {_amount(row[f'mean_{c}'], dataset.columns[c].unit)} on average "
-        f"(all: {_amount(base[c], dataset.columns[c].unit)})" for c in numeric)
+        f"(all: {_amount(base[c], dataset.columns[c].unit)})"
+        for c in numeric
+    )
     outcomes = "; ".join(
         f"{outcome_title(dataset, c)} **{_outcome(row[outcome_key(dataset, c)], dataset, c)}** "
-        f"(all customers: {_outcome(base[outcome_key(dataset, c)], dataset, c)})" for c in dataset.describe)
-    typical = "; ".join(f"{dataset.label(c)}: {row[f'top_{c}']} ({row[f'top_{c}_share']:.0%})" for c in categorical)
+        f"(all customers: {_outcome(base[outcome_key(dataset, c)], dataset, c)})"
+        for c in dataset.describe
+    )
+    typical = "; ".join(
+        f"{dataset.label(c)}: {row[f'top_{c}']} ({row[f'top_{c}_share']:.0%})" for c in categorical
+    )
     own = drivers[drivers["segment"] == row["segment"]].sort_values("rank")
-    shap = ", ".join(f"**{f}** ({v:.2f})" for f, v in zip(own["feature"], own["mean_abs_shap"])) or "-"
+    shap = (
+        ", ".join(f"**{f}** ({v:.2f})" for f, v in zip(own["feature"], own["mean_abs_shap"])) or "-"
+    )
     over, under = distinctive_values(shares)
     lines = [
         f"### {row['segment']}. {row['name']}",
         "",
-        " · ".join(part for part in (f"**{row['customers']:,} customers** ({row['share']:.1%})", means) if part),
+        " · ".join(
+            part
+            for part in (f"**{row['customers']:,} customers** ({row['share']:.1%})", means)
+            if part
+        ),
         "",
     ]
     if outcomes:
@@ -300,33 +391,52 @@ def segment_card(row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: d
     for word, found in (("more", over), ("fewer", under)):
         lines += [
             f"| {word} | {dataset.label(c)}: {v} | {s:.0%} | {b:.0%} | ×{r:.2f} |"
-            for c, v, s, b, r in found[["column", "value", "segment_share", "base_share", "ratio"]].itertuples(index=False)
+            for c, v, s, b, r in found[
+                ["column", "value", "segment_share", "base_share", "ratio"]
+            ].itertuples(index=False)
         ]
     return "\n".join(lines + [""])
 
 
 def summary_table(table: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     numeric, categorical = profile_columns(dataset)
-    return pd.DataFrame({
-        "Segment": table["segment"],
-        "Name": table["name"],
-        "Customers": table["customers"].map("{:,}".format),
-        "Share": table["share"].map("{:.1%}".format),
-        "Stability (Jaccard)": [f"{v:.2f} {stability.reading(v)}" for v in table["jaccard"]],
-        **{outcome_title(dataset, c): [_outcome(v, dataset, c) for v in table[outcome_key(dataset, c)]]
-           for c in dataset.describe},
-        **{f"{dataset.label(c)} (mean)": [_amount(v, dataset.columns[c].unit) for v in table[f"mean_{c}"]]
-           for c in numeric},
-        **{dataset.label(c): [f"{value} ({share:.0%})" for value, share in zip(table[f"top_{c}"], table[f"top_{c}_share"])]
-           for c in categorical},
-    })
+    return pd.DataFrame(
+        {
+            "Segment": table["segment"],
+            "Name": table["name"],
+            "Customers": table["customers"].map("{:,}".format),
+            "Share": table["share"].map("{:.1%}".format),
+            "Stability (Jaccard)": [f"{v:.2f} {stability.reading(v)}" for v in table["jaccard"]],
+            **{
+                outcome_title(dataset, c): [
+                    _outcome(v, dataset, c) for v in table[outcome_key(dataset, c)]
+                ]
+                for c in dataset.describe
+            },
+            **{
+                f"{dataset.label(c)} (mean)": [
+                    _amount(v, dataset.columns[c].unit) for v in table[f"mean_{c}"]
+                ]
+                for c in numeric
+            },
+            **{
+                dataset.label(c): [
+                    f"{value} ({share:.0%})"
+                    for value, share in zip(table[f"top_{c}"], table[f"top_{c}_share"])
+                ]
+                for c in categorical
+            },
+        }
+    )
 
 
 def accounting(rows: dict, outliers: dict, rejected_file: str) -> str:
     """customers = segmented + outliers + rejected, in one sentence."""
-    return (f"{rows['table_rows']:,} customers in the table: {outliers['inliers']:,} segmented, "
-            f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} rejected by a "
-            f"missing-cell policy (listed with their reason in [`{rejected_file}`]({rejected_file}))")
+    return (
+        f"{rows['table_rows']:,} customers in the table: {outliers['inliers']:,} segmented, "
+        f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} rejected by a "
+        f"missing-cell policy (listed with their reason in [`{rejected_file}`]({rejected_file}))"
+    )
 
 
 def outcome_lines(table: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> list[str]:
@@ -337,7 +447,8 @@ def outcome_lines(table: pd.DataFrame, base: dict[str, float], dataset: Dataset)
         lines.append(
             f"- {outcome_title(dataset, column)}: {_outcome(base[key], dataset, column)} of all customers; by segment "
             f"from {_outcome(low[key], dataset, column)} (segment {low['segment']}) to "
-            f"{_outcome(high[key], dataset, column)} (segment {high['segment']}).")
+            f"{_outcome(high[key], dataset, column)} (segment {high['segment']})."
+        )
     return lines
 
 
@@ -355,8 +466,15 @@ def stability_note(settings: StabilityParams, n_init: int, inliers: int, name: s
     )
 
 
-def render_report(table: pd.DataFrame, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float],
-                  metrics: dict[str, dict], context: dict, dataset: Dataset) -> str:
+def render_report(
+    table: pd.DataFrame,
+    drivers: pd.DataFrame,
+    shares: pd.DataFrame,
+    base: dict[str, float],
+    metrics: dict[str, dict],
+    context: dict,
+    dataset: Dataset,
+) -> str:
     cards = "\n".join(
         segment_card(row, drivers, shares[shares["segment"] == row["segment"]], base, dataset)
         for row in table.to_dict(orient="records")
@@ -372,19 +490,22 @@ def render_report(table: pd.DataFrame, drivers: pd.DataFrame, shares: pd.DataFra
     text_only = dataset.context_columns
     if text_only:
         carried = ", ".join(f"`{c}`" for c in text_only)
-        surrogate += (f"; with {carried}, which the text also carries, accuracy is "
-                      f"{explain[metric_key('holdout_accuracy_with', *text_only)]:.3f}")
+        surrogate += (
+            f"; with {carried}, which the text also carries, accuracy is "
+            f"{explain[metric_key('holdout_accuracy_with', *text_only)]:.3f}"
+        )
     outcomes = "\n".join(outcome_lines(table, base, dataset))
     settings = context["stability"]
-    trust = stability.summary(context["k"], metrics["elbow"], metrics["stability"],
-                              settings.near_tie_gap_pct)
+    trust = stability.summary(
+        context["k"], metrics["elbow"], metrics["stability"], settings.near_tie_gap_pct
+    )
     return f"""# Customer segments: {dataset.title}
 
-Generated by `dvc repro` (stage `profile@{context['name']}`); do not edit by hand.
+Generated by `dvc repro` (stage `profile@{context["name"]}`); do not edit by hand.
 
-- {accounting(metrics['rows'], outliers, context['rejected'])}.
-- Model: `{context['model']}`; k = {context['k']} segments.
-- Davies-Bouldin {evaluate['davies_bouldin']:.4f} (lower is better), Calinski-Harabasz {evaluate['calinski_harabasz']:.1f}, silhouette {evaluate['silhouette']:.4f} (on the embeddings).
+- {accounting(metrics["rows"], outliers, context["rejected"])}.
+- Model: `{context["model"]}`; k = {context["k"]} segments.
+- Davies-Bouldin {evaluate["davies_bouldin"]:.4f} (lower is better), Calinski-Harabasz {evaluate["calinski_harabasz"]:.1f}, silhouette {evaluate["silhouette"]:.4f} (on the embeddings).
 {surrogate}.
 {outcomes}
 
@@ -392,7 +513,7 @@ Generated by `dvc repro` (stage `profile@{context['name']}`); do not edit by han
 
 {trust}
 
-{stability_note(settings, context['n_init'], outliers['inliers'], context['name'])}
+{stability_note(settings, context["n_init"], outliers["inliers"], context["name"])}
 
 ## Segments
 
@@ -402,13 +523,13 @@ Segments are numbered from largest to smallest. Each categorical column shows th
 
 ## The segments at a glance
 
-Each cell: how far the segment is from all {outliers['inliers']:,} segmented customers, in standard deviations (red: more, blue: less). For a number, the difference of the means; for a categorical column, the value the segment has most more of than all customers, and by how much.
+Each cell: how far the segment is from all {outliers["inliers"]:,} segmented customers, in standard deviations (red: more, blue: less). For a number, the difference of the means; for a categorical column, the value the segment has most more of than all customers, and by how much.
 
-![{HEATMAP}]({context['plots']}/{HEATMAP}.png)
+![{HEATMAP}]({context["plots"]}/{HEATMAP}.png)
 
 ## Segment cards
 
-"All customers" means the {outliers['inliers']:,} segmented customers, except for outcomes, which are compared with every customer kept ({base['kept']:,}). A card lists up to {VALUES_PER_CARD} values the segment has **more** of (at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of (at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); numbers are in bands. The SHAP features are the columns the LightGBM surrogate leans on most to recognise the segment's own members.
+"All customers" means the {outliers["inliers"]:,} segmented customers, except for outcomes, which are compared with every customer kept ({base["kept"]:,}). A card lists up to {VALUES_PER_CARD} values the segment has **more** of (at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of (at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); numbers are in bands. The SHAP features are the columns the LightGBM surrogate leans on most to recognise the segment's own members.
 
 {cards}
 ## Figures
@@ -424,21 +545,42 @@ def main(name: str) -> None:
     customers = everyone.loc[labels[CUSTOMER_ID]]
     segments = labels["segment"]
     table = profile(customers, segments, dataset)
-    metrics = {stage: read_json(paths.metrics / f"{stage}.json")
-               for stage in ("rows", "outliers", "evaluate", "explain", "elbow", "stability")}
+    metrics = {
+        stage: read_json(paths.metrics / f"{stage}.json")
+        for stage in ("rows", "outliers", "evaluate", "explain", "elbow", "stability")
+    }
     table = with_stability(table, metrics["stability"])
     drivers = read_csv(paths.reports / "segment_drivers.csv")
     numeric, _ = profile_columns(dataset)
     base: dict[str, float] = {column: customers[column].mean() for column in numeric}
-    base |= {outcome_key(dataset, c): outcome_values(everyone, dataset, c).mean() for c in dataset.describe}
+    base |= {
+        outcome_key(dataset, c): outcome_values(everyone, dataset, c).mean()
+        for c in dataset.describe
+    }
     base["kept"] = len(everyone)
     # Links relative to reports/<name>/, where the report lives.
-    context = {"name": name, "model": params.model, "k": params.k, "rejected": paths.rejected.name,
-               "plots": f"../../{paths.plots.as_posix()}", "stability": params.stability,
-               "n_init": params.kmeans.n_init}
-    report = render_report(table, drivers, representation(customers, segments, dataset), base, metrics, context, dataset)
+    context = {
+        "name": name,
+        "model": params.model,
+        "k": params.k,
+        "rejected": paths.rejected.name,
+        "plots": f"../../{paths.plots.as_posix()}",
+        "stability": params.stability,
+        "n_init": params.kmeans.n_init,
+    }
+    report = render_report(
+        table,
+        drivers,
+        representation(customers, segments, dataset),
+        base,
+        metrics,
+        context,
+        dataset,
+    )
     differences, values = standardized_differences(customers, segments, dataset)
-    write_png(paths.plots / f"{HEATMAP}.png", heatmap_figure(differences, values, table["name"].tolist()))
+    write_png(
+        paths.plots / f"{HEATMAP}.png", heatmap_figure(differences, values, table["name"].tolist())
+    )
     write_csv(paths.reports / "profiles.csv", table)
     write_text(paths.reports / "segments.md", report)
 

@@ -3,6 +3,7 @@
 PCA (on standardized embeddings, as the article) and t-SNE depend only on the embeddings and the
 outlier mask, so they live here: ``dvc exp run -S k=6`` recolours the maps without recomputing them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,9 +39,15 @@ def tsne_projection(vectors: np.ndarray, perplexity: float, max_iter: int, seed:
             f"project.tsne_perplexity={perplexity} must be below the number of inliers ({len(vectors)})"
         )
     tsne = TSNE(
-        n_components=2, perplexity=perplexity, early_exaggeration_iter=EARLY_EXAGGERATION_ITER,
-        n_iter=max_iter - EARLY_EXAGGERATION_ITER, initialization="pca", neighbors="auto",
-        negative_gradient_method="fft", n_jobs=-1, random_state=seed,
+        n_components=2,
+        perplexity=perplexity,
+        early_exaggeration_iter=EARLY_EXAGGERATION_ITER,
+        n_iter=max_iter - EARLY_EXAGGERATION_ITER,
+        initialization="pca",
+        neighbors="auto",
+        negative_gradient_method="fft",
+        n_jobs=-1,
+        random_state=seed,
     )
     return np.asarray(tsne.fit(np.asarray(vectors, dtype=np.float64)))
 
@@ -49,7 +56,9 @@ def main(name: str) -> None:
     params, paths = load_params(), layout(name)
     ids, _, vectors = read_inlier_vectors(paths)
     components, variance = pca_projection(vectors, params.seed)
-    embedding_2d = tsne_projection(vectors, params.project.tsne_perplexity, params.project.tsne_max_iter, params.seed)
+    embedding_2d = tsne_projection(
+        vectors, params.project.tsne_perplexity, params.project.tsne_max_iter, params.seed
+    )
     coordinates = pd.DataFrame({CUSTOMER_ID: ids})
     for i in range(PCA_COMPONENTS):
         coordinates[f"pca_{i + 1}"] = components[:, i]

@@ -10,6 +10,7 @@ estimate: the exact silhouette of a random sample of rows, each scored against a
 95% confidence interval. That estimate reads the rows in blocks, and ``streamed_cluster_metrics``
 scores a memory-mapped matrix of any size that way: the scores' memory does not grow with rows.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,8 +37,9 @@ def _cluster_codes(labelings: Sequence[np.ndarray]) -> tuple[list[np.ndarray], l
     return codes, spans
 
 
-def _indicator(codes: list[np.ndarray], spans: list[slice],
-               rows: slice = slice(None)) -> np.ndarray:
+def _indicator(
+    codes: list[np.ndarray], spans: list[slice], rows: slice = slice(None)
+) -> np.ndarray:
     """One float32 indicator matrix of ``rows`` with the clusters of every labeling side by side."""
     block = [code[rows] for code in codes]
     indicator = np.zeros((len(block[0]), spans[-1].stop), dtype=np.float32)
@@ -73,7 +75,9 @@ def _prepared(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Centering leaves distances unchanged and shrinks the norms, so the float32 expansion cancels less.
     """
-    centered = np.array(vectors, dtype=np.float64)  # a copy: the caller's matrix is not centred in place
+    centered = np.array(
+        vectors, dtype=np.float64
+    )  # a copy: the caller's matrix is not centred in place
     return _factors(centered, centered.mean(axis=0))
 
 
@@ -96,7 +100,7 @@ def exact_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray]) -> l
     starts = range(0, len(left), BLOCK_ROWS)
     for i in starts:
         rows_i = slice(i, i + BLOCK_ROWS)
-        for j in starts[i // BLOCK_ROWS:]:
+        for j in starts[i // BLOCK_ROWS :]:
             rows_j = slice(j, j + BLOCK_ROWS)
             block = _distances(left[rows_i], right[rows_j])
             if i == j:
@@ -111,8 +115,9 @@ def exact_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray]) -> l
     return results
 
 
-def sampled_silhouettes(vectors: np.ndarray | MatrixRows, labelings: Sequence[np.ndarray],
-                        rows: int, seed: int) -> list[tuple[float, float]]:
+def sampled_silhouettes(
+    vectors: np.ndarray | MatrixRows, labelings: Sequence[np.ndarray], rows: int, seed: int
+) -> list[tuple[float, float]]:
     """Seeded estimate of each labeling's silhouette and its 95% confidence half-width.
 
     ``rows`` customers drawn without replacement are scored exactly against all rows; their mean
@@ -134,35 +139,43 @@ def sampled_silhouettes(vectors: np.ndarray | MatrixRows, labelings: Sequence[np
         indicator = _indicator(codes, spans, span)
         first, last = np.searchsorted(chosen, [span.start, span.stop])
         for i in range(0, rows, BLOCK_ROWS):
-            distances = _distances(left[i:i + BLOCK_ROWS], right)
+            distances = _distances(left[i : i + BLOCK_ROWS], right)
             inside = np.arange(max(first, i), min(last, i + BLOCK_ROWS))
             distances[inside - i, chosen[inside] - span.start] = 0.0  # a row's distance to itself
-            sums[i:i + BLOCK_ROWS] += distances @ indicator
+            sums[i : i + BLOCK_ROWS] += distances @ indicator
     correction = np.sqrt(1.0 - rows / len(data))
     results = []
     for code, span in zip(codes, spans):
         sizes = np.bincount(code).astype(np.float64)
         scores = _per_sample(sums[:, span], code[chosen], sizes)
-        results.append((float(scores.mean()), float(Z_95 * scores.std(ddof=1) / np.sqrt(rows) * correction)))
+        results.append(
+            (float(scores.mean()), float(Z_95 * scores.std(ddof=1) / np.sqrt(rows) * correction))
+        )
     return results
 
 
-def cluster_metrics(vectors: np.ndarray, labelings: Sequence[np.ndarray], silhouette_max_rows: int, seed: int) -> list[dict[str, float]]:
+def cluster_metrics(
+    vectors: np.ndarray, labelings: Sequence[np.ndarray], silhouette_max_rows: int, seed: int
+) -> list[dict[str, float]]:
     """Davies-Bouldin (lower is better), Calinski-Harabasz and silhouette (higher is better) per labeling.
 
     ``silhouette_sampled`` says whether the silhouette is the exact value (0) or the seeded
     estimate over ``silhouette_max_rows`` rows (1); ``silhouette_ci95`` is its 95% half-width.
     """
-    dispersions = [(davies_bouldin_score(vectors, labels), calinski_harabasz_score(vectors, labels))
-                   for labels in labelings]
+    dispersions = [
+        (davies_bouldin_score(vectors, labels), calinski_harabasz_score(vectors, labels))
+        for labels in labelings
+    ]
     return _with_silhouettes(vectors, labelings, dispersions, silhouette_max_rows, seed)
 
 
-def streamed_cluster_metrics(vectors: MatrixRows, labels: np.ndarray, silhouette_max_rows: int,
-                             seed: int) -> dict[str, float]:
+def streamed_cluster_metrics(
+    vectors: MatrixRows, labels: np.ndarray, silhouette_max_rows: int, seed: int
+) -> dict[str, float]:
     """``cluster_metrics`` of one labeling of rows read in blocks: memory flat in the rows."""
-    (scores,) = _with_silhouettes(vectors, [labels], [streamed_dispersions(vectors, labels)],
-                                  silhouette_max_rows, seed)
+    (scores,) = _with_silhouettes(
+        vectors, [labels], [streamed_dispersions(vectors, labels)], silhouette_max_rows, seed
+    )
     return scores
 
 
@@ -175,8 +188,9 @@ def streamed_dispersions(vectors: MatrixRows, labels: np.ndarray) -> tuple[float
     values, codes = np.unique(labels, return_inverse=True)
     clusters, rows = len(values), len(vectors)
     if not 2 <= clusters <= rows - 1:
-        raise ValueError("Davies-Bouldin and Calinski-Harabasz need 2 to n_samples - 1 clusters, "
-                         f"got {clusters}")
+        raise ValueError(
+            f"Davies-Bouldin and Calinski-Harabasz need 2 to n_samples - 1 clusters, got {clusters}"
+        )
     sizes = np.bincount(codes, minlength=clusters).astype(np.float64)
     sums = np.zeros((clusters, vectors.dimension))
     for span, block in vectors.blocks():
@@ -197,19 +211,25 @@ def streamed_dispersions(vectors: MatrixRows, labels: np.ndarray) -> tuple[float
         between[between == 0] = np.inf
         davies_bouldin = float(np.mean(np.max((spread[:, None] + spread) / between, axis=1)))
     dispersion = float(sizes @ np.square(centroids - mean).sum(axis=1))
-    calinski_harabasz = (1.0 if within == 0 else
-                         dispersion * (rows - clusters) / (within * (clusters - 1.0)))
+    calinski_harabasz = (
+        1.0 if within == 0 else dispersion * (rows - clusters) / (within * (clusters - 1.0))
+    )
     return davies_bouldin, calinski_harabasz
 
 
-def _with_silhouettes(vectors: np.ndarray | MatrixRows, labelings: Sequence[np.ndarray],
-                      dispersions: list[tuple[float, float]], silhouette_max_rows: int,
-                      seed: int) -> list[dict[str, float]]:
+def _with_silhouettes(
+    vectors: np.ndarray | MatrixRows,
+    labelings: Sequence[np.ndarray],
+    dispersions: list[tuple[float, float]],
+    silhouette_max_rows: int,
+    seed: int,
+) -> list[dict[str, float]]:
     if len(vectors) > silhouette_max_rows:
         silhouettes = sampled_silhouettes(vectors, labelings, silhouette_max_rows, seed)
     else:
-        in_memory = (vectors.take(np.arange(len(vectors))) if isinstance(vectors, MatrixRows)
-                     else vectors)
+        in_memory = (
+            vectors.take(np.arange(len(vectors))) if isinstance(vectors, MatrixRows) else vectors
+        )
         silhouettes = [(value, 0.0) for value in exact_silhouettes(in_memory, labelings)]
     sampled = int(len(vectors) > silhouette_max_rows)
     return [
@@ -220,6 +240,7 @@ def _with_silhouettes(vectors: np.ndarray | MatrixRows, labelings: Sequence[np.n
             "silhouette_ci95": half_width,
             "silhouette_sampled": sampled,
         }
-        for (davies_bouldin, calinski_harabasz), (value, half_width)
-        in zip(dispersions, silhouettes)
+        for (davies_bouldin, calinski_harabasz), (value, half_width) in zip(
+            dispersions, silhouettes
+        )
     ]

@@ -5,6 +5,7 @@ table the later stages read, each as the data set's text (its template, or one "
 per column), and the rows a missing-cell policy dropped with their id and reason, so every input
 row is accounted for.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -27,11 +28,14 @@ def main(name: str) -> None:
     write_csv(paths.customers, cells.reset_index())
     write_csv(paths.rejected, rejected)
     write_csv(paths.texts, serialize(typed(cells, dataset), dataset.text_template))
-    write_metrics(paths.metrics / "rows.json", {
-        "table_rows": len(cells) + len(rejected),
-        "rejected_rows": len(rejected),
-        "kept_rows": len(cells),
-    })
+    write_metrics(
+        paths.metrics / "rows.json",
+        {
+            "table_rows": len(cells) + len(rejected),
+            "rejected_rows": len(rejected),
+            "kept_rows": len(cells),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ memory stays flat in the number of customers. A mapped page counts in a process'
 memory once it is read, so each block's pages are handed back to the kernel after the block is
 copied: the file stays in the page cache, the process holds one block.
 """
+
 from __future__ import annotations
 
 import mmap

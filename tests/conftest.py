@@ -16,6 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def load_spec(name: str):
     """A data-set file of the repository, validated, whatever the working folder."""
     import yaml
+
     from stages.dataset import Dataset
 
     return Dataset.model_validate(yaml.safe_load((ROOT / "datasets" / f"{name}.yaml").read_text()))
@@ -33,8 +34,8 @@ def telco():
 
 @pytest.fixture(scope="session")
 def model():
-    from stages.encoders import load_model
     from stages.config import DEFAULT_MODEL
+    from stages.encoders import load_model
 
     return load_model(DEFAULT_MODEL)
 

@@ -1,5 +1,6 @@
 """Copy the project's pipeline files into a scratch folder: the end-to-end and bad-input tests and
 the benchmark each run the real stages in such a copy, never in the checkout itself."""
+
 from __future__ import annotations
 
 import shutil

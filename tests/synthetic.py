@@ -1,5 +1,6 @@
 """Synthetic customers in the exact UCI ``bank-full.csv`` format (the real file may not be
 committed), telco-shaped ones, and embedding stand-ins for scale tests."""
+
 from __future__ import annotations
 
 import io
@@ -9,12 +10,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HEADER = ("age", "job", "marital", "education", "default", "balance", "housing", "loan", "contact",
-          "day", "month", "duration", "campaign", "pdays", "previous", "poutcome", "y")
+HEADER = (
+    "age",
+    "job",
+    "marital",
+    "education",
+    "default",
+    "balance",
+    "housing",
+    "loan",
+    "contact",
+    "day",
+    "month",
+    "duration",
+    "campaign",
+    "pdays",
+    "previous",
+    "poutcome",
+    "y",
+)
 NUMERIC = {"age", "balance", "day", "duration", "campaign", "pdays", "previous"}
 CHOICES = {
-    "job": ["admin.", "blue-collar", "entrepreneur", "housemaid", "management", "retired",
-            "self-employed", "services", "student", "technician", "unemployed", "unknown"],
+    "job": [
+        "admin.",
+        "blue-collar",
+        "entrepreneur",
+        "housemaid",
+        "management",
+        "retired",
+        "self-employed",
+        "services",
+        "student",
+        "technician",
+        "unemployed",
+        "unknown",
+    ],
     "marital": ["married", "single", "divorced"],
     "education": ["primary", "secondary", "tertiary", "unknown"],
     "default": ["no", "yes"],
@@ -49,7 +79,9 @@ def to_uci_csv(frame: pd.DataFrame) -> bytes:
     """Serialize like UCI: ``;``-separated, quoted header and strings, bare numbers, LF endings."""
     lines = [";".join(f'"{name}"' for name in frame.columns)]
     for row in frame.itertuples(index=False):
-        lines.append(";".join(str(v) if c in NUMERIC else f'"{v}"' for c, v in zip(frame.columns, row)))
+        lines.append(
+            ";".join(str(v) if c in NUMERIC else f'"{v}"' for c, v in zip(frame.columns, row))
+        )
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -62,11 +94,37 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-TELCO_HEADER = ("customerID", "gender", "SeniorCitizen", "Partner", "Dependents", "tenure", "PhoneService",
-                "MultipleLines", "InternetService", "OnlineSecurity", "OnlineBackup", "DeviceProtection", "TechSupport",
-                "StreamingTV", "StreamingMovies", "Contract", "PaperlessBilling", "PaymentMethod", "MonthlyCharges",
-                "TotalCharges", "Churn")
-INTERNET_EXTRAS = ("OnlineSecurity", "OnlineBackup", "DeviceProtection", "TechSupport", "StreamingTV", "StreamingMovies")
+TELCO_HEADER = (
+    "customerID",
+    "gender",
+    "SeniorCitizen",
+    "Partner",
+    "Dependents",
+    "tenure",
+    "PhoneService",
+    "MultipleLines",
+    "InternetService",
+    "OnlineSecurity",
+    "OnlineBackup",
+    "DeviceProtection",
+    "TechSupport",
+    "StreamingTV",
+    "StreamingMovies",
+    "Contract",
+    "PaperlessBilling",
+    "PaymentMethod",
+    "MonthlyCharges",
+    "TotalCharges",
+    "Churn",
+)
+INTERNET_EXTRAS = (
+    "OnlineSecurity",
+    "OnlineBackup",
+    "DeviceProtection",
+    "TechSupport",
+    "StreamingTV",
+    "StreamingMovies",
+)
 
 
 def telco_customers(n: int, seed: int = 0, blank_total_charges: int = 3) -> pd.DataFrame:
@@ -77,27 +135,44 @@ def telco_customers(n: int, seed: int = 0, blank_total_charges: int = 3) -> pd.D
     loyal = rng.random(n) < 0.5
     tenure = np.where(loyal, rng.integers(24, 73, n), rng.integers(1, 24, n))
     tenure[:blank_total_charges] = 0
-    internet = np.where(loyal, rng.choice(["DSL", "No", "Fiber optic"], n, p=[0.5, 0.3, 0.2]), "Fiber optic")
-    monthly = np.round(np.where(internet == "No", rng.uniform(18, 26, n), rng.uniform(45, 115, n)), 2)
-    frame = pd.DataFrame({
-        "customerID": [f"{i:04d}-{''.join(rng.choice(list('ABCDEFGHJK'), 5))}" for i in range(n)],
-        "gender": rng.choice(["Female", "Male"], n),
-        "SeniorCitizen": rng.choice(["0", "1"], n, p=[0.84, 0.16]),
-        "Partner": rng.choice(["No", "Yes"], n),
-        "Dependents": rng.choice(["No", "Yes"], n, p=[0.7, 0.3]),
-        "tenure": tenure,
-        "PhoneService": rng.choice(["No", "Yes"], n, p=[0.1, 0.9]),
-        "InternetService": internet,
-        "Contract": np.where(loyal, rng.choice(["One year", "Two year"], n), "Month-to-month"),
-        "PaperlessBilling": rng.choice(["No", "Yes"], n),
-        "PaymentMethod": np.where(loyal, rng.choice(["Bank transfer (automatic)", "Credit card (automatic)",
-                                                     "Mailed check"], n), "Electronic check"),
-        "MonthlyCharges": monthly,
-        "Churn": np.where(rng.random(n) < np.where(loyal, 0.05, 0.5), "Yes", "No"),
-    })
-    frame["MultipleLines"] = np.where(frame["PhoneService"] == "No", "No phone service", rng.choice(["No", "Yes"], n))
+    internet = np.where(
+        loyal, rng.choice(["DSL", "No", "Fiber optic"], n, p=[0.5, 0.3, 0.2]), "Fiber optic"
+    )
+    monthly = np.round(
+        np.where(internet == "No", rng.uniform(18, 26, n), rng.uniform(45, 115, n)), 2
+    )
+    frame = pd.DataFrame(
+        {
+            "customerID": [
+                f"{i:04d}-{''.join(rng.choice(list('ABCDEFGHJK'), 5))}" for i in range(n)
+            ],
+            "gender": rng.choice(["Female", "Male"], n),
+            "SeniorCitizen": rng.choice(["0", "1"], n, p=[0.84, 0.16]),
+            "Partner": rng.choice(["No", "Yes"], n),
+            "Dependents": rng.choice(["No", "Yes"], n, p=[0.7, 0.3]),
+            "tenure": tenure,
+            "PhoneService": rng.choice(["No", "Yes"], n, p=[0.1, 0.9]),
+            "InternetService": internet,
+            "Contract": np.where(loyal, rng.choice(["One year", "Two year"], n), "Month-to-month"),
+            "PaperlessBilling": rng.choice(["No", "Yes"], n),
+            "PaymentMethod": np.where(
+                loyal,
+                rng.choice(
+                    ["Bank transfer (automatic)", "Credit card (automatic)", "Mailed check"], n
+                ),
+                "Electronic check",
+            ),
+            "MonthlyCharges": monthly,
+            "Churn": np.where(rng.random(n) < np.where(loyal, 0.05, 0.5), "Yes", "No"),
+        }
+    )
+    frame["MultipleLines"] = np.where(
+        frame["PhoneService"] == "No", "No phone service", rng.choice(["No", "Yes"], n)
+    )
     for column in INTERNET_EXTRAS:
-        frame[column] = np.where(internet == "No", "No internet service", rng.choice(["No", "Yes"], n))
+        frame[column] = np.where(
+            internet == "No", "No internet service", rng.choice(["No", "Yes"], n)
+        )
     totals = np.round(monthly * tenure, 2).astype(str)
     frame["TotalCharges"] = np.where(tenure == 0, " ", totals)
     return frame.loc[:, list(TELCO_HEADER)]
@@ -108,8 +183,15 @@ def to_telco_csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-def write_embedding_stand_ins(folder: Path, rows: int, dimension: int = 384, centers: int = 300,
-                              spread: float = 0.6, seed: int = 0, block_rows: int = 65536) -> None:
+def write_embedding_stand_ins(
+    folder: Path,
+    rows: int,
+    dimension: int = 384,
+    centers: int = 300,
+    spread: float = 0.6,
+    seed: int = 0,
+    block_rows: int = 65536,
+) -> None:
     """``texts.csv`` and ``embeddings.npy`` of ``rows`` customers, written a block at a time.
 
     The vectors stand in for sentence embeddings: unit-norm float32, a seeded mixture of
@@ -123,8 +205,10 @@ def write_embedding_stand_ins(folder: Path, rows: int, dimension: int = 384, cen
     weights = rng.dirichlet(np.full(centers, 2.0))
     header = {"descr": "<f4", "fortran_order": False, "shape": (rows, dimension)}
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "embeddings.npy").open("wb") as vectors, \
-            (folder / "texts.csv").open("w") as texts:
+    with (
+        (folder / "embeddings.npy").open("wb") as vectors,
+        (folder / "texts.csv").open("w") as texts,
+    ):
         np.lib.format.write_array_header_1_0(vectors, header)
         texts.write("customer_id,text\n")
         for number, start in enumerate(range(0, rows, block_rows)):

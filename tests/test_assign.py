@@ -1,4 +1,5 @@
 """The assign command: new customers placed with the committed centroids, on synthetic rows."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import synthetic
 import yaml
 
-import synthetic
 from stages import assign, kmeans, outliers, serialize
 from stages.config import validate_params
 from stages.dataset import typed
@@ -32,13 +33,19 @@ def trained(model, bank):
     customers.index = pd.Index(raw.index.astype(str), name="customer_id")
     texts = serialize.serialize(customers, bank.text_template)["text"].tolist()
     vectors = TorchEncoder(model, PARAMS.embed.batch_size).encode(texts)
-    flags = outliers.detect_outliers(vectors, PARAMS.outliers.contamination, customers.index.to_numpy())
+    flags = outliers.detect_outliers(
+        vectors, PARAMS.outliers.contamination, customers.index.to_numpy()
+    )
     inliers = np.flatnonzero(flags["inlier"] == 1)
-    labels, centroids, _ = kmeans.fit_segments(vectors[inliers], PARAMS.k, PARAMS.kmeans.n_init, PARAMS.seed)
+    labels, centroids, _ = kmeans.fit_segments(
+        vectors[inliers], PARAMS.k, PARAMS.kmeans.n_init, PARAMS.seed
+    )
     return raw, customers, vectors, flags, inliers, labels, centroids
 
 
-def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_flags(model, trained, bank):
+def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_flags(
+    model, trained, bank
+):
     _, customers, vectors, flags, inliers, labels, centroids = trained
     names = {1: "first", 2: "second", 3: "third"}
     encoder = TorchEncoder(model, PARAMS.embed.batch_size)
@@ -60,7 +67,9 @@ def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_fl
 
 def test_nearest_segments_number_centroids_from_one():
     centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=np.float32)
-    segments, distances = assign.nearest_segments(np.array([[9.0, 1.0], [0.0, 8.0], [1.0, 0.0]], dtype=np.float32), centroids)
+    segments, distances = assign.nearest_segments(
+        np.array([[9.0, 1.0], [0.0, 8.0], [1.0, 0.0]], dtype=np.float32), centroids
+    )
     assert segments.tolist() == [2, 3, 1]
     assert distances == pytest.approx([np.sqrt(2), 2.0, 1.0])
 
@@ -79,12 +88,19 @@ def project(tmp_path, trained):
     raw, _, vectors, _, _, _, centroids = trained
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS.model_dump()))
     shutil.copytree(ROOT / "datasets", tmp_path / "datasets")
-    for path, array in (("data/bank/interim/embeddings.npy", vectors), ("data/bank/processed/centroids.npy", centroids)):
+    for path, array in (
+        ("data/bank/interim/embeddings.npy", vectors),
+        ("data/bank/processed/centroids.npy", centroids),
+    ):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         np.save(tmp_path / path, array)
-    (tmp_path / "data/bank/interim/embedding_info.json").write_text(json.dumps({"model": PARAMS.model, "dimension": 384, "rows": 150}))
+    (tmp_path / "data/bank/interim/embedding_info.json").write_text(
+        json.dumps({"model": PARAMS.model, "dimension": 384, "rows": 150})
+    )
     (tmp_path / "reports/bank").mkdir(parents=True)
-    pd.DataFrame({"segment": [1, 2, 3], "name": ["A", "B", "C"]}).to_csv(tmp_path / "reports/bank/profiles.csv", index=False)
+    pd.DataFrame({"segment": [1, 2, 3], "name": ["A", "B", "C"]}).to_csv(
+        tmp_path / "reports/bank/profiles.csv", index=False
+    )
     # New customers come without the outcome column, which the pipeline only describes.
     (tmp_path / "new.csv").write_bytes(synthetic.to_uci_csv(raw.iloc[[5, 0, 7]].drop(columns="y")))
     return tmp_path
@@ -92,7 +108,13 @@ def project(tmp_path, trained):
 
 def run_assign(folder: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "stages.assign", *args], cwd=folder, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.assign", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_command_writes_segments_for_a_csv_of_new_customers(project, trained):
@@ -101,8 +123,15 @@ def test_command_writes_segments_for_a_csv_of_new_customers(project, trained):
     assert result.returncode == 0, result.stderr
     assert "3 customers" in result.stdout and "0 rejected" in result.stdout
     written = pd.read_csv(project / "out/assigned.csv", keep_default_na=False)
-    assert list(written.columns) == ["customer_id", "segment", "segment_name", "centroid_distance", "ecod_score", "outlier",
-                                     "rejected"]
+    assert list(written.columns) == [
+        "customer_id",
+        "segment",
+        "segment_name",
+        "centroid_distance",
+        "ecod_score",
+        "outlier",
+        "rejected",
+    ]
     assert (written["rejected"] == "").all()
     pipeline = dict(zip(inliers, labels))
     for row, training_id in zip(written.itertuples(), (5, 0, 7)):
@@ -118,12 +147,19 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
     (project / "bad.csv").write_text("\n".join(bad) + "\n")
     result = run_assign(project, "bad.csv", "--out", "out.csv")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. ['forty'])")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. ['forty'])"
+        )
+    )
     params = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "k": 4}))
     result = run_assign(project, "new.csv", "--out", "out.csv")
-    assert result.returncode == 1 and "holds 3 centroids" in result.stderr and "k=4" in result.stderr
+    assert (
+        result.returncode == 1 and "holds 3 centroids" in result.stderr and "k=4" in result.stderr
+    )
     result = run_assign(project, "missing.csv", "--out", "out.csv")
     assert result.returncode == 1 and "missing.csv: not found" in result.stderr
     assert not (project / "out.csv").exists()
@@ -143,4 +179,7 @@ def test_command_writes_the_rows_a_missing_cell_policy_rejects(project):
     assert "2 customers" in result.stdout and "1 rejected" in result.stdout
     written = pd.read_csv(project / "out.csv", dtype=str, keep_default_na=False)
     assert written["customer_id"].tolist() == ["0", "2", "1"]
-    assert written["rejected"].tolist() == ["", "", "balance is blank"] and written["segment"].iloc[2] == ""
+    assert (
+        written["rejected"].tolist() == ["", "", "balance is blank"]
+        and written["segment"].iloc[2] == ""
+    )

@@ -6,6 +6,7 @@ non-zero with a single ``error: <stage>: ...`` line naming the culprit, prints n
 leaves its outputs as they were (absent, or the previous ones byte for byte) with no temporary file
 behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,8 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-import yaml
-
 import synthetic
+import yaml
 from project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +44,16 @@ SLOW_S = 3
 
 def stage_outputs(stage: str, dataset: str) -> list[str]:
     """Every path dvc.yaml names as an output of ``stage`` for ``dataset`` (outs, metrics and plots)."""
-    entries = [e for kind in ("outs", "metrics", "plots") for e in PIPELINE["stages"][stage].get(kind, [])]
-    return [(e if isinstance(e, str) else next(iter(e))).replace("${item.ds}", dataset) for e in entries]
+    entries = [
+        e for kind in ("outs", "metrics", "plots") for e in PIPELINE["stages"][stage].get(kind, [])
+    ]
+    return [
+        (e if isinstance(e, str) else next(iter(e))).replace("${item.ds}", dataset) for e in entries
+    ]
 
 
 # --- a local HTTP server that misbehaves on demand ------------------------------------------------
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     hits: ClassVar[Counter] = Counter()  # requests per path, across the module
@@ -96,7 +101,9 @@ ROUTES: dict[str, Callable[[Handler], None]] = {
     "gone.zip": lambda h: h.send_error(404, "Not Found"),
     "other.zip": lambda h: h.send_body(synthetic.zip_bytes({"bank-full.csv": OTHER_CSV})),
     "truncated.zip": lambda h: h.send_body(GOOD_ZIP[: len(GOOD_ZIP) // 2]),
-    "slip.zip": lambda h: h.send_body(synthetic.zip_bytes({"../../outside/bank-full.csv": GOOD_CSV})),
+    "slip.zip": lambda h: h.send_body(
+        synthetic.zip_bytes({"../../outside/bank-full.csv": GOOD_CSV})
+    ),
     "bomb.zip": lambda h: h.send_body(synthetic.zip_bytes({"bank-full.csv": bytes(3 << 20)})),
     "huge.zip": lambda h: h.send_body(bytes(2 << 20)),
     "endless.zip": _endless,
@@ -117,14 +124,29 @@ def server():
 
 # --- the project copy and the stage runner ---------------------------------------------------------
 
+
 class Project:
     def __init__(self, path: Path, server_url: str):
         self.path, self.server_url = path, server_url
-        self.env = {key: value for key, value in os.environ.items()
-                    if key.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "bank_marketing_source",
-                                           "telco_churn_source"}}
-        self.env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", NO_PROXY="127.0.0.1,localhost",
-                        SEGMENTS_LOG_LEVEL="WARNING")
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key.lower()
+            not in {
+                "http_proxy",
+                "https_proxy",
+                "all_proxy",
+                "no_proxy",
+                "bank_marketing_source",
+                "telco_churn_source",
+            }
+        }
+        self.env.update(
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            NO_PROXY="127.0.0.1,localhost",
+            SEGMENTS_LOG_LEVEL="WARNING",
+        )
 
     def write(self, relative: str, data: bytes | str) -> None:
         target = self.path / relative
@@ -154,19 +176,36 @@ class Project:
 
     def fetch_from(self, route: str, **dotted) -> None:
         self.dataset(**{"source.url": f"{self.server_url}/{route}", "source.sha256": GOOD_SHA})
-        self.params(**{"download.attempts": 3, "download.backoff_s": 0.05, "download.timeout_s": 5,
-                       "download.max_mb": 1, **dotted})
+        self.params(
+            **{
+                "download.attempts": 3,
+                "download.backoff_s": 0.05,
+                "download.timeout_s": 5,
+                "download.max_mb": 1,
+                **dotted,
+            }
+        )
 
     def csv(self, lines: list[str]) -> None:
         self.write(RAW, "\n".join(lines) + "\n")
 
     def run(self, stage: str, dataset: str = "bank") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", f"stages.{stage}", dataset], cwd=self.path, env=self.env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", dataset],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def snapshot(self, paths: list[str]) -> dict[str, str | None]:
-        return {p: hashlib.sha256((self.path / p).read_bytes()).hexdigest() if (self.path / p).exists() else None
-                for p in paths}
+        return {
+            p: hashlib.sha256((self.path / p).read_bytes()).hexdigest()
+            if (self.path / p).exists()
+            else None
+            for p in paths
+        }
 
 
 DELETE = object()
@@ -174,12 +213,18 @@ DELETE = object()
 
 @pytest.fixture
 def project(tmp_path, server):
-    return Project(copy_project(tmp_path, ("stages", "datasets", "params.yaml", "dvc.yaml")), server)
+    return Project(
+        copy_project(tmp_path, ("stages", "datasets", "params.yaml", "dvc.yaml")), server
+    )
 
 
 def replaced(line_number: int, column: str, value: str, lines: list[str] = GOOD_LINES) -> list[str]:
     """The good table with one cell (file line ``line_number``, 1 = header) set to ``value``."""
-    separator, header = (";", synthetic.HEADER) if lines is GOOD_LINES or ";" in lines[0] else (",", synthetic.TELCO_HEADER)
+    separator, header = (
+        (";", synthetic.HEADER)
+        if lines is GOOD_LINES or ";" in lines[0]
+        else (",", synthetic.TELCO_HEADER)
+    )
     lines = list(lines)
     cells = lines[line_number - 1].split(separator)
     cells[header.index(column)] = value
@@ -188,6 +233,7 @@ def replaced(line_number: int, column: str, value: str, lines: list[str] = GOOD_
 
 
 # --- the cases -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Case:
@@ -208,6 +254,7 @@ def _params(**dotted) -> Callable[[Project], None]:
     def setup(p: Project) -> None:
         _good_raw(p)
         p.params(**dotted)
+
     return setup
 
 
@@ -217,17 +264,21 @@ def _lines(lines: list[str]) -> Callable[[Project], None]:
 
 def _spec(**dotted) -> Callable[[Project], None]:
     """The good table with the bank data-set file changed."""
+
     def setup(p: Project) -> None:
         _good_raw(p)
         p.dataset(**dotted)
+
     return setup
 
 
 def _telco(lines: list[str], **dotted) -> Callable[[Project], None]:
     """A telco-shaped table (it has an id column), with its data-set file changed."""
+
     def setup(p: Project) -> None:
         p.write(TELCO_RAW, "\n".join(lines) + "\n")
         p.dataset("telco", **dotted)
+
     return setup
 
 
@@ -237,13 +288,23 @@ def _texts_and_model(p: Project) -> None:
 
 
 def _inliers(p: Project, rows: int = 20) -> None:
-    np.save(p.path / "data/bank/interim/embeddings.npy", np.random.default_rng(0).random((rows, 4), dtype=np.float32))
-    p.write("data/bank/interim/outliers.csv", "customer_id,ecod_score,inlier\n" + "".join(f"{i},0.5,1\n" for i in range(rows)))
+    np.save(
+        p.path / "data/bank/interim/embeddings.npy",
+        np.random.default_rng(0).random((rows, 4), dtype=np.float32),
+    )
+    p.write(
+        "data/bank/interim/outliers.csv",
+        "customer_id,ecod_score,inlier\n" + "".join(f"{i},0.5,1\n" for i in range(rows)),
+    )
 
 
 def _pickled_embeddings(p: Project) -> None:
     (p.path / "data/bank/interim").mkdir(parents=True)
-    np.save(p.path / "data/bank/interim/embeddings.npy", np.array([{"payload": 1}], dtype=object), allow_pickle=True)
+    np.save(
+        p.path / "data/bank/interim/embeddings.npy",
+        np.array([{"payload": 1}], dtype=object),
+        allow_pickle=True,
+    )
 
 
 def _k_above_inliers(p: Project) -> None:
@@ -264,112 +325,402 @@ def _nothing_listening(p: Project) -> None:
 HEADER = GOOD_LINES[0]
 CASES = [
     # the customer table, refused by the first stage that reads it
-    Case("empty file", "serialize", lambda p: p.write(RAW, b""), ("table.csv: is empty",), previous_outputs=True),
+    Case(
+        "empty file",
+        "serialize",
+        lambda p: p.write(RAW, b""),
+        ("table.csv: is empty",),
+        previous_outputs=True,
+    ),
     Case("header only", "serialize", _lines([HEADER]), ("has a header but no customer rows",)),
-    Case("comma separated", "serialize", _lines([line.replace(";", ",") for line in GOOD_LINES]),
-         ("header line 1 has no ';'", "looks ','-separated")),
-    Case("missing column", "serialize", _lines([HEADER.replace('"balance"', '"saldo"')] + GOOD_LINES[1:]),
-         ("declared column(s) ['balance'] are not in the table", "'saldo'", "fix the names in datasets/bank.yaml")),
-    Case("duplicate header name", "serialize", _lines([HEADER.replace('"day"', '"age"')] + GOOD_LINES[1:]),
-         ("header line 1 repeats column(s) ['age']",)),
-    Case("header repeated inside", "serialize", _lines(GOOD_LINES[:10] + [HEADER] + GOOD_LINES[10:]),
-         ("line(s) 11 repeat the header",), previous_outputs=True),
-    Case("latin-1 bytes", "serialize", lambda p: p.write(RAW, "\n".join(replaced(5, "job", '"técnico"')).encode("latin-1")),
-         ("line 5 is not utf-8", "re-save the file as utf-8", "format.encoding")),
-    Case("age not a number", "serialize", _lines(replaced(4, "age", "forty")),
-         ("column 'age' is not a whole number on line(s) 4", "'forty'")),
-    Case("age out of range", "serialize", _lines(replaced(6, "age", "150")), ("column 'age' is outside 18..120 on line(s) 6",)),
-    Case("balance out of range", "serialize", _lines(replaced(3, "balance", "123456789012")),
-         ("column 'balance' is outside", "line(s) 3")),
-    Case("decimal balance", "serialize", _lines(replaced(8, "balance", "12.5")),
-         ("column 'balance' is not a whole number on line(s) 8",)),
-    Case("unknown category", "serialize", _lines(replaced(7, "marital", '"maried"')),
-         ("column 'marital' has value(s) outside its values on line(s) 7", "'maried'", "'married'")),
-    Case("blank cell refused", "serialize", _lines(replaced(8, "education", '""')),
-         ("column 'education' is blank on line(s) 8", "set columns.education.missing to drop", "or keep")),
-    Case("several bad values", "serialize", _lines(replaced(9, "loan", '"maybe"', replaced(2, "age", "-3"))),
-         ("column 'age' is outside 18..120 on line(s) 2", "column 'loan' has value(s) outside its values on line(s) 9")),
-    Case("ragged row", "serialize", _lines(GOOD_LINES[:8] + [GOOD_LINES[8] + ";42"] + GOOD_LINES[9:]),
-         ("malformed table", "line 9", "17 ';'-separated fields")),
-    Case("blank line", "serialize", _lines(GOOD_LINES[:4] + [""] + GOOD_LINES[4:]), ("line(s) 5 are blank",)),
-    Case("raw file missing", "serialize", lambda p: None, ("data/bank/raw/table.csv: missing", "dvc repro")),
+    Case(
+        "comma separated",
+        "serialize",
+        _lines([line.replace(";", ",") for line in GOOD_LINES]),
+        ("header line 1 has no ';'", "looks ','-separated"),
+    ),
+    Case(
+        "missing column",
+        "serialize",
+        _lines([HEADER.replace('"balance"', '"saldo"')] + GOOD_LINES[1:]),
+        (
+            "declared column(s) ['balance'] are not in the table",
+            "'saldo'",
+            "fix the names in datasets/bank.yaml",
+        ),
+    ),
+    Case(
+        "duplicate header name",
+        "serialize",
+        _lines([HEADER.replace('"day"', '"age"')] + GOOD_LINES[1:]),
+        ("header line 1 repeats column(s) ['age']",),
+    ),
+    Case(
+        "header repeated inside",
+        "serialize",
+        _lines(GOOD_LINES[:10] + [HEADER] + GOOD_LINES[10:]),
+        ("line(s) 11 repeat the header",),
+        previous_outputs=True,
+    ),
+    Case(
+        "latin-1 bytes",
+        "serialize",
+        lambda p: p.write(RAW, "\n".join(replaced(5, "job", '"técnico"')).encode("latin-1")),
+        ("line 5 is not utf-8", "re-save the file as utf-8", "format.encoding"),
+    ),
+    Case(
+        "age not a number",
+        "serialize",
+        _lines(replaced(4, "age", "forty")),
+        ("column 'age' is not a whole number on line(s) 4", "'forty'"),
+    ),
+    Case(
+        "age out of range",
+        "serialize",
+        _lines(replaced(6, "age", "150")),
+        ("column 'age' is outside 18..120 on line(s) 6",),
+    ),
+    Case(
+        "balance out of range",
+        "serialize",
+        _lines(replaced(3, "balance", "123456789012")),
+        ("column 'balance' is outside", "line(s) 3"),
+    ),
+    Case(
+        "decimal balance",
+        "serialize",
+        _lines(replaced(8, "balance", "12.5")),
+        ("column 'balance' is not a whole number on line(s) 8",),
+    ),
+    Case(
+        "unknown category",
+        "serialize",
+        _lines(replaced(7, "marital", '"maried"')),
+        ("column 'marital' has value(s) outside its values on line(s) 7", "'maried'", "'married'"),
+    ),
+    Case(
+        "blank cell refused",
+        "serialize",
+        _lines(replaced(8, "education", '""')),
+        (
+            "column 'education' is blank on line(s) 8",
+            "set columns.education.missing to drop",
+            "or keep",
+        ),
+    ),
+    Case(
+        "several bad values",
+        "serialize",
+        _lines(replaced(9, "loan", '"maybe"', replaced(2, "age", "-3"))),
+        (
+            "column 'age' is outside 18..120 on line(s) 2",
+            "column 'loan' has value(s) outside its values on line(s) 9",
+        ),
+    ),
+    Case(
+        "ragged row",
+        "serialize",
+        _lines(GOOD_LINES[:8] + [GOOD_LINES[8] + ";42"] + GOOD_LINES[9:]),
+        ("malformed table", "line 9", "17 ';'-separated fields"),
+    ),
+    Case(
+        "blank line",
+        "serialize",
+        _lines(GOOD_LINES[:4] + [""] + GOOD_LINES[4:]),
+        ("line(s) 5 are blank",),
+    ),
+    Case(
+        "raw file missing",
+        "serialize",
+        lambda p: None,
+        ("data/bank/raw/table.csv: missing", "dvc repro"),
+    ),
     # the customer table against its data-set file
-    Case("exponent in a number", "serialize", _lines(replaced(5, "age", "4.2e1")),
-         ("column 'age' is not a whole number on line(s) 5", "'4.2e1'", "no exponent")),
-    Case("text in a decimal number", "serialize", _telco(replaced(4, "MonthlyCharges", "n/a", TELCO_LINES)),
-         ("column 'MonthlyCharges' is not a plain number on line(s) 4", "'n/a'"), dataset="telco"),
-    Case("ordinal value outside its levels", "serialize", _lines(replaced(3, "education", '"doctorate"')),
-         ("column 'education' has value(s) outside its levels on line(s) 3", "'doctorate'", "columns.education.levels")),
-    Case("too many categories", "serialize", _spec(**{"columns.job.values": DELETE, "max_categories": 4}),
-         ("column 'job' has", "distinct values, over max_categories (4)", "declare it numeric", "group its values")),
-    Case("duplicate ids", "serialize", _telco(replaced(6, "customerID", TELCO_LINES[2].split(",")[0], TELCO_LINES)),
-         ("id column 'customerID' repeats ids on line(s) 3, 6", "ids must be unique"), dataset="telco"),
-    Case("blank id", "serialize", _telco(replaced(7, "customerID", "", TELCO_LINES)),
-         ("id column 'customerID' is blank on line(s) 7",), dataset="telco"),
-    Case("telco column missing", "serialize", _telco([TELCO_LINES[0].replace("TotalCharges", "Total")] + TELCO_LINES[1:]),
-         ("declared column(s) ['TotalCharges'] are not in the table", "'Total'"), dataset="telco"),
+    Case(
+        "exponent in a number",
+        "serialize",
+        _lines(replaced(5, "age", "4.2e1")),
+        ("column 'age' is not a whole number on line(s) 5", "'4.2e1'", "no exponent"),
+    ),
+    Case(
+        "text in a decimal number",
+        "serialize",
+        _telco(replaced(4, "MonthlyCharges", "n/a", TELCO_LINES)),
+        ("column 'MonthlyCharges' is not a plain number on line(s) 4", "'n/a'"),
+        dataset="telco",
+    ),
+    Case(
+        "ordinal value outside its levels",
+        "serialize",
+        _lines(replaced(3, "education", '"doctorate"')),
+        (
+            "column 'education' has value(s) outside its levels on line(s) 3",
+            "'doctorate'",
+            "columns.education.levels",
+        ),
+    ),
+    Case(
+        "too many categories",
+        "serialize",
+        _spec(**{"columns.job.values": DELETE, "max_categories": 4}),
+        (
+            "column 'job' has",
+            "distinct values, over max_categories (4)",
+            "declare it numeric",
+            "group its values",
+        ),
+    ),
+    Case(
+        "duplicate ids",
+        "serialize",
+        _telco(replaced(6, "customerID", TELCO_LINES[2].split(",")[0], TELCO_LINES)),
+        ("id column 'customerID' repeats ids on line(s) 3, 6", "ids must be unique"),
+        dataset="telco",
+    ),
+    Case(
+        "blank id",
+        "serialize",
+        _telco(replaced(7, "customerID", "", TELCO_LINES)),
+        ("id column 'customerID' is blank on line(s) 7",),
+        dataset="telco",
+    ),
+    Case(
+        "telco column missing",
+        "serialize",
+        _telco([TELCO_LINES[0].replace("TotalCharges", "Total")] + TELCO_LINES[1:]),
+        ("declared column(s) ['TotalCharges'] are not in the table", "'Total'"),
+        dataset="telco",
+    ),
     # the data-set file
-    Case("unknown kind", "serialize", _spec(**{"columns.age.kind": "number"}),
-         ("datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical' or 'ordinal'", "'number'")),
-    Case("template unknown column", "serialize", _spec(template="Salary: {salary}"),
-         ("datasets/bank.yaml", "template names undeclared column(s) ['salary']")),
-    Case("template bad format", "serialize", _spec(template="Job: {job:d}"), ("template", "cannot be filled")),
-    Case("template carries the outcome", "serialize", _spec(template="Age: {age} {contact} {job} {marital} {education} "
-                                                                     "{default} {balance} {housing} {loan} {y}"),
-         ("template carries outcome column(s) ['y']",)),
-    Case("unquoted yes in values", "serialize", _spec(**{"columns.loan.values": ["no", True]}),
-         ("columns.loan.values.1", "quote the value")),
-    Case("segmenting on an undeclared column", "serialize", _spec(segment_on=["age", "salary"]),
-         ("segment_on names undeclared column(s) ['salary']",)),
-    Case("ordinal without levels", "serialize", _spec(**{"columns.education.levels": DELETE}),
-         ("columns.education", "an ordinal column needs its levels")),
-    Case("data-set file missing", "serialize", lambda p: None,
-         ("datasets/shop.yaml: no such data-set file (found ['bank', 'telco'])",), dataset="shop"),
+    Case(
+        "unknown kind",
+        "serialize",
+        _spec(**{"columns.age.kind": "number"}),
+        (
+            "datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical' or 'ordinal'",
+            "'number'",
+        ),
+    ),
+    Case(
+        "template unknown column",
+        "serialize",
+        _spec(template="Salary: {salary}"),
+        ("datasets/bank.yaml", "template names undeclared column(s) ['salary']"),
+    ),
+    Case(
+        "template bad format",
+        "serialize",
+        _spec(template="Job: {job:d}"),
+        ("template", "cannot be filled"),
+    ),
+    Case(
+        "template carries the outcome",
+        "serialize",
+        _spec(
+            template="Age: {age} {contact} {job} {marital} {education} "
+            "{default} {balance} {housing} {loan} {y}"
+        ),
+        ("template carries outcome column(s) ['y']",),
+    ),
+    Case(
+        "unquoted yes in values",
+        "serialize",
+        _spec(**{"columns.loan.values": ["no", True]}),
+        ("columns.loan.values.1", "quote the value"),
+    ),
+    Case(
+        "segmenting on an undeclared column",
+        "serialize",
+        _spec(segment_on=["age", "salary"]),
+        ("segment_on names undeclared column(s) ['salary']",),
+    ),
+    Case(
+        "ordinal without levels",
+        "serialize",
+        _spec(**{"columns.education.levels": DELETE}),
+        ("columns.education", "an ordinal column needs its levels"),
+    ),
+    Case(
+        "data-set file missing",
+        "serialize",
+        lambda p: None,
+        ("datasets/shop.yaml: no such data-set file (found ['bank', 'telco'])",),
+        dataset="shop",
+    ),
     # params, refused by whichever stage starts first
     Case("k=0", "serialize", _params(k=0), ("k: Input should be greater than or equal to 2",)),
     Case("k=six", "serialize", _params(k="six"), ("k: Input should be a valid integer", "'six'")),
-    Case("unknown key", "serialize", _params(**{"outliers.contaminaton": 0.1}), ("outliers.contaminaton: unknown key",)),
-    Case("contamination 0.7", "serialize", _params(**{"outliers.contamination": 0.7}),
-         ("outliers.contamination: Input should be less than 0.5",)),
-    Case("k range reversed", "serialize", _params(**{"elbow.k_min": 8, "elbow.k_max": 4}), ("k_min (8) must be below k_max (4)",)),
-    Case("batch size 0", "serialize", _params(**{"embed.batch_size": 0}), ("embed.batch_size: Input should be greater than 0",)),
-    Case("every problem at once", "serialize", _params(k=1, seed=-1, **{"download.attempts": 0}),
-         ("k: Input should be greater", "seed: Input should be greater", "download.attempts: Input should be greater")),
-    Case("unknown data set", "serialize", _params(datasets=["bank", "shop"]), ("no data-set file for ['shop']",)),
-    Case("url not http", "download", lambda p: p.dataset(**{"source.url": "ftp://example.org/bank.zip"}),
-         ("datasets/bank.yaml: source.url",)),
-    Case("zero attempts", "download", lambda p: p.params(**{"download.attempts": 0}), ("download.attempts",)),
-    Case("params not yaml", "serialize", lambda p: p.write("params.yaml", "k: [5\n"), ("params.yaml: not valid YAML",)),
-    Case("params missing", "serialize", lambda p: (p.path / "params.yaml").unlink(), ("params.yaml: not found",)),
+    Case(
+        "unknown key",
+        "serialize",
+        _params(**{"outliers.contaminaton": 0.1}),
+        ("outliers.contaminaton: unknown key",),
+    ),
+    Case(
+        "contamination 0.7",
+        "serialize",
+        _params(**{"outliers.contamination": 0.7}),
+        ("outliers.contamination: Input should be less than 0.5",),
+    ),
+    Case(
+        "k range reversed",
+        "serialize",
+        _params(**{"elbow.k_min": 8, "elbow.k_max": 4}),
+        ("k_min (8) must be below k_max (4)",),
+    ),
+    Case(
+        "batch size 0",
+        "serialize",
+        _params(**{"embed.batch_size": 0}),
+        ("embed.batch_size: Input should be greater than 0",),
+    ),
+    Case(
+        "every problem at once",
+        "serialize",
+        _params(k=1, seed=-1, **{"download.attempts": 0}),
+        (
+            "k: Input should be greater",
+            "seed: Input should be greater",
+            "download.attempts: Input should be greater",
+        ),
+    ),
+    Case(
+        "unknown data set",
+        "serialize",
+        _params(datasets=["bank", "shop"]),
+        ("no data-set file for ['shop']",),
+    ),
+    Case(
+        "url not http",
+        "download",
+        lambda p: p.dataset(**{"source.url": "ftp://example.org/bank.zip"}),
+        ("datasets/bank.yaml: source.url",),
+    ),
+    Case(
+        "zero attempts",
+        "download",
+        lambda p: p.params(**{"download.attempts": 0}),
+        ("download.attempts",),
+    ),
+    Case(
+        "params not yaml",
+        "serialize",
+        lambda p: p.write("params.yaml", "k: [5\n"),
+        ("params.yaml: not valid YAML",),
+    ),
+    Case(
+        "params missing",
+        "serialize",
+        lambda p: (p.path / "params.yaml").unlink(),
+        ("params.yaml: not found",),
+    ),
     # data between stages, the model and the data size
-    Case("unknown model offline", "embed", _texts_and_model,
-         ("model 'no-such-org/no-such-model' could not be loaded", "HF_HUB_OFFLINE", "sentence-transformers/all-MiniLM-L6-v2")),
-    Case("pickled embeddings", "outliers", _pickled_embeddings, ("embeddings.npy: not a plain .npy array",)),
-    Case("k above inliers", "kmeans", _k_above_inliers, ("k=30 must be below the number of inliers (20)",), previous_outputs=True),
+    Case(
+        "unknown model offline",
+        "embed",
+        _texts_and_model,
+        (
+            "model 'no-such-org/no-such-model' could not be loaded",
+            "HF_HUB_OFFLINE",
+            "sentence-transformers/all-MiniLM-L6-v2",
+        ),
+    ),
+    Case(
+        "pickled embeddings",
+        "outliers",
+        _pickled_embeddings,
+        ("embeddings.npy: not a plain .npy array",),
+    ),
+    Case(
+        "k above inliers",
+        "kmeans",
+        _k_above_inliers,
+        ("k=30 must be below the number of inliers (20)",),
+        previous_outputs=True,
+    ),
     # download responses from the local server
-    Case("persistent 503", "download", _fetch("down.zip"), ("HTTP 503", "tried 3 time(s)", "BANK_MARKETING_SOURCE")),
+    Case(
+        "persistent 503",
+        "download",
+        _fetch("down.zip"),
+        ("HTTP 503", "tried 3 time(s)", "BANK_MARKETING_SOURCE"),
+    ),
     Case("404", "download", _fetch("gone.zip"), ("HTTP 404", "check source.url")),
-    Case("checksum mismatch", "download", _fetch("other.zip"),
-         (hashlib.sha256(OTHER_CSV).hexdigest(), GOOD_SHA, "does not match source.sha256", "datasets/bank.yaml"),
-         previous_outputs=True),
-    Case("truncated zip", "download", _fetch("truncated.zip"), ("truncated.zip: corrupt or truncated zip",)),
-    Case("zip slip", "download", _fetch("slip.zip"), ("'../../outside/bank-full.csv' would be written outside",)),
-    Case("zip bomb", "download", _fetch("bomb.zip"), ("bomb.zip!bank-full.csv: unpacks to 3145728 bytes", "download.max_mb")),
-    Case("oversize body", "download", _fetch("huge.zip"), ("announces 2097152 bytes", "download.max_mb (1 MB)")),
+    Case(
+        "checksum mismatch",
+        "download",
+        _fetch("other.zip"),
+        (
+            hashlib.sha256(OTHER_CSV).hexdigest(),
+            GOOD_SHA,
+            "does not match source.sha256",
+            "datasets/bank.yaml",
+        ),
+        previous_outputs=True,
+    ),
+    Case(
+        "truncated zip",
+        "download",
+        _fetch("truncated.zip"),
+        ("truncated.zip: corrupt or truncated zip",),
+    ),
+    Case(
+        "zip slip",
+        "download",
+        _fetch("slip.zip"),
+        ("'../../outside/bank-full.csv' would be written outside",),
+    ),
+    Case(
+        "zip bomb",
+        "download",
+        _fetch("bomb.zip"),
+        ("bomb.zip!bank-full.csv: unpacks to 3145728 bytes", "download.max_mb"),
+    ),
+    Case(
+        "oversize body",
+        "download",
+        _fetch("huge.zip"),
+        ("announces 2097152 bytes", "download.max_mb (1 MB)"),
+    ),
     Case("oversize stream", "download", _fetch("endless.zip"), ("sent more than 1048576 bytes",)),
-    Case("body cut short", "download", _fetch("short.zip"), (f"got 100 of {len(GOOD_ZIP)} announced bytes",)),
-    Case("slow server", "download", _fetch("slow.zip", **{"download.timeout_s": 0.3, "download.attempts": 2}),
-         ("download.timeout_s=0.3 s", "tried 2 time(s)")),
+    Case(
+        "body cut short",
+        "download",
+        _fetch("short.zip"),
+        (f"got 100 of {len(GOOD_ZIP)} announced bytes",),
+    ),
+    Case(
+        "slow server",
+        "download",
+        _fetch("slow.zip", **{"download.timeout_s": 0.3, "download.attempts": 2}),
+        ("download.timeout_s=0.3 s", "tried 2 time(s)"),
+    ),
     Case("nothing listening", "download", _nothing_listening, ("Connection refused",)),
     # the environment
-    Case("source file missing", "download", lambda p: None, ("BANK_MARKETING_SOURCE=/nowhere/bank.zip: no such file",),
-         env={"BANK_MARKETING_SOURCE": "/nowhere/bank.zip"}),
-    Case("source folder empty", "download", lambda p: (p.path / "empty").mkdir(),
-         ("empty: folder holds neither bank-full.csv nor a zip",),
-         env={"BANK_MARKETING_SOURCE": "empty"}),
-    Case("dead proxy", "download", lambda p: (p.fetch_from("x", **{"download.attempts": 1}),
-                                              p.dataset(**{"source.url": PROXIED_URL})),
-         ("cannot fetch http://bank.example.invalid", "Connection refused"), env={"http_proxy": "http://127.0.0.1:9"}),
+    Case(
+        "source file missing",
+        "download",
+        lambda p: None,
+        ("BANK_MARKETING_SOURCE=/nowhere/bank.zip: no such file",),
+        env={"BANK_MARKETING_SOURCE": "/nowhere/bank.zip"},
+    ),
+    Case(
+        "source folder empty",
+        "download",
+        lambda p: (p.path / "empty").mkdir(),
+        ("empty: folder holds neither bank-full.csv nor a zip",),
+        env={"BANK_MARKETING_SOURCE": "empty"},
+    ),
+    Case(
+        "dead proxy",
+        "download",
+        lambda p: (
+            p.fetch_from("x", **{"download.attempts": 1}),
+            p.dataset(**{"source.url": PROXIED_URL}),
+        ),
+        ("cannot fetch http://bank.example.invalid", "Connection refused"),
+        env={"http_proxy": "http://127.0.0.1:9"},
+    ),
 ]
 
 
@@ -399,6 +750,7 @@ def test_bad_input_table_is_large_and_distinct():
 
 # --- what must be read, not refused -----------------------------------------------------------------
 
+
 def test_a_spreadsheet_export_with_bom_and_crlf_gives_the_same_texts(project):
     plain = GOOD_CSV
     project.write(RAW, plain)
@@ -424,10 +776,12 @@ def test_missing_cell_policies_drop_with_a_reason_or_keep_as_a_category(project)
     customers = (project.path / "data/telco/interim/customers.csv").read_text()
     assert ids[5] not in customers and f"{ids[8]}," in customers and ",missing," in customers
     assert (project.path / "metrics/telco/rows.json").read_text() == (
-        '{\n  "table_rows": 30,\n  "rejected_rows": 4,\n  "kept_rows": 26\n}\n')
+        '{\n  "table_rows": 30,\n  "rejected_rows": 4,\n  "kept_rows": 26\n}\n'
+    )
 
 
 # --- what must work despite the network -------------------------------------------------------------
+
 
 def test_a_transient_500_is_retried(project):
     project.fetch_from("flaky.zip")

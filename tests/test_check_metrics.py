@@ -1,4 +1,5 @@
 """scripts/check_metrics.py: which reproduced metrics count as different from the committed ones."""
+
 from __future__ import annotations
 
 from scripts.check_metrics import difference_table, metric_differences
@@ -11,11 +12,11 @@ def entry(old, new):
 def test_rounding_noise_passes_and_real_changes_fail():
     diff = {
         "metrics/evaluate.json": {
-            "silhouette": entry(0.141664, 0.141665),        # last rounded digit: within 1e-4
-            "davies_bouldin": entry(2.12075, 2.2),           # a real change
+            "silhouette": entry(0.141664, 0.141665),  # last rounded digit: within 1e-4
+            "davies_bouldin": entry(2.12075, 2.2),  # a real change
         },
         "metrics/outliers.json": {
-            "inliers": entry(40690, 40689),                  # counts must match exactly
+            "inliers": entry(40690, 40689),  # counts must match exactly
             "customers": entry(45211, 45211),
         },
     }
@@ -23,16 +24,29 @@ def test_rounding_noise_passes_and_real_changes_fail():
         ("metrics/evaluate.json", "davies_bouldin", 2.12075, 2.2),
         ("metrics/outliers.json", "inliers", 40690, 40689),
     ]
-    assert metric_differences(diff, rel_tol=0.1) == [("metrics/outliers.json", "inliers", 40690, 40689)]
+    assert metric_differences(diff, rel_tol=0.1) == [
+        ("metrics/outliers.json", "inliers", 40690, 40689)
+    ]
 
 
 def test_a_metric_that_appears_or_disappears_is_a_difference():
-    diff = {"metrics/new_stage.json": {"score": entry(None, 0.5)}, "metrics/embed.json": {"rows": entry(10, None)}}
-    assert metric_differences(diff) == [("metrics/embed.json", "rows", 10, None), ("metrics/new_stage.json", "score", None, 0.5)]
+    diff = {
+        "metrics/new_stage.json": {"score": entry(None, 0.5)},
+        "metrics/embed.json": {"rows": entry(10, None)},
+    }
+    assert metric_differences(diff) == [
+        ("metrics/embed.json", "rows", 10, None),
+        ("metrics/new_stage.json", "score", None, 0.5),
+    ]
 
 
 def test_the_table_lists_each_difference_with_its_relative_size():
-    table = difference_table([("metrics/evaluate.json", "davies_bouldin", 2.0, 2.2), ("metrics/embed.json", "rows", 10, None)])
+    table = difference_table(
+        [
+            ("metrics/evaluate.json", "davies_bouldin", 2.0, 2.2),
+            ("metrics/embed.json", "rows", 10, None),
+        ]
+    )
     header, first, second = table.splitlines()
     assert header.split() == ["file", "metric", "committed", "reproduced", "relative", "difference"]
     assert first.split() == ["metrics/evaluate.json", "davies_bouldin", "2.0", "2.2", "1.00e-01"]
@@ -42,8 +56,10 @@ def test_the_table_lists_each_difference_with_its_relative_size():
 def test_stability_estimates_get_an_absolute_band_other_scores_do_not():
     diff = {
         "metrics/bank/comparison.json": {
-            "embedding_bootstrap_ari_mean": entry(0.694307, 0.694222),  # one refit of a near tie, another CPU
-            "tabular_seed_ari_min": entry(0.98, 0.995),                  # beyond 0.01: a real change
+            "embedding_bootstrap_ari_mean": entry(
+                0.694307, 0.694222
+            ),  # one refit of a near tie, another CPU
+            "tabular_seed_ari_min": entry(0.98, 0.995),  # beyond 0.01: a real change
             "embedding_on_embeddings_silhouette": entry(0.1451, 0.1452),
         },
     }

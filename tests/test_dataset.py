@@ -3,6 +3,7 @@
 Also checks that dvc.yaml lists, for every stage, each project module the stage imports (directly
 or through another module) and the data-set file when the stage reads it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -10,11 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+import synthetic
 import yaml
+from conftest import load_spec
 from pydantic import ValidationError
 
-import synthetic
-from conftest import load_spec
 from stages.artifacts import PipelineError
 from stages.config import validated
 from stages.dataset import MISSING_CATEGORY, Dataset, fill, read_table, typed
@@ -31,7 +32,11 @@ def minimal(**changes) -> dict:
         "source": {"path": "shop.csv", "file": "shop.csv", "sha256": "0" * 64},
         "columns": {
             "age": {"kind": "numeric", "integer": True, "range": [0, 120]},
-            "plan": {"kind": "categorical", "values": ["basic", "plus"], "phrases": {"plus": "on the plus plan"}},
+            "plan": {
+                "kind": "categorical",
+                "values": ["basic", "plus"],
+                "phrases": {"plus": "on the plus plan"},
+            },
             "size": {"kind": "ordinal", "levels": ["S", "M", "L"]},
             "left": {"kind": "categorical", "values": ["no", "yes"]},
         },
@@ -58,14 +63,25 @@ def test_the_minimal_file_gives_labels_kinds_and_a_default_template():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"columns": {"age": {"kind": "number"}, "plan": {"kind": "categorical"}}}, "Input should be 'numeric', 'categorical'"),
+        (
+            {"columns": {"age": {"kind": "number"}, "plan": {"kind": "categorical"}}},
+            "Input should be 'numeric', 'categorical'",
+        ),
         ({"segment_on": ["age", "income"]}, "segment_on names undeclared column(s) ['income']"),
         ({"segment_on": ["age", "plan", "left"]}, "['left'] are both segmented on and described"),
-        ({"template": "Age {age}, income {income}"}, "template names undeclared column(s) ['income']"),
+        (
+            {"template": "Age {age}, income {income}"},
+            "template names undeclared column(s) ['income']",
+        ),
         ({"template": "Age {age} left {left}"}, "template carries outcome column(s) ['left']"),
         ({"template": "Age {age:d} plan {plan:d}"}, "template cannot be filled"),
-        ({"template": "{age} {plan} {size}", "columns": minimal()["columns"] | {"notes": {"kind": "categorical"}}},
-         "column(s) ['notes'] are declared but not used"),
+        (
+            {
+                "template": "{age} {plan} {size}",
+                "columns": minimal()["columns"] | {"notes": {"kind": "categorical"}},
+            },
+            "column(s) ['notes'] are declared but not used",
+        ),
         ({"describe": {"left": "maybe"}}, "describe.left: 'maybe' is not one of ['no', 'yes']"),
         ({"source": {"file": "x.csv", "sha256": "0" * 64}}, "give exactly one of url"),
         ({"source": {"url": "ftp://x/y", "file": "y", "sha256": "0" * 64}}, "source.url"),
@@ -74,8 +90,15 @@ def test_the_minimal_file_gives_labels_kinds_and_a_default_template():
         ({"naming": {"subject": "age"}}, "naming.subject: 'age' must be categorical or ordinal"),
         ({"naming": {"decade": "left"}}, "naming.decade: 'left' is not a segment_on column"),
         ({"shoe_size": 3}, "shoe_size: unknown key; remove it or check its spelling"),
-        ({"columns": {"age": {"kind": "numeric"}, "on": {"kind": "categorical", "values": [True, False]}}},
-         "columns.on.values.0: Input should be a valid string (got True: YAML reads unquoted yes/no/on/off"),
+        (
+            {
+                "columns": {
+                    "age": {"kind": "numeric"},
+                    "on": {"kind": "categorical", "values": [True, False]},
+                }
+            },
+            "columns.on.values.0: Input should be a valid string (got True: YAML reads unquoted yes/no/on/off",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_in_one_line_with_the_key(changes, message):
@@ -88,7 +111,10 @@ def test_a_bad_file_is_refused_in_one_line_with_the_key(changes, message):
 @pytest.mark.parametrize(
     ("column", "message"),
     [
-        ({"kind": "numeric", "values": ["1"]}, "a numeric column takes range, not values or levels"),
+        (
+            {"kind": "numeric", "values": ["1"]},
+            "a numeric column takes range, not values or levels",
+        ),
         ({"kind": "numeric", "missing": "keep"}, "can only refuse or drop a blank cell"),
         ({"kind": "numeric", "range": [5, 1]}, "must go from low to high"),
         ({"kind": "numeric", "phrases": {"big": "x"}}, "phrases are 'high' and 'low'"),
@@ -97,13 +123,18 @@ def test_a_bad_file_is_refused_in_one_line_with_the_key(changes, message):
         ({"kind": "categorical", "levels": ["a"]}, "levels are for ordinal columns"),
         ({"kind": "categorical", "range": [0, 1]}, "takes no range, bands, integer or unit"),
         ({"kind": "categorical", "values": ["a", "a"]}, "values repeat an entry"),
-        ({"kind": "categorical", "values": ["a"], "phrases": {"b": "x"}}, "phrases name value(s) ['b']"),
+        (
+            {"kind": "categorical", "values": ["a"], "phrases": {"b": "x"}},
+            "phrases name value(s) ['b']",
+        ),
     ],
 )
 def test_a_bad_column_is_refused_with_the_reason(column, message):
     columns = minimal()["columns"] | {"extra": column}
     with pytest.raises(ValidationError) as error:
-        Dataset.model_validate(minimal(columns=columns, segment_on=["age", "plan", "size", "extra"]))
+        Dataset.model_validate(
+            minimal(columns=columns, segment_on=["age", "plan", "size", "extra"])
+        )
     assert message in str(error.value)
 
 
@@ -115,18 +146,33 @@ def test_every_shipped_data_set_file_is_valid_and_segments_on_both_kinds(path):
 
 
 def test_the_bank_file_reproduces_the_article(bank):
-    assert bank.segment_on == ["age", "job", "marital", "education", "default", "balance", "housing", "loan"]
+    assert bank.segment_on == [
+        "age",
+        "job",
+        "marital",
+        "education",
+        "default",
+        "balance",
+        "housing",
+        "loan",
+    ]
     assert bank.context_columns == ["contact"] and bank.describe == {"y": "yes"}
     assert bank.columns["education"].levels == ["primary", "secondary", "tertiary", "unknown"]
 
 
 def test_a_column_name_with_dots_or_brackets_fills_a_template():
-    assert fill("{Total.Charges} / {a[0]:>4}", {"Total.Charges": 12.5, "a[0]": "x"}) == "12.5 /    x"
+    assert (
+        fill("{Total.Charges} / {a[0]:>4}", {"Total.Charges": 12.5, "a[0]": "x"}) == "12.5 /    x"
+    )
 
 
 def test_the_keep_policy_makes_blank_cells_a_category_of_their_own(tmp_path):
-    dataset = Dataset.model_validate(minimal(columns=minimal()["columns"] | {
-        "plan": {"kind": "categorical", "values": ["basic", "plus"], "missing": "keep"}}))
+    dataset = Dataset.model_validate(
+        minimal(
+            columns=minimal()["columns"]
+            | {"plan": {"kind": "categorical", "values": ["basic", "plus"], "missing": "keep"}}
+        )
+    )
     (tmp_path / "shop.csv").write_text("age,plan,size,left\n30,,M,no\n40,plus,L,yes\n")
     cells, rejected = read_table(tmp_path / "shop.csv", dataset, Path("shop.yaml"))
     assert cells["plan"].tolist() == [MISSING_CATEGORY, "plus"] and rejected.empty
@@ -153,6 +199,7 @@ def test_an_empty_file_and_an_all_dropped_table_are_refused(tmp_path, telco):
 
 # --- no stage module knows a column -----------------------------------------------------------------
 
+
 def column_names() -> set[str]:
     names = set()
     for path in DATASET_FILES:
@@ -173,13 +220,16 @@ def test_no_stage_module_names_a_column_of_any_data_set():
         text = module.read_text()
         for name in sorted(names):
             literal = re.search(rf"""["']{re.escape(name)}["']""", text)
-            word = name not in COMMON_WORDS and re.search(rf"\b{re.escape(name)}\b", text, flags=re.IGNORECASE)
+            word = name not in COMMON_WORDS and re.search(
+                rf"\b{re.escape(name)}\b", text, flags=re.IGNORECASE
+            )
             if literal or word:
                 found.append(f"{module.name}: {name}")
     assert not found, found
 
 
 # --- DVC knows every input ----------------------------------------------------------------------------
+
 
 def module_file(module: str) -> Path:
     return ROOT / (module.replace(".", "/") + ".py")
@@ -193,9 +243,17 @@ def stage_imports(module: str, seen: set[str] | None = None) -> set[str]:
     seen = set() if seen is None else seen
     for node in ast.walk(ast.parse(module_file(module).read_text())):
         found: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "stages":
-            found = [f"{node.module}.{alias.name}" if module_file(f"{node.module}.{alias.name}").exists()
-                     else node.module for alias in node.names]
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "stages"
+        ):
+            found = [
+                f"{node.module}.{alias.name}"
+                if module_file(f"{node.module}.{alias.name}").exists()
+                else node.module
+                for alias in node.names
+            ]
         elif isinstance(node, ast.Import):
             found = [alias.name for alias in node.names if alias.name.startswith("stages.")]
         for name in found:
@@ -208,17 +266,25 @@ def stage_imports(module: str, seen: set[str] | None = None) -> set[str]:
 def test_packages_hold_no_code_of_their_own():
     for init in (ROOT / "stages").rglob("__init__.py"):
         body = ast.parse(init.read_text()).body
-        assert all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body), init
+        assert all(
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body
+        ), init
 
 
 @pytest.mark.parametrize("stage", sorted(PIPELINE["stages"]))
 def test_each_stage_lists_every_module_it_imports_and_its_data_set_file(stage):
     definition = PIPELINE["stages"][stage]
-    module = re.fullmatch(r"python -m (stages(?:\.\w+)+) \$\{item\.ds\}", definition["cmd"]).group(1)
+    module = re.fullmatch(r"python -m (stages(?:\.\w+)+) \$\{item\.ds\}", definition["cmd"]).group(
+        1
+    )
     deps = set(definition["deps"])
-    modules = {module_file(name).relative_to(ROOT).as_posix() for name in stage_imports(module) | {module}}
+    modules = {
+        module_file(name).relative_to(ROOT).as_posix() for name in stage_imports(module) | {module}
+    }
     assert modules - deps == set(), f"{stage} imports {sorted(modules - deps)} without listing them"
-    assert {dep for dep in deps if dep.startswith("stages/")} <= modules, f"{stage} lists modules it does not import"
+    assert {dep for dep in deps if dep.startswith("stages/")} <= modules, (
+        f"{stage} lists modules it does not import"
+    )
     reads_dataset = "load_dataset(" in module_file(module).read_text()
     assert ("datasets/${item.ds}.yaml" in deps) == reads_dataset
 
@@ -226,5 +292,7 @@ def test_each_stage_lists_every_module_it_imports_and_its_data_set_file(stage):
 def test_the_import_walk_finds_indirect_imports():
     """compare reaches outliers only through tabular: the walk must see it."""
     compare = "stages.comparison.compare"
-    assert "outliers" not in module_file(compare).read_text() and "stages.outliers" in stage_imports(compare)
+    assert "outliers" not in module_file(
+        compare
+    ).read_text() and "stages.outliers" in stage_imports(compare)
     assert load_spec("bank").title == "UCI Bank Marketing"

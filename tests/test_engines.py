@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synthetic
 import yaml
 
-import synthetic
 from stages import embed, encoders, ray_engine, serialize
 from stages.artifacts import PipelineError
 from stages.config import DEFAULT_MODEL, validate_params
@@ -323,7 +323,9 @@ def test_a_ray_run_killed_with_sigkill_resumes_to_the_identical_matrix(
     log = straight.communicate(timeout=300)[0]
     assert straight.returncode == 0 and "200 distinct, 0 chunks reused)" in log, log
     assert output.read_bytes() == first
-    info = yaml.safe_load((project / "data" / "bank" / "interim" / "embedding_info.json").read_text())
+    info = yaml.safe_load(
+        (project / "data" / "bank" / "interim" / "embedding_info.json").read_text()
+    )
     assert (info["engine"], info["precision"], info["device"], info["batch_size"]) == (
         "ray",
         "fp32",

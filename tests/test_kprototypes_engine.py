@@ -1,14 +1,15 @@
 """The compiled K-Prototypes engine finds exactly what kmodes' KPrototypes finds."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import synthetic
 from kmodes.kprototypes import KPrototypes
 
-import synthetic
 from stages.comparison import kprototypes, kprototypes_engine
-from stages.kmeans import number_by_size
 from stages.comparison.kprototypes_engine import fit_kprototypes
+from stages.kmeans import number_by_size
 
 LETTERS = np.array(list("abcdefgh"), dtype=object)
 
@@ -152,7 +153,9 @@ def test_fit_prototypes_numbers_kmodes_clusters_by_size(bank):
     customers = synthetic.customers(300, seed=3).loc[:, bank.segment_on]
     frame = kprototypes.prototype_frame(customers, bank)
     segments, cost = kprototypes.fit_prototypes(frame, 4, n_init=2, max_iter=50, seed=1)
-    categorical = [frame.columns.get_loc(column) for column in kprototypes.categorical_columns(frame)]
+    categorical = [
+        frame.columns.get_loc(column) for column in kprototypes.categorical_columns(frame)
+    ]
     gamma = kprototypes.categorical_weight(frame)
     model = kmodes_model(frame.to_numpy(dtype=object), categorical, 4, 2, 50, gamma, 1)
     assert np.array_equal(segments, number_by_size(model.labels_.astype(np.int64), 4)[0])

@@ -5,6 +5,7 @@ code path, a local HTTP server serving a UCI-shaped ``bank+marketing.zip`` (hold
 holding ``bank-full.csv``) and a table shaped like IBM's Telco Customer Churn (with its blank
 ``TotalCharges``); the real model is loaded from its PyPI package. Nothing leaves the machine.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,20 +22,49 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
 import synthetic
+import yaml
 from project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("stages", "datasets", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
-                 ".dvcignore", ".gitignore")
+PROJECT_FILES = (
+    "stages",
+    "datasets",
+    "scripts",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+)
 DATASETS = ("bank", "telco")
-EMBEDDING_CHAIN = {"download", "serialize", "embed", "outliers", "elbow", "project", "kmeans",
-                   "stability", "evaluate", "explain", "profile"}
+EMBEDDING_CHAIN = {
+    "download",
+    "serialize",
+    "embed",
+    "outliers",
+    "elbow",
+    "project",
+    "kmeans",
+    "stability",
+    "evaluate",
+    "explain",
+    "profile",
+}
 COMPARISON = {"tabular", "kprototypes_cost", "kprototypes", "mca", "compare"}
-PER_K = {"kmeans", "stability", "evaluate", "explain", "profile", "tabular", "kprototypes", "mca",
-         "compare"}
+PER_K = {
+    "kmeans",
+    "stability",
+    "evaluate",
+    "explain",
+    "profile",
+    "tabular",
+    "kprototypes",
+    "mca",
+    "compare",
+}
 ALL_STAGES = {f"{stage}@{name}" for stage in EMBEDDING_CHAIN | COMPARISON for name in DATASETS}
 K_STAGES = {f"{stage}@{name}" for stage in PER_K for name in DATASETS}
 ROWS, TELCO_ROWS, TELCO_BLANKS = 300, 300, 3
@@ -45,15 +75,23 @@ def served_tables(tmp_path_factory):
     """A local HTTP server holding a UCI-shaped archive and a telco-shaped table of synthetic customers."""
     folder = tmp_path_factory.mktemp("mirror")
     csv = synthetic.to_uci_csv(synthetic.customers(ROWS, seed=7))
-    (folder / "bank+marketing.zip").write_bytes(synthetic.zip_bytes({"bank.zip": synthetic.zip_bytes({"bank-full.csv": csv, "bank.csv": csv[:500]})}))
-    telco = synthetic.to_telco_csv(synthetic.telco_customers(TELCO_ROWS, seed=7, blank_total_charges=TELCO_BLANKS))
+    (folder / "bank+marketing.zip").write_bytes(
+        synthetic.zip_bytes(
+            {"bank.zip": synthetic.zip_bytes({"bank-full.csv": csv, "bank.csv": csv[:500]})}
+        )
+    )
+    telco = synthetic.to_telco_csv(
+        synthetic.telco_customers(TELCO_ROWS, seed=7, blank_total_charges=TELCO_BLANKS)
+    )
     (folder / "telco.csv").write_bytes(telco)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield {"bank": (f"{base}/bank+marketing.zip", hashlib.sha256(csv).hexdigest()),
-           "telco": (f"{base}/telco.csv", hashlib.sha256(telco).hexdigest())}
+    yield {
+        "bank": (f"{base}/bank+marketing.zip", hashlib.sha256(csv).hexdigest()),
+        "telco": (f"{base}/telco.csv", hashlib.sha256(telco).hexdigest()),
+    }
     server.shutdown()
 
 
@@ -76,18 +114,29 @@ def repo(tmp_path_factory, served_tables):
     params["comparison"].update(stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
     params["stability"].update(rows=200, seeds=2, bootstrap_rounds=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
-                    ["git", "config", "user.name", "CI"]):
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "ci@example.com"],
+        ["git", "config", "user.name", "CI"],
+    ):
         subprocess.run(command, cwd=work, check=True)
     return work
 
 
 def dvc(repo: Path, *args: str) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        NO_PROXY="127.0.0.1",
+        no_proxy="127.0.0.1",
+    )
     env.pop("BANK_MARKETING_SOURCE", None)
     env.pop("TELCO_CHURN_SOURCE", None)
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -128,10 +177,14 @@ def declared_outputs(pipeline: dict) -> dict[str, dict]:
 
 def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     assert stages_run(first_run) == ALL_STAGES
-    for path, declaration in declared_outputs(yaml.safe_load((repo / "dvc.yaml").read_text())).items():
+    for path, declaration in declared_outputs(
+        yaml.safe_load((repo / "dvc.yaml").read_text())
+    ).items():
         if declaration["kind"] == "metrics":
             values = json.loads((repo / path).read_text())
-            assert values and all(isinstance(v, (int, float)) and "." not in key for key, v in values.items()), path
+            assert values and all(
+                isinstance(v, (int, float)) and "." not in key for key, v in values.items()
+            ), path
             assert "k" not in values
         elif path.endswith(".png"):
             assert (repo / path).read_bytes().startswith(b"\x89PNG"), path
@@ -141,15 +194,26 @@ def test_repro_runs_every_stage_and_writes_what_dvc_yaml_names(repo, first_run):
     outliers = json.loads((repo / "metrics/bank/outliers.json").read_text())
     assert outliers["customers"] == ROWS and outliers["inliers"] == 270
     info = json.loads((repo / "data/bank/interim/embedding_info.json").read_text())
-    assert info == {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384, "rows": ROWS,
-                    "engine": "local", "backend": "torch", "device": "cpu", "precision": "fp32", "batch_size": 64}
+    assert info == {
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "dimension": 384,
+        "rows": ROWS,
+        "engine": "local",
+        "backend": "torch",
+        "device": "cpu",
+        "precision": "fp32",
+        "batch_size": 64,
+    }
     profiles = pd.read_csv(repo / "reports/bank/profiles.csv")
     assert profiles["segment"].tolist() == [1, 2, 3, 4] and profiles["customers"].sum() == 270
     assert "| Segment | Name |" in (repo / "reports/bank/segments.md").read_text()
     assert json.loads((repo / "metrics/bank/tabular.json").read_text())["inliers"] == 270
     comparison = json.loads((repo / "metrics/bank/comparison.json").read_text())
     assert 0 < comparison["common_rows"] <= 270
-    assert f"**{comparison['common_rows']:,} customers**" in (repo / "reports/bank/comparison.md").read_text()
+    assert (
+        f"**{comparison['common_rows']:,} customers**"
+        in (repo / "reports/bank/comparison.md").read_text()
+    )
     assert pd.read_csv(repo / "plots/bank/kprototypes_cost.csv")["n_clusters"].tolist() == [2, 3, 4]
 
 
@@ -182,19 +246,30 @@ def test_stability_is_measured_per_k_per_segment_and_reported(repo, first_run, n
 def test_every_telco_row_is_accounted_for_and_churn_is_described(repo, first_run):
     rows = json.loads((repo / "metrics/telco/rows.json").read_text())
     outliers = json.loads((repo / "metrics/telco/outliers.json").read_text())
-    assert rows == {"table_rows": TELCO_ROWS, "rejected_rows": TELCO_BLANKS, "kept_rows": TELCO_ROWS - TELCO_BLANKS}
+    assert rows == {
+        "table_rows": TELCO_ROWS,
+        "rejected_rows": TELCO_BLANKS,
+        "kept_rows": TELCO_ROWS - TELCO_BLANKS,
+    }
     assert rows["table_rows"] == outliers["inliers"] + outliers["outliers"] + rows["rejected_rows"]
     rejected = pd.read_csv(repo / "reports/telco/rejected.csv")
-    assert rejected["reason"].tolist() == ["TotalCharges is blank"] * TELCO_BLANKS and rejected["line"].tolist() == [2, 3, 4]
+    assert rejected["reason"].tolist() == ["TotalCharges is blank"] * TELCO_BLANKS and rejected[
+        "line"
+    ].tolist() == [2, 3, 4]
     labels = pd.read_csv(repo / "data/telco/processed/labels.csv", dtype=str)
-    assert labels["customer_id"].str.fullmatch(r"\d{4}-[A-K]{5}").all() and len(labels) == outliers["inliers"]
+    assert (
+        labels["customer_id"].str.fullmatch(r"\d{4}-[A-K]{5}").all()
+        and len(labels) == outliers["inliers"]
+    )
     profiles = pd.read_csv(repo / "reports/telco/profiles.csv")
     assert "Churn_Yes_rate" in profiles and profiles["Churn_Yes_rate"].between(0, 1).all()
     report = (repo / "reports/telco/segments.md").read_text()
     assert f"{TELCO_ROWS} customers in the table: {outliers['inliers']} segmented" in report
     assert "Churned: Yes: " in report and "| Churned: Yes |" in report
     comparison = json.loads((repo / "metrics/telco/comparison.json").read_text())
-    assert {f"{m}_outcome_Churn_association" for m in ("embedding", "tabular", "kprototypes")} <= set(comparison)
+    assert {
+        f"{m}_outcome_Churn_association" for m in ("embedding", "tabular", "kprototypes")
+    } <= set(comparison)
     assert "### Churned: Yes" in (repo / "reports/telco/comparison.md").read_text()
 
 
@@ -206,13 +281,20 @@ def test_plots_render_without_warnings(repo, first_run):
 
 
 def check_metrics(repo: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/check_metrics.py"], cwd=repo, capture_output=True, text=True,
-                          env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    return subprocess.run(
+        [sys.executable, "scripts/check_metrics.py"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"),
+    )
 
 
 def test_second_repro_is_a_no_op_and_one_from_scratch_is_byte_identical(repo, first_run):
     before = output_hashes(repo)
-    assert set(before) == set(declared_outputs(yaml.safe_load((repo / "dvc.yaml").read_text())))  # every output compared
+    assert set(before) == set(
+        declared_outputs(yaml.safe_load((repo / "dvc.yaml").read_text()))
+    )  # every output compared
     assert stages_run(dvc(repo, "repro")) == set()
     # From scratch: no output and no cache (nor run-cache) left to restore anything from.
     for path in before:
@@ -237,14 +319,23 @@ def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
         assert "segment_3_jaccard" in found and "segment_4_jaccard" not in found
         for labels in ("tabular_labels", "kprototypes_labels"):
             assert pd.read_csv(repo / f"data/{name}/processed/{labels}.csv")["segment"].max() == 3
-        assert "k = 3 segments for every method" in (repo / f"reports/{name}/comparison.md").read_text()
+        assert (
+            "k = 3 segments for every method"
+            in (repo / f"reports/{name}/comparison.md").read_text()
+        )
     diff = dvc(repo, "metrics", "diff", "--md")
-    assert "metrics/bank/evaluate.json" in diff and "metrics/telco/evaluate.json" in diff and "silhouette" in diff
+    assert (
+        "metrics/bank/evaluate.json" in diff
+        and "metrics/telco/evaluate.json" in diff
+        and "silhouette" in diff
+    )
     assert "| Path" in diff
     shown = dvc(repo, "exp", "show", "--md")
     assert "k" in shown and "silhouette" in shown
     # The CI check refuses these results: they are not the committed ones.
     result = check_metrics(repo)
     assert result.returncode == 1
-    assert re.search(r"metrics/bank/evaluate\.json\s+silhouette\s+\S+\s+\S+\s+\d\.\d\de[-+]\d\d", result.stdout), result.stdout
+    assert re.search(
+        r"metrics/bank/evaluate\.json\s+silhouette\s+\S+\s+\S+\s+\d\.\d\de[-+]\d\d", result.stdout
+    ), result.stdout
     assert "differ from HEAD" in result.stderr

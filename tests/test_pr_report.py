@@ -4,6 +4,7 @@ The script runs for real (git, `dvc metrics diff`, `dvc params diff`, `dvc plots
 temporary repository whose two commits differ in ``k`` and in their metrics and plots; the
 committed files are small stand-ins, so the test needs no pipeline run.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,13 +36,19 @@ PIPELINE = {
 
 
 def sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
 
 
 def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
     (repo / "params.yaml").write_text(yaml.safe_dump({"datasets": ["shop"], "k": k, "seed": 42}))
-    (repo / "metrics" / "evaluate.json").write_text(json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0}))
+    (repo / "metrics" / "evaluate.json").write_text(
+        json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0})
+    )
     (repo / "plots" / "shop").mkdir(exist_ok=True)
     (repo / "plots" / "shop" / "map.png").write_bytes(map_png)
     assert sh(repo, "git", "add", "-A").returncode == 0
@@ -52,8 +59,12 @@ def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
 @pytest.fixture(scope="module")
 def two_commits(tmp_path_factory):
     repo = tmp_path_factory.mktemp("pr")
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.com"],
-                    ["git", "config", "user.name", "CI"], [sys.executable, "-m", "dvc", "init", "-q"]):
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "ci@example.com"],
+        ["git", "config", "user.name", "CI"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+    ):
         assert sh(repo, *command).returncode == 0
     (repo / "metrics").mkdir()
     (repo / "plots").mkdir()
@@ -66,19 +77,35 @@ def two_commits(tmp_path_factory):
 
 def test_report_shows_changed_metrics_params_and_images(two_commits):
     repo, base, head = two_commits
-    result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "report")
+    result = sh(
+        repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "report"
+    )
     assert result.returncode == 0, result.stderr
     report = (repo / "report" / "report.md").read_text()
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")) for line in report.splitlines() if line.startswith("| ")}
+    rows = {
+        tuple(cell.strip() for cell in line.strip("|").split("|"))
+        for line in report.splitlines()
+        if line.startswith("| ")
+    }
     assert ("metrics/evaluate.json", "silhouette", "0.14166", "0.13222", "-0.00944") in rows
-    assert ("metrics/evaluate.json", "davies_bouldin", "2.0", "2.0", "0.0") in rows  # --all: unchanged too
+    assert (
+        "metrics/evaluate.json",
+        "davies_bouldin",
+        "2.0",
+        "2.0",
+        "0.0",
+    ) in rows  # --all: unchanged too
     assert ("params.yaml", "k", "5", "6") in rows
     assert not any("seed" in row for row in rows)
     assert f"![plots/shop/map.png at {base[:7]}](base/plots/shop/map.png)" in report
     assert f"![plots/shop/map.png at {head[:7]}](head/plots/shop/map.png)" in report
     assert "elbow.png" not in report  # unchanged plots are left out
-    assert (repo / "report" / "base" / "plots" / "shop" / "map.png").read_bytes() == b"\x89PNG five segments"
-    assert (repo / "report" / "head" / "plots" / "shop" / "map.png").read_bytes() == b"\x89PNG six segments"
+    assert (
+        repo / "report" / "base" / "plots" / "shop" / "map.png"
+    ).read_bytes() == b"\x89PNG five segments"
+    assert (
+        repo / "report" / "head" / "plots" / "shop" / "map.png"
+    ).read_bytes() == b"\x89PNG six segments"
     assert (repo / "report" / "plots" / "index.html").exists()
     assert "reproduced every committed metric, plot and report" in report
 
@@ -90,7 +117,18 @@ def test_image_links_can_point_at_the_committed_files_and_stale_results_are_name
     evaluate.write_text(json.dumps({"silhouette": 0.2, "davies_bouldin": 2.0}))
     try:
         url = "https://github.com/owner/repo/blob/{rev}/{path}?raw=true"
-        result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", base, "--out", "report", "--image-url", url)
+        result = sh(
+            repo,
+            sys.executable,
+            "-m",
+            "scripts.pr_report",
+            "--base",
+            base,
+            "--out",
+            "report",
+            "--image-url",
+            url,
+        )
     finally:
         evaluate.write_text(committed)
     assert result.returncode == 0, result.stderr
@@ -103,11 +141,26 @@ def test_image_links_can_point_at_the_committed_files_and_stale_results_are_name
 
 def test_unknown_base_and_a_foreign_out_folder_fail_in_one_line(two_commits):
     repo, _, _ = two_commits
-    result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "no-such-branch", "--out", "elsewhere")
+    result = sh(
+        repo,
+        sys.executable,
+        "-m",
+        "scripts.pr_report",
+        "--base",
+        "no-such-branch",
+        "--out",
+        "elsewhere",
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: pr_report: base revision 'no-such-branch'")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: pr_report: base revision 'no-such-branch'")
+    )
     assert not (repo / "elsewhere").exists()
-    result = sh(repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "plots")
+    result = sh(
+        repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "plots"
+    )
     assert result.returncode == 1 and "holds no report.md" in result.stderr
     assert (repo / "plots" / "shop" / "map.png").exists()
 
@@ -124,8 +177,11 @@ def test_workflow_runs_the_script_with_pinned_actions_on_pull_requests():
     steps = job["steps"]
     uses = [step["uses"] for step in steps if "uses" in step]
     # YAML drops comments, so the version comment beside each commit pin is read from the text.
-    pins = [re.fullmatch(r"\s*(?:- )?uses: ([\w./-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+", line)
-            for line in text.splitlines() if "uses:" in line]
+    pins = [
+        re.fullmatch(r"\s*(?:- )?uses: ([\w./-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+", line)
+        for line in text.splitlines()
+        if "uses:" in line
+    ]
     assert uses and all(pins), [line for line in text.splitlines() if "uses:" in line]
     assert [f"{pin[1]}@{pin[2]}" for pin in pins] == uses
     by_action = {step["uses"].split("@")[0]: step for step in steps if "uses" in step}
@@ -134,7 +190,14 @@ def test_workflow_runs_the_script_with_pinned_actions_on_pull_requests():
     assert by_action["actions/setup-python"]["with"]["python-version"] == "3.11"
     assert "hashFiles('dvc.lock')" in by_action["actions/cache"]["with"]["key"]
     assert by_action["actions/cache"]["with"]["path"] == ".dvc/cache"
-    assert by_action["marocchino/sticky-pull-request-comment"]["with"]["path"] == "pr-report/report.md"
+    assert (
+        by_action["marocchino/sticky-pull-request-comment"]["with"]["path"] == "pr-report/report.md"
+    )
     commands = "\n".join(step.get("run", "") for step in steps)
-    for expected in ("pip install -r requirements.txt", "dvc repro", "python -m scripts.pr_report", "$GITHUB_STEP_SUMMARY"):
+    for expected in (
+        "pip install -r requirements.txt",
+        "dvc repro",
+        "python -m scripts.pr_report",
+        "$GITHUB_STEP_SUMMARY",
+    ):
         assert expected in commands, expected

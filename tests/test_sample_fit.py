@@ -1,4 +1,5 @@
 """Fit on a sample, assign the rest: streaming ECOD, streamed scores, stages above the threshold."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import synthetic
 import yaml
+from project_copy import copy_project
 from pyod.models.ecod import ECOD
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
 
-import synthetic
-from project_copy import copy_project
 from stages import assign, elbow, evaluate, kmeans, outliers, scoring
 from stages.artifacts import write_csv, write_csv_chunks
 from stages.config import layout, load_params
@@ -150,8 +151,9 @@ def project(folder, sample_fit_rows: int, centers: int, spread: float):
     params["evaluate"].update(map_points=200)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     interim = folder / "data/bank/interim"
-    synthetic.write_embedding_stand_ins(interim, CUSTOMERS, dimension=16, centers=centers,
-                                        spread=spread, seed=8, block_rows=1000)
+    synthetic.write_embedding_stand_ins(
+        interim, CUSTOMERS, dimension=16, centers=centers, spread=spread, seed=8, block_rows=1000
+    )
     info = {"model": params["model"], "rows": CUSTOMERS}
     (interim / "embedding_info.json").write_text(json.dumps(info))
     return folder
@@ -218,8 +220,9 @@ def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):
     assert metrics(sample_fitted, "evaluate")["silhouette_sampled"] == 1
 
 
-def test_assign_reproduces_the_stages_flags_and_segments_from_the_recomputed_sample(sample_fitted,
-                                                                                    monkeypatch):
+def test_assign_reproduces_the_stages_flags_and_segments_from_the_recomputed_sample(
+    sample_fitted, monkeypatch
+):
     """assign draws the outliers stage's sample again from the seed: same reference, same scores."""
     monkeypatch.chdir(sample_fitted)
     params, paths = load_params(), layout("bank")
@@ -254,14 +257,19 @@ def test_sample_fit_agrees_with_the_full_fit_as_well_as_two_seeds_of_the_full_fi
     common = sample.merge(full, on="customer_id", suffixes=("_sample", "_full"))
     sample_ari = adjusted_rand_score(common["segment_full"], common["segment_sample"])
     inliers = np.load(fully_fitted / "data/bank/interim/embeddings.npy")[
-        read(fully_fitted, "data/bank/interim/outliers.csv")["inlier"].to_numpy() == 1]
+        read(fully_fitted, "data/bank/interim/outliers.csv")["inlier"].to_numpy() == 1
+    ]
     params = load_params(fully_fitted / "params.yaml")
-    seeds = [kmeans.fit_segments(inliers, params.k, params.kmeans.n_init, seed)[0]
-             for seed in (42, 43, 44)]
-    seed_aris = [adjusted_rand_score(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-    print(f"\n{shape}: sample fit ({THRESHOLD} of {CUSTOMERS} customers) vs full fit: "
-          f"ARI {sample_ari:.3f} on {len(common)} common inliers; full fit seed to seed: "
-          f"ARI {min(seed_aris):.3f}-{max(seed_aris):.3f}")
+    seeds = [
+        kmeans.fit_segments(inliers, params.k, params.kmeans.n_init, seed)[0]
+        for seed in (42, 43, 44)
+    ]
+    seed_aris = [adjusted_rand_score(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    print(
+        f"\n{shape}: sample fit ({THRESHOLD} of {CUSTOMERS} customers) vs full fit: "
+        f"ARI {sample_ari:.3f} on {len(common)} common inliers; full fit seed to seed: "
+        f"ARI {min(seed_aris):.3f}-{max(seed_aris):.3f}"
+    )
     assert sample_ari >= min(seed_aris) - 0.05
 
 

@@ -4,6 +4,7 @@ Both tools come from requirements-dev.txt and run offline: zizmor with ``--offli
 audits that ask GitHub's API, and check-jsonschema's GitHub-workflow schema ships inside it.
 A deliberately bad workflow shows that each tool really runs and can fail.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,19 +55,31 @@ jobs:
 
 
 def tool(name: str, *args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(TOOLS / name), *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT)
+    return subprocess.run(
+        [str(TOOLS / name), *map(str, args)], capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def zizmor_findings(workflows: Path) -> tuple[int, list[dict]]:
     """zizmor's exit code and its findings at medium severity or above that no comment ignores."""
     # --strict-collection: a workflow zizmor cannot parse fails instead of being skipped.
-    result = tool("zizmor", "--offline", "--strict-collection", "--min-severity", "medium",
-                  "--format", "json", "--no-progress", workflows)
+    result = tool(
+        "zizmor",
+        "--offline",
+        "--strict-collection",
+        "--min-severity",
+        "medium",
+        "--format",
+        "json",
+        "--no-progress",
+        workflows,
+    )
     assert result.stdout.strip().startswith("["), result.stdout + result.stderr
-    findings = [finding for finding in json.loads(result.stdout)
-                if not finding["ignored"]
-                and finding["determinations"]["severity"] in FAILING_SEVERITIES]
+    findings = [
+        finding
+        for finding in json.loads(result.stdout)
+        if not finding["ignored"] and finding["determinations"]["severity"] in FAILING_SEVERITIES
+    ]
     return result.returncode, findings
 
 
@@ -79,8 +92,10 @@ def workflow_folder(tmp_path: Path, text: str) -> Path:
 
 def test_zizmor_finds_nothing_at_medium_severity_or_above_in_the_workflows():
     returncode, findings = zizmor_findings(WORKFLOWS)
-    assert findings == [], [(f["ident"], f["desc"], f["locations"][0]["concrete"]["feature"]
-                             .splitlines()[0]) for f in findings]
+    assert findings == [], [
+        (f["ident"], f["desc"], f["locations"][0]["concrete"]["feature"].splitlines()[0])
+        for f in findings
+    ]
     assert returncode == 0
 
 

@@ -3,6 +3,7 @@
 Every number here is computed on the customers that all three methods keep (the embedding ECOD
 inliers that are also Method-1 ECOD inliers), so the methods are scored on identical rows.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,17 +15,28 @@ from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score
 
 from stages import stability
-from stages.artifacts import CUSTOMER_ID, metric_key, read_csv, read_json, read_npy, run, subplots, write_metrics, write_png, write_text
+from stages.artifacts import (
+    CUSTOMER_ID,
+    metric_key,
+    read_csv,
+    read_json,
+    read_npy,
+    run,
+    subplots,
+    write_metrics,
+    write_png,
+    write_text,
+)
+from stages.comparison.kprototypes import fit_prototypes, numeric_columns, prototype_frame
+from stages.comparison.tabular import encoding_description
 from stages.config import ExplainParams, Params, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
 from stages.evaluate import scatter_segments
 from stages.explain import explain, surrogate_features
 from stages.kmeans import fit_segments
-from stages.comparison.kprototypes import fit_prototypes, numeric_columns, prototype_frame
 from stages.profile import outcome_title, outcome_values
 from stages.project import pca_projection
 from stages.scoring import cluster_metrics
-from stages.comparison.tabular import encoding_description
 
 METHODS = {
     "embedding": "Embeddings + KMeans",
@@ -33,24 +45,41 @@ METHODS = {
 }
 SPACES = {"tabular": "Method-1 tabular matrix", "embeddings": "embedding matrix"}
 # metric: (plain name, higher is better)
-VALIDITY = {"davies_bouldin": ("Davies-Bouldin", False), "calinski_harabasz": ("Calinski-Harabasz", True), "silhouette": ("Silhouette", True)}
+VALIDITY = {
+    "davies_bouldin": ("Davies-Bouldin", False),
+    "calinski_harabasz": ("Calinski-Harabasz", True),
+    "silhouette": ("Silhouette", True),
+}
 
 
 def measures(dataset: Dataset) -> dict[str, tuple[str, bool]]:
     """Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better)."""
-    return {
-        f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
-        for space in SPACES
-        for metric, (name, higher) in VALIDITY.items()
-    } | {
-        "{method}_surrogate_accuracy": (f"Surrogate held-out accuracy ({len(dataset.segment_on)} columns)", True),
-        "{method}_seed_ari_mean": ("Stability across seeds (mean ARI)", True),
-        "{method}_bootstrap_ari_mean": ("Stability across bootstrap resamples (mean ARI)", True),
-    } | {
-        f"{{method}}_{outcome_metric(column)}_association": (f"Separates {outcome_title(dataset, column)} "
-                                                             f"({'correlation ratio' if value == 'mean' else 'Cramér V'})", True)
-        for column, value in dataset.describe.items()
-    }
+    return (
+        {
+            f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
+            for space in SPACES
+            for metric, (name, higher) in VALIDITY.items()
+        }
+        | {
+            "{method}_surrogate_accuracy": (
+                f"Surrogate held-out accuracy ({len(dataset.segment_on)} columns)",
+                True,
+            ),
+            "{method}_seed_ari_mean": ("Stability across seeds (mean ARI)", True),
+            "{method}_bootstrap_ari_mean": (
+                "Stability across bootstrap resamples (mean ARI)",
+                True,
+            ),
+        }
+        | {
+            f"{{method}}_{outcome_metric(column)}_association": (
+                f"Separates {outcome_title(dataset, column)} "
+                f"({'correlation ratio' if value == 'mean' else 'Cramér V'})",
+                True,
+            )
+            for column, value in dataset.describe.items()
+        }
+    )
 
 
 def outcome_metric(column: str) -> str:
@@ -81,22 +110,36 @@ def outcome_separation(outcome: pd.Series, segments: np.ndarray, numeric: bool) 
     return {"spread": float(by_segment.max() - by_segment.min()), "association": strength}
 
 
-def outcome_scores(customers: pd.DataFrame, segments: dict[str, np.ndarray], dataset: Dataset) -> dict[str, float]:
+def outcome_scores(
+    customers: pd.DataFrame, segments: dict[str, np.ndarray], dataset: Dataset
+) -> dict[str, float]:
     scores = {}
     for column in dataset.describe:
         outcome = outcome_values(customers, dataset, column)
         for method, labels in segments.items():
             found = outcome_separation(outcome, labels, dataset.columns[column].kind == "numeric")
-            scores.update({f"{method}_{outcome_metric(column)}_{name}": value for name, value in found.items()})
+            scores.update(
+                {
+                    f"{method}_{outcome_metric(column)}_{name}": value
+                    for name, value in found.items()
+                }
+            )
     return scores
 
 
-def space_scores(spaces: dict[str, np.ndarray], segments: dict[str, np.ndarray], silhouette_max_rows: int, seed: int) -> dict[str, float]:
+def space_scores(
+    spaces: dict[str, np.ndarray],
+    segments: dict[str, np.ndarray],
+    silhouette_max_rows: int,
+    seed: int,
+) -> dict[str, float]:
     """Every method's validity scores in every common space, as ``<method>_on_<space>_<metric>``."""
     return {
         f"{method}_on_{space}_{metric}": scores[metric]
         for space, matrix in spaces.items()
-        for method, scores in zip(segments, cluster_metrics(matrix, list(segments.values()), silhouette_max_rows, seed))
+        for method, scores in zip(
+            segments, cluster_metrics(matrix, list(segments.values()), silhouette_max_rows, seed)
+        )
         for metric in VALIDITY
     }
 
@@ -107,8 +150,13 @@ def silhouette_note(rows: int, silhouette_max_rows: int) -> str:
     return f"seeded estimates from {silhouette_max_rows:,} of them (`silhouette_max_rows`), the same rows for every method"
 
 
-def surrogate_scores(customers: pd.DataFrame, dataset: Dataset, segments: dict[str, np.ndarray], params: ExplainParams,
-                     seed: int):
+def surrogate_scores(
+    customers: pd.DataFrame,
+    dataset: Dataset,
+    segments: dict[str, np.ndarray],
+    params: ExplainParams,
+    seed: int,
+):
     """Held-out accuracy of the LightGBM surrogate per method, and its top SHAP columns."""
     features = surrogate_features(customers, dataset)
     scores, top = {}, {}
@@ -122,11 +170,19 @@ def surrogate_scores(customers: pd.DataFrame, dataset: Dataset, segments: dict[s
 
 
 def agreement(segments: dict[str, np.ndarray]) -> dict[str, float]:
-    return {f"ari_{a}_{b}": adjusted_rand_score(segments[a], segments[b]) for a, b in itertools.combinations(segments, 2)}
+    return {
+        f"ari_{a}_{b}": adjusted_rand_score(segments[a], segments[b])
+        for a, b in itertools.combinations(segments, 2)
+    }
 
 
-def refit_stability(fit: Callable[[np.ndarray, int], np.ndarray], segments: np.ndarray, seeds: int,
-                    rounds: int, seed: int) -> dict[str, float]:
+def refit_stability(
+    fit: Callable[[np.ndarray, int], np.ndarray],
+    segments: np.ndarray,
+    seeds: int,
+    rounds: int,
+    seed: int,
+) -> dict[str, float]:
     """One method's refits of the sampled customers, whose committed ``segments`` are given: ARI
     across seeds and bootstrap resamples, and each segment's clusterwise Jaccard over the same
     resamples. ``fit(row_indices, seed)`` returns the segments of those rows.
@@ -138,7 +194,9 @@ def refit_stability(fit: Callable[[np.ndarray, int], np.ndarray], segments: np.n
 
 def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarray], k: int):
     """Rows: the common spaces' first two PCA components; columns: the methods."""
-    figure, axes = subplots(len(maps), len(segments), figsize=(4.2 * len(segments), 3.8 * len(maps)), squeeze=False)
+    figure, axes = subplots(
+        len(maps), len(segments), figsize=(4.2 * len(segments), 3.8 * len(maps)), squeeze=False
+    )
     for row, (space, points) in enumerate(maps.items()):
         for column, (method, labels) in enumerate(segments.items()):
             axis = axes[row, column]
@@ -146,12 +204,18 @@ def comparison_figure(maps: dict[str, np.ndarray], segments: dict[str, np.ndarra
             axis.set_title(f"{METHODS[method]}\nin the {SPACES[space]}", fontsize="medium")
             axis.set_xlabel("PCA 1")
             axis.set_ylabel("PCA 2")
-    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", markerscale=6, fontsize="small")
+    figure.legend(
+        *axes[0, 0].get_legend_handles_labels(),
+        loc="outside right upper",
+        markerscale=6,
+        fontsize="small",
+    )
     figure.suptitle(f"The same customers, k = {k}: one colour per segment (segment 1 = largest)")
     return figure
 
 
 # --- the report -------------------------------------------------------------------------------
+
 
 def winners(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) -> dict[str, str]:
     """The best method on each measure, by the measure's open key."""
@@ -165,14 +229,21 @@ def winners(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) ->
 def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k: int) -> str:
     """A paragraph that states, from the numbers, which method wins where and how far to trust it."""
     best = winners(metrics, compared)
-    wins = {method: [compared[key][0] for key, winner in best.items() if winner == method] for method in METHODS}
+    wins = {
+        method: [compared[key][0] for key, winner in best.items() if winner == method]
+        for method in METHODS
+    }
     sentences = [
-        f"{METHODS[method]} is best on {len(won)} of {len(best)} measures ({'; '.join(won)})." if won
+        f"{METHODS[method]} is best on {len(won)} of {len(best)} measures ({'; '.join(won)})."
+        if won
         else f"{METHODS[method]} is best on none of the {len(best)} measures."
         for method, won in sorted(wins.items(), key=lambda item: -len(item[1]))
     ]
-    home_wins = [best[f"{{method}}_on_{space}_{metric}"] == method
-                 for space, method in (("tabular", "tabular"), ("embeddings", "embedding")) for metric in VALIDITY]
+    home_wins = [
+        best[f"{{method}}_on_{space}_{metric}"] == method
+        for space, method in (("tabular", "tabular"), ("embeddings", "embedding"))
+        for metric in VALIDITY
+    ]
     if sum(home_wins) >= len(home_wins) - 1:
         sentences.append(
             "The internal indices mostly favour the method fitted in the space they are measured in, "
@@ -188,8 +259,10 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k:
         stable = [METHODS[m] for m in METHODS if ari[m] >= stability.STABLE_ARI]
         shaky = [m for m in METHODS if ari[m] < stability.SHAKY_ARI]
         if stable:
-            sentences.append(f"Changing {cause} barely changes the segments of "
-                             f"{' and '.join(stable)} (mean ARI at least {stability.STABLE_ARI}).")
+            sentences.append(
+                f"Changing {cause} barely changes the segments of "
+                f"{' and '.join(stable)} (mean ARI at least {stability.STABLE_ARI})."
+            )
         if shaky:
             sentences.append(
                 f"Changing {cause} moves many customers between the segments of {' and '.join(METHODS[m] for m in shaky)} "
@@ -199,7 +272,9 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k:
                 + ("initialisation." if refit == "seed" else "the sample.")
             )
     sentences.append(jaccard_verdict(metrics, k))
-    pairs = {pair: metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
+    pairs = {
+        pair: metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)
+    }
     closest = max(pairs, key=pairs.get)
     sentences.append(
         f"The methods find {'largely different' if pairs[closest] < 0.5 else 'partly shared'} segments: "
@@ -219,7 +294,8 @@ def jaccard_verdict(metrics: dict[str, float], k: int) -> str:
     return (
         f"Per segment, {METHODS[first]} has {stable[first]} of {k} segments stable (clusterwise "
         f"Jaccard at least {floor}, mean {mean[first]:.2f}); "
-        + "; ".join(f"{METHODS[m]} {stable[m]} (mean {mean[m]:.2f})" for m in others) + "."
+        + "; ".join(f"{METHODS[m]} {stable[m]} (mean {mean[m]:.2f})" for m in others)
+        + "."
     )
 
 
@@ -232,36 +308,67 @@ def _number(value: float) -> str:
     return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
-def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str, list[str]], context: dict,
-                  dataset: Dataset) -> str:
+def render_report(
+    metrics: dict[str, float],
+    own: dict[str, dict],
+    top: dict[str, list[str]],
+    context: dict,
+    dataset: Dataset,
+) -> str:
     names = list(METHODS.values())
     compared_measures = measures(dataset)
     own_rows = [
-        [METHODS[method], description, f"{own[method]['rows']:,}"] + [_number(own[method][metric]) for metric in VALIDITY]
+        [METHODS[method], description, f"{own[method]['rows']:,}"]
+        + [_number(own[method][metric]) for metric in VALIDITY]
         for method, description in context["own_spaces"].items()
     ]
     best = winners(metrics, compared_measures)
     compared = []
     for key, (name, _) in compared_measures.items():
         cells = [_number(metrics[key.format(method=method)]) for method in METHODS]
-        compared.append([name, *(f"**{cell}**" if method == best[key] else cell for method, cell in zip(METHODS, cells))])
+        compared.append(
+            [
+                name,
+                *(
+                    f"**{cell}**" if method == best[key] else cell
+                    for method, cell in zip(METHODS, cells)
+                ),
+            ]
+        )
     surrogate = [
-        [METHODS[m], f"{metrics[f'{m}_surrogate_accuracy']:.3f}", f"{metrics[f'{m}_surrogate_macro_f1']:.3f}",
-         f"{metrics[f'{m}_majority_class_accuracy']:.3f}", ", ".join(top[m])]
+        [
+            METHODS[m],
+            f"{metrics[f'{m}_surrogate_accuracy']:.3f}",
+            f"{metrics[f'{m}_surrogate_macro_f1']:.3f}",
+            f"{metrics[f'{m}_majority_class_accuracy']:.3f}",
+            ", ".join(top[m]),
+        ]
         for m in METHODS
     ]
-    pairs = {frozenset(pair): metrics[f"ari_{pair[0]}_{pair[1]}"] for pair in itertools.combinations(METHODS, 2)}
-    ari = [[METHODS[a], *("1" if a == b else f"{pairs[frozenset((a, b))]:.3f}" for b in METHODS)] for a in METHODS]
+    pairs = {
+        frozenset(pair): metrics[f"ari_{pair[0]}_{pair[1]}"]
+        for pair in itertools.combinations(METHODS, 2)
+    }
+    ari = [
+        [METHODS[a], *("1" if a == b else f"{pairs[frozenset((a, b))]:.3f}" for b in METHODS)]
+        for a in METHODS
+    ]
     stable = [
-        [METHODS[m], f"{metrics[f'{m}_seed_ari_mean']:.3f} (min {metrics[f'{m}_seed_ari_min']:.3f})",
-         f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min {metrics[f'{m}_bootstrap_ari_min']:.3f})"]
+        [
+            METHODS[m],
+            f"{metrics[f'{m}_seed_ari_mean']:.3f} (min {metrics[f'{m}_seed_ari_min']:.3f})",
+            f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min {metrics[f'{m}_bootstrap_ari_min']:.3f})",
+        ]
         for m in METHODS
     ]
     jaccard = {m: stability.segment_jaccards(metrics, context["k"], f"{m}_") for m in METHODS}
-    per_segment = [[METHODS[m], *(f"{v:.2f} {stability.reading(v)}" for v in jaccard[m].values())]
-                   for m in METHODS]
-    segment_sentences = "\n".join(f"- {METHODS[m]}: {stability.segments_sentence(jaccard[m])}"
-                                  for m in METHODS)
+    per_segment = [
+        [METHODS[m], *(f"{v:.2f} {stability.reading(v)}" for v in jaccard[m].values())]
+        for m in METHODS
+    ]
+    segment_sentences = "\n".join(
+        f"- {METHODS[m]}: {stability.segments_sentence(jaccard[m])}" for m in METHODS
+    )
     columns = len(dataset.segment_on)
     numbers = ", ".join(dataset.numeric)
     outcomes = ""
@@ -269,8 +376,14 @@ def render_report(metrics: dict[str, float], own: dict[str, dict], top: dict[str
         key = outcome_metric(column)
         unit = "" if value == "mean" else " points"
         scale = 1 if value == "mean" else 100
-        rows = [[METHODS[m], f"{metrics[f'{m}_{key}_spread'] * scale:.1f}{unit}", f"{metrics[f'{m}_{key}_association']:.3f}"]
-                for m in METHODS]
+        rows = [
+            [
+                METHODS[m],
+                f"{metrics[f'{m}_{key}_spread'] * scale:.1f}{unit}",
+                f"{metrics[f'{m}_{key}_association']:.3f}",
+            ]
+            for m in METHODS
+        ]
         strength = "correlation ratio" if value == "mean" else "Cramér's V"
         outcomes += f"""
 ### {outcome_title(dataset, column)}
@@ -280,17 +393,19 @@ The range of the per-segment {"mean" if value == "mean" else "rate"} (highest se
 
 {_table(["Method", "Range across segments", f"Association ({strength})"], rows)}
 """
-    outcome_section = f"\n## How far the segments separate the outcomes\n{outcomes}" if outcomes else ""
+    outcome_section = (
+        f"\n## How far the segments separate the outcomes\n{outcomes}" if outcomes else ""
+    )
     return f"""# Three ways to segment the same customers: {dataset.title}
 
-Generated by `dvc repro` (stage `compare@{context['name']}`); do not edit by hand.
+Generated by `dvc repro` (stage `compare@{context["name"]}`); do not edit by hand.
 
-k = {context['k']} segments for every method, seed {context['seed']}, embedding model `{context['model']}`.
-The comparison uses the **{metrics['common_rows']:,} customers** that all three methods keep (ECOD inliers of
+k = {context["k"]} segments for every method, seed {context["seed"]}, embedding model `{context["model"]}`.
+The comparison uses the **{metrics["common_rows"]:,} customers** that all three methods keep (ECOD inliers of
 the embeddings and of the Method-1 matrix).
 
 - **Embeddings + KMeans**: each customer written as text, embedded with the model, KMeans on the vectors.
-- **Tabular KMeans (Method 1)**: the {columns} segmentation columns encoded ({encoding_description(dataset, context['encoding'])}), KMeans on that matrix.
+- **Tabular KMeans (Method 1)**: the {columns} segmentation columns encoded ({encoding_description(dataset, context["encoding"])}), KMeans on that matrix.
 - **K-Prototypes (Method 2)**: the {columns} columns as they are ({numbers} power-transformed), K-Prototypes.
 
 ## Each method in its own space, as the article reports it
@@ -302,10 +417,10 @@ Not comparable across rows: each index is measured in a different space, on the 
 ## All methods in the same spaces
 
 Every method's segments scored in the Method-1 tabular matrix and in the embedding matrix, on the
-same {metrics['common_rows']:,} customers. Davies-Bouldin: lower is better; the others: higher is better; the
-best of each row is in bold. Silhouettes: {context['silhouette']}. Stability: segments refitted on a seeded sample of
-{context['stability_rows']:,} customers, with {context['stability_seeds']} seeds (all pairs compared) and on
-{context['bootstrap_rounds']} bootstrap resamples (compared with the first seed's fit on the customers each drew).
+same {metrics["common_rows"]:,} customers. Davies-Bouldin: lower is better; the others: higher is better; the
+best of each row is in bold. Silhouettes: {context["silhouette"]}. Stability: segments refitted on a seeded sample of
+{context["stability_rows"]:,} customers, with {context["stability_seeds"]} seeds (all pairs compared) and on
+{context["bootstrap_rounds"]} bootstrap resamples (compared with the first seed's fit on the customers each drew).
 An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
 
 {_table(["Measure", *names], compared)}
@@ -313,7 +428,7 @@ An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
 ## How well the {columns} segmentation columns explain each method's segments
 
 A LightGBM surrogate predicts each customer's segment from the {columns} columns; accuracy and macro-F1 on a
-held-out {context['test_share']:.0%}, and the columns with the largest mean |SHAP|.
+held-out {context["test_share"]:.0%}, and the columns with the largest mean |SHAP|.
 
 {_table(["Method", "Held-out accuracy", "Macro-F1", "Majority class", "Top SHAP columns"], surrogate)}
 
@@ -328,23 +443,23 @@ held-out {context['test_share']:.0%}, and the columns with the largest mean |SHA
 ## Stability of each segment (clusterwise Jaccard)
 
 Each segment's mean Jaccard with its best-matching segment in each of the
-{context['bootstrap_rounds']} bootstrap refits above, on the customers each resample drew (Hennig's
+{context["bootstrap_rounds"]} bootstrap refits above, on the customers each resample drew (Hennig's
 clusterwise Jaccard, as R's `fpc::clusterboot`): {stability.bands_legend()}.
 
-{_table(["Method", *(f"Segment {s}" for s in range(1, context['k'] + 1))], per_segment)}
+{_table(["Method", *(f"Segment {s}" for s in range(1, context["k"] + 1))], per_segment)}
 
 {segment_sentences}
 
-Embeddings + KMeans on all its inliers (`metrics/{context['name']}/stability.json`):
-{context['near_tie']}
+Embeddings + KMeans on all its inliers (`metrics/{context["name"]}/stability.json`):
+{context["near_tie"]}
 
 ## Maps
 
-![comparison_pca]({context['plots']}/comparison_pca.png)
+![comparison_pca]({context["plots"]}/comparison_pca.png)
 
 ## Verdict
 
-{verdict(metrics, compared_measures, context['k'])}
+{verdict(metrics, compared_measures, context["k"])}
 """
 
 
@@ -354,11 +469,16 @@ def main(name: str) -> None:
     customers = read_customers(paths.customers, dataset)
     labels = {
         method: read_csv(path).set_index(CUSTOMER_ID)["segment"]
-        for method, path in (("embedding", paths.labels), ("tabular", paths.tabular_labels),
-                             ("kprototypes", paths.kprototypes_labels))
+        for method, path in (
+            ("embedding", paths.labels),
+            ("tabular", paths.tabular_labels),
+            ("kprototypes", paths.kprototypes_labels),
+        )
     }
     ids = common_rows(labels, customers.index)
-    rows = customers.index.get_indexer(ids)  # the customers' rows in the embedding and tabular matrices
+    rows = customers.index.get_indexer(
+        ids
+    )  # the customers' rows in the embedding and tabular matrices
     segments = {method: series.loc[ids].to_numpy() for method, series in labels.items()}
     tabular_matrix, embeddings = read_npy(paths.tabular_matrix), read_npy(paths.embeddings)
     spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
@@ -375,38 +495,74 @@ def main(name: str) -> None:
     sample = stability.sample_rows(len(ids), settings.stability_rows, params.seed)
     tabular_sample, embedding_sample = spaces["tabular"][sample], spaces["embeddings"][sample]
     # K-Prototypes sees the frame it was fitted on: power transform fitted on all Method-1 inliers.
-    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index], dataset).loc[ids[sample]]
+    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index], dataset).loc[
+        ids[sample]
+    ]
     refits = {
-        "embedding": lambda picked, seed: fit_segments(embedding_sample[picked], params.k, params.kmeans.n_init, seed)[0],
+        "embedding": lambda picked, seed: fit_segments(
+            embedding_sample[picked], params.k, params.kmeans.n_init, seed
+        )[0],
         "tabular": lambda picked, seed: fit_segments(
-            tabular_sample[picked], params.k, params.comparison.tabular.n_init, seed, max_iter=params.comparison.tabular.max_iter
+            tabular_sample[picked],
+            params.k,
+            params.comparison.tabular.n_init,
+            seed,
+            max_iter=params.comparison.tabular.max_iter,
         )[0],
         "kprototypes": lambda picked, seed: fit_prototypes(
-            frame_sample.iloc[picked], params.k, params.comparison.kprototypes.n_init, params.comparison.kprototypes.max_iter, seed
+            frame_sample.iloc[picked],
+            params.k,
+            params.comparison.kprototypes.n_init,
+            params.comparison.kprototypes.max_iter,
+            seed,
         )[0],
     }
     for method, fit in refits.items():
-        scores = refit_stability(fit, segments[method][sample], settings.stability_seeds,
-                                 settings.bootstrap_rounds, params.seed)
+        scores = refit_stability(
+            fit,
+            segments[method][sample],
+            settings.stability_seeds,
+            settings.bootstrap_rounds,
+            params.seed,
+        )
         metrics.update({f"{method}_{measure}": value for measure, value in scores.items()})
     write_metrics(paths.metrics / "comparison.json", metrics)
 
-    coordinates = read_csv(paths.projections).set_index(CUSTOMER_ID).loc[ids, ["pca_1", "pca_2"]].to_numpy()
-    maps = {"tabular": pca_projection(spaces["tabular"], params.seed)[0][:, :2], "embeddings": coordinates}
+    coordinates = (
+        read_csv(paths.projections).set_index(CUSTOMER_ID).loc[ids, ["pca_1", "pca_2"]].to_numpy()
+    )
+    maps = {
+        "tabular": pca_projection(spaces["tabular"], params.seed)[0][:, :2],
+        "embeddings": coordinates,
+    }
     write_png(paths.plots / "comparison_pca.png", comparison_figure(maps, segments, params.k))
 
     own = {
-        "embedding": {**read_json(paths.metrics / "evaluate.json"), "rows": len(labels["embedding"])},
+        "embedding": {
+            **read_json(paths.metrics / "evaluate.json"),
+            "rows": len(labels["embedding"]),
+        },
         "tabular": {**read_json(paths.metrics / "tabular.json"), "rows": len(labels["tabular"])},
-        "kprototypes": {**read_json(paths.metrics / "kprototypes.json"), "rows": len(labels["kprototypes"])},
+        "kprototypes": {
+            **read_json(paths.metrics / "kprototypes.json"),
+            "rows": len(labels["kprototypes"]),
+        },
     }
     context = {
-        "name": name, "k": params.k, "seed": params.seed, "model": params.model, "encoding": params.comparison.tabular.encoding,
-        "silhouette": silhouette_note(len(ids), params.silhouette_max_rows), "stability_rows": len(sample),
-        "stability_seeds": settings.stability_seeds, "bootstrap_rounds": settings.bootstrap_rounds,
-        "near_tie": stability.near_tie_sentence(params.k, read_json(paths.metrics / "stability.json"),
-                                                params.stability.near_tie_gap_pct),
-        "test_share": params.explain.test_size, "plots": f"../../{paths.plots.as_posix()}",
+        "name": name,
+        "k": params.k,
+        "seed": params.seed,
+        "model": params.model,
+        "encoding": params.comparison.tabular.encoding,
+        "silhouette": silhouette_note(len(ids), params.silhouette_max_rows),
+        "stability_rows": len(sample),
+        "stability_seeds": settings.stability_seeds,
+        "bootstrap_rounds": settings.bootstrap_rounds,
+        "near_tie": stability.near_tie_sentence(
+            params.k, read_json(paths.metrics / "stability.json"), params.stability.near_tie_gap_pct
+        ),
+        "test_share": params.explain.test_size,
+        "plots": f"../../{paths.plots.as_posix()}",
         "own_spaces": {
             "embedding": f"{embeddings.shape[1]}-d embeddings",
             "tabular": f"{tabular_matrix.shape[1]} encoded columns",

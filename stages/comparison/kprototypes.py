@@ -4,6 +4,7 @@ The categorical (and ordinal) columns stay as they are; the numbers are Yeo-John
 the numeric part is on the scale K-Prototypes' default weight ``gamma`` assumes. In the frame the
 functions below share, a column is numeric exactly when its dtype is.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,10 @@ import pandas as pd
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_csv, write_metrics
+from stages.comparison.kprototypes_engine import fit_kprototypes
 from stages.config import Layout, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
 from stages.kmeans import number_by_size
-from stages.comparison.kprototypes_engine import fit_kprototypes
 from stages.scoring import cluster_metrics
 
 
@@ -23,16 +24,22 @@ def read_tabular_inliers(paths: Layout, dataset: Dataset) -> pd.DataFrame:
     flags = read_csv(paths.tabular_outliers)
     customers = read_customers(paths.customers, dataset)
     if len(flags) != len(customers):
-        raise PipelineError(f"{paths.tabular_outliers} has {len(flags)} rows but {paths.customers} has "
-                            f"{len(customers)}; rerun 'dvc repro'")
+        raise PipelineError(
+            f"{paths.tabular_outliers} has {len(flags)} rows but {paths.customers} has "
+            f"{len(customers)}; rerun 'dvc repro'"
+        )
     return customers.loc[flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()]
 
 
 def prototype_frame(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     """The segmentation columns with the numbers power-transformed, categories untouched."""
     if not dataset.numeric or not dataset.categorical:
-        raise PipelineError("K-Prototypes needs at least one numeric and one categorical segment_on column; "
-                            "this data set has " + ("no numeric" if not dataset.numeric else "no categorical") + " one")
+        raise PipelineError(
+            "K-Prototypes needs at least one numeric and one categorical segment_on column; "
+            "this data set has "
+            + ("no numeric" if not dataset.numeric else "no categorical")
+            + " one"
+        )
     frame = customers.loc[:, dataset.segment_on].copy()
     frame[dataset.numeric] = PowerTransformer().fit_transform(frame[dataset.numeric])
     return frame
@@ -52,13 +59,25 @@ def categorical_weight(frame: pd.DataFrame) -> float:
     return 0.5 * float(np.mean(frame[numeric_columns(frame)].to_numpy().std(axis=0)))
 
 
-def fit_prototypes(frame: pd.DataFrame, k: int, n_init: int, max_iter: int, seed: int) -> tuple[np.ndarray, float]:
+def fit_prototypes(
+    frame: pd.DataFrame, k: int, n_init: int, max_iter: int, seed: int
+) -> tuple[np.ndarray, float]:
     """Segments 1..k (1 = largest) and the K-Prototypes cost, with Huang initialisation: kmodes'
     ``KPrototypes`` result, computed by the compiled engine."""
     if k >= len(frame):
-        raise PipelineError(f"k={k} must be below the number of Method-1 inliers ({len(frame)}); choose a smaller k")
+        raise PipelineError(
+            f"k={k} must be below the number of Method-1 inliers ({len(frame)}); choose a smaller k"
+        )
     categorical = [frame.columns.get_loc(column) for column in categorical_columns(frame)]
-    fit = fit_kprototypes(frame.to_numpy(dtype=object), categorical, k, n_init, max_iter, categorical_weight(frame), seed)
+    fit = fit_kprototypes(
+        frame.to_numpy(dtype=object),
+        categorical,
+        k,
+        n_init,
+        max_iter,
+        categorical_weight(frame),
+        seed,
+    )
     return number_by_size(fit.labels, k)[0], fit.cost
 
 
@@ -78,15 +97,21 @@ def main(name: str) -> None:
     customers = read_tabular_inliers(paths, dataset)
     frame = prototype_frame(customers, dataset)
     settings = params.comparison.kprototypes
-    segments, cost = fit_prototypes(frame, params.k, settings.n_init, settings.max_iter, params.seed)
+    segments, cost = fit_prototypes(
+        frame, params.k, settings.n_init, settings.max_iter, params.seed
+    )
     shares = np.bincount(segments)[1:] / len(segments)
-    write_csv(paths.kprototypes_labels, pd.DataFrame({CUSTOMER_ID: customers.index, "segment": segments}))
+    write_csv(
+        paths.kprototypes_labels, pd.DataFrame({CUSTOMER_ID: customers.index, "segment": segments})
+    )
     write_metrics(
         paths.metrics / "kprototypes.json",
         {
             "cost": cost,
             "gamma": categorical_weight(frame),
-            **cluster_metrics(prototype_space(frame), [segments], params.silhouette_max_rows, params.seed)[0],
+            **cluster_metrics(
+                prototype_space(frame), [segments], params.silhouette_max_rows, params.seed
+            )[0],
             "largest_segment_share": shares.max(),
             "smallest_segment_share": shares.min(),
         },

@@ -20,6 +20,7 @@ weights, is implemented: what the pipeline uses. The compiled functions are cach
 file (``cache=True``): the first process of a checkout compiles them in about 4 s, later ones load
 them in about 0.2 s.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -189,9 +190,7 @@ def _update_prototypes(num_centroids, cat_centroids, attr_sum, sizes, counts):
 
 
 @njit(nogil=True, cache=True)
-def _move_point(
-    point, to, source, numeric, codes, cat_centroids, labels, attr_sum, sizes, counts
-):
+def _move_point(point, to, source, numeric, codes, cat_centroids, labels, attr_sum, sizes, counts):
     """kmodes' ``_move_point_num`` then ``_move_point_cat``: sums, counts and categorical
     prototypes follow the point; numeric prototypes are left as they are."""
     for j in range(numeric.shape[1]):
@@ -292,7 +291,15 @@ def _single_start(numeric, codes, n_levels, spread, k, max_iter, gamma, seed):
             largest = int(np.argmax(sizes))
             refill = random_state.choice(np.flatnonzero(labels == largest))
             _move_point(
-                refill, emptied, largest, numeric, codes, cat_centroids, labels, attr_sum, sizes,
+                refill,
+                emptied,
+                largest,
+                numeric,
+                codes,
+                cat_centroids,
+                labels,
+                attr_sum,
+                sizes,
                 counts,
             )
             start = emptied_at + 1

@@ -4,6 +4,7 @@ Follows the article's published code: one-hot categories (first level dropped), 
 in their declared level order, Yeo-Johnson numbers. Its earlier revision,
 ``tabular.encoding: ordinal``, ordinal-encodes every column and then power-transforms them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,12 +29,21 @@ def encode_tabular(customers: pd.DataFrame, dataset: Dataset, encoding: str) -> 
         transform = make_pipeline(OrdinalEncoder(), PowerTransformer())
     else:
         ordinal = dataset.of_kind(columns, "ordinal")
-        transform = ColumnTransformer([
-            ("onehot", OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False),
-             dataset.of_kind(columns, "categorical")),
-            ("ordinal", OrdinalEncoder(categories=[dataset.columns[c].allowed for c in ordinal]), ordinal),
-            ("power", PowerTransformer(), dataset.numeric),
-        ])
+        transform = ColumnTransformer(
+            [
+                (
+                    "onehot",
+                    OneHotEncoder(handle_unknown="ignore", drop="first", sparse_output=False),
+                    dataset.of_kind(columns, "categorical"),
+                ),
+                (
+                    "ordinal",
+                    OrdinalEncoder(categories=[dataset.columns[c].allowed for c in ordinal]),
+                    ordinal,
+                ),
+                ("power", PowerTransformer(), dataset.numeric),
+            ]
+        )
     return transform.fit_transform(customers.loc[:, columns]).astype(np.float64)
 
 
@@ -42,15 +52,23 @@ def encoding_description(dataset: Dataset, encoding: str) -> str:
     columns = dataset.segment_on
     if encoding == "ordinal":
         return f"all {len(columns)} ordinal-encoded, then Yeo-Johnson"
-    parts = (("one-hot", dataset.of_kind(columns, "categorical")), ("ordinal", dataset.of_kind(columns, "ordinal")),
-             ("Yeo-Johnson", dataset.numeric))
+    parts = (
+        ("one-hot", dataset.of_kind(columns, "categorical")),
+        ("ordinal", dataset.of_kind(columns, "ordinal")),
+        ("Yeo-Johnson", dataset.numeric),
+    )
     return "; ".join(f"{how} {', '.join(found)}" for how, found in parts if found)
 
 
-def segment_tabular(matrix: np.ndarray, k: int, params: TabularParams, seed: int, silhouette_max_rows: int) -> tuple[np.ndarray, dict[str, float]]:
+def segment_tabular(
+    matrix: np.ndarray, k: int, params: TabularParams, seed: int, silhouette_max_rows: int
+) -> tuple[np.ndarray, dict[str, float]]:
     """KMeans segments of the matrix rows (1 = largest), their validity scores and PCA variance."""
     segments, _, inertia = fit_segments(matrix, k, params.n_init, seed, max_iter=params.max_iter)
-    metrics = {"inertia": inertia, **cluster_metrics(matrix, [segments], silhouette_max_rows, seed)[0]}
+    metrics = {
+        "inertia": inertia,
+        **cluster_metrics(matrix, [segments], silhouette_max_rows, seed)[0],
+    }
     _, variance = pca_projection(matrix, seed)
     metrics.update({f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)})
     metrics["pca_variance_first3"] = variance.sum()
@@ -63,11 +81,19 @@ def main(name: str) -> None:
     matrix = encode_tabular(customers, dataset, params.comparison.tabular.encoding)
     flags = detect_outliers(matrix, params.outliers.contamination, customers.index.to_numpy())
     rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
-    segments, metrics = segment_tabular(matrix[rows], params.k, params.comparison.tabular, params.seed, params.silhouette_max_rows)
+    segments, metrics = segment_tabular(
+        matrix[rows], params.k, params.comparison.tabular, params.seed, params.silhouette_max_rows
+    )
     write_npy(paths.tabular_matrix, matrix)
     write_csv(paths.tabular_outliers, flags)
-    write_csv(paths.tabular_labels, pd.DataFrame({CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[rows], "segment": segments}))
-    write_metrics(paths.metrics / "tabular.json", {"inliers": len(rows), "columns": matrix.shape[1], **metrics})
+    write_csv(
+        paths.tabular_labels,
+        pd.DataFrame({CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[rows], "segment": segments}),
+    )
+    write_metrics(
+        paths.metrics / "tabular.json",
+        {"inliers": len(rows), "columns": matrix.shape[1], **metrics},
+    )
 
 
 if __name__ == "__main__":
