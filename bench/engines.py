@@ -169,7 +169,9 @@ def ray_overhead(args) -> None:
         engines = {
             "local": (lambda: TorchEncoder(model, 64).encode_chunks(chunks), 1),
             "Ray": (
-                lambda: ray_engine.RayEncoder(DEFAULT_MODEL, settings).encode_chunks(chunks),
+                lambda settings=settings: ray_engine.RayEncoder(
+                    DEFAULT_MODEL, settings
+                ).encode_chunks(chunks),
                 cores,
             ),
         }
@@ -202,7 +204,7 @@ def capacity(args) -> None:
     encoders["bf16"].encode(texts[:64])
     speeds: dict[str, list[float]] = {precision: [] for precision in encoders}
     for precision in ("fp32", "bf16", "bf16", "fp32"):
-        seconds, _ = timed(lambda: encoders[precision].encode(texts))
+        seconds, _ = timed(lambda precision=precision: encoders[precision].encode(texts))
         speeds[precision].append(len(texts) / seconds)
     per_core = {precision: statistics.mean(values) for precision, values in speeds.items()}
     print(

@@ -100,7 +100,8 @@ def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
 
 
 def project_copy(folder: Path, env: dict[str, str], overrides: list[str]) -> Path:
-    """A fresh git repo holding the project, with ``KEY=VALUE`` params overrides (as ``dvc exp run -S``)."""
+    """A fresh git repo holding the project,
+    with ``KEY=VALUE`` params overrides (as ``dvc exp run -S``)."""
     copy_project(folder, PROJECT_FILES)
     for command in (
         ["git", "init", "-q", "-b", "main"],
@@ -132,7 +133,8 @@ def neighbour_recall(
     queries: int = 2000,
     neighbours: int = 15,
 ) -> dict[str, float]:
-    """Share of each sampled row's nearest neighbours in ``vectors`` that stay its neighbours on each map."""
+    """Share of each sampled row's nearest neighbours in ``vectors``
+    that stay its neighbours on each map."""
     rows = np.random.default_rng(seed).choice(
         len(vectors), size=min(queries, len(vectors)), replace=False
     )
@@ -174,9 +176,10 @@ def int8_agreement(folder: Path, vectors: np.ndarray, labels: pd.DataFrame) -> s
     )
     ari = adjusted_rand_score(both["segment"], both["segment_int8"])
     return (
-        f"{len(uniques)} distinct texts in {seconds:.1f} s (after the one-time export); cosine to the default "
-        f"vectors min {cosine.min():.4f}, mean {cosine.mean():.5f}; ECOD inliers shared {len(both)} of "
-        f"{len(labels)}; k={params.k} segments ARI {ari:.4f} on the shared inliers"
+        f"{len(uniques)} distinct texts in {seconds:.1f} s (after the one-time export); "
+        f"cosine to the default vectors min {cosine.min():.4f}, mean {cosine.mean():.5f}; "
+        f"ECOD inliers shared {len(both)} of {len(labels)}; "
+        f"k={params.k} segments ARI {ari:.4f} on the shared inliers"
     )
 
 
@@ -191,7 +194,8 @@ def scale_check(
     rows: int,
     embed_full: tuple[float, float],
 ) -> tuple[str, str]:
-    """Step 5: the embed stage on generated customers next to the full-data run; a line and a table row."""
+    """Step 5: the embed stage on generated customers next to the full-data run;
+    a line and a table row."""
     big = project_copy(work / "synthetic", env, args.set)
     template = Dataset.model_validate(
         yaml.safe_load((ROOT / "datasets" / f"{DATASET}.yaml").read_text())
@@ -205,13 +209,13 @@ def scale_check(
     matrix_mb = args.synthetic_rows * 384 * 4 / 2**20
     limit = 1.1 * rss_full + (args.synthetic_rows - rows) * 384 * 4 / 2**20
     line = (
-        f"embed stage: {rows} rows {seconds_full:.1f} s, peak RSS {rss_full:.0f} MB; {args.synthetic_rows} synthetic "
-        f"rows ({texts['text'].nunique()} distinct) {seconds_big:.1f} s, peak RSS {rss_big:.0f} MB "
-        f"(output matrix {matrix_mb:.0f} MB)"
+        f"embed stage: {rows} rows {seconds_full:.1f} s, peak RSS {rss_full:.0f} MB; "
+        f"{args.synthetic_rows} synthetic rows ({texts['text'].nunique()} distinct) "
+        f"{seconds_big:.1f} s, peak RSS {rss_big:.0f} MB (output matrix {matrix_mb:.0f} MB)"
     )
     row = (
-        f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_full:.0f} MB + added matrix | {rss_big:.0f} MB "
-        f"(limit {limit:.0f} MB) | {verdict(rss_big <= limit)}"
+        f"embed peak RSS at {args.synthetic_rows} rows <= 1.1 x {rss_full:.0f} MB + added matrix | "
+        f"{rss_big:.0f} MB (limit {limit:.0f} MB) | {verdict(rss_big <= limit)}"
     )
     return line, row
 
@@ -250,7 +254,8 @@ def main() -> None:
         PYTHONPATH=".",
     )
     print(
-        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; data: {source}",
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; data: "
+        f"{source}",
         flush=True,
     )
 
@@ -268,10 +273,12 @@ def main() -> None:
     stages_ours = stage_log(output)
     if sorted(stages_ours) != sorted(name for name, _ in ARTICLE_CHAIN):
         sys.exit(
-            f"dvc repro {' '.join(CHAIN_TARGETS)} ran {sorted(stages_ours)}, not the article chain's stages"
+            f"dvc repro {' '.join(CHAIN_TARGETS)} ran {sorted(stages_ours)}, "
+            "not the article chain's stages"
         )
     print(
-        f"ours: cold dvc repro {' '.join(CHAIN_TARGETS)} {wall_ours:.1f} s, peak RSS {rss_ours:.0f} MB; stages (s, MB): {stages_ours}",
+        f"ours: cold dvc repro {' '.join(CHAIN_TARGETS)} {wall_ours:.1f} s, peak RSS "
+        f"{rss_ours:.0f} MB; stages (s, MB): {stages_ours}",
         flush=True,
     )
 
@@ -288,7 +295,8 @@ def main() -> None:
     wall_article = sum(wall for wall, _ in article_stages.values())
     rss_article = max(rss for _, rss in article_stages.values())
     print(
-        f"article: chain {wall_article:.1f} s, peak RSS {rss_article:.0f} MB; stages (s, MB): {article_stages}",
+        f"article: chain {wall_article:.1f} s, peak RSS {rss_article:.0f} MB; stages (s, MB): "
+        f"{article_stages}",
         flush=True,
     )
 
@@ -304,7 +312,8 @@ def main() -> None:
     ari = adjusted_rand_score(labels["segment_ours"], labels["segment_article"])
     inliers = len(pd.read_csv(ours / PROCESSED / "labels.csv"))
     print(
-        f"agreement: max |dcos| {max_dcos:.2e}; k=5 segments ARI {ari:.6f} on {len(labels)} shared of {inliers} inliers",
+        f"agreement: max |dcos| {max_dcos:.2e}; k=5 segments ARI {ari:.6f} on {len(labels)} shared "
+        f"of {inliers} inliers",
         flush=True,
     )
 
@@ -317,8 +326,8 @@ def main() -> None:
     reference = silhouette_score(inlier_vectors, segments)
     wall_sklearn = time.perf_counter() - started
     print(
-        f"silhouette on {inlier_vectors.shape}: ours {wall_fast:.1f} s, sklearn {wall_sklearn:.1f} s, "
-        f"|delta| {abs(fast - reference):.2e}",
+        f"silhouette on {inlier_vectors.shape}: ours {wall_fast:.1f} s, "
+        f"sklearn {wall_sklearn:.1f} s, |delta| {abs(fast - reference):.2e}",
         flush=True,
     )
     maps = {
@@ -327,8 +336,8 @@ def main() -> None:
     }
     recall = neighbour_recall(inlier_vectors, maps, seed=0)
     print(
-        f"t-SNE maps keep {recall['ours']:.4f} (ours) and {recall['article']:.4f} (article, sklearn) of each "
-        f"customer's 15 nearest neighbours",
+        f"t-SNE maps keep {recall['ours']:.4f} (ours) and {recall['article']:.4f} "
+        "(article, sklearn) of each customer's 15 nearest neighbours",
         flush=True,
     )
     int8_line = int8_agreement(ours, vectors_ours, pd.read_csv(ours / PROCESSED / "labels.csv"))
@@ -340,7 +349,8 @@ def main() -> None:
         [sys.executable, "-m", "dvc", "exp", "run", "-S", "k=6", f"profile@{DATASET}"], ours, env
     )
     print(
-        f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: {sorted(stage_log(output))})",
+        f"ours: dvc exp run -S k=6 profile {wall_k6:.1f} s (stages run: "
+        f"{sorted(stage_log(output))})",
         flush=True,
     )
 
@@ -354,24 +364,28 @@ def main() -> None:
     print("\ntarget | measured | verdict")
     print(
         f"embed stage >= 1.6x faster than torch fp32 batch 32 | {embed_ratio:.2f}x "
-        f"({article_stages['embed'][0]:.1f} s -> {seconds_45k:.1f} s) | {verdict(embed_ratio >= 1.6)}"
+        f"({article_stages['embed'][0]:.1f} s -> {seconds_45k:.1f} s) | "
+        f"{verdict(embed_ratio >= 1.6)}"
     )
     print(f"max |dcos| <= 1e-5 | {max_dcos:.2e} | {verdict(max_dcos <= 1e-5)}")
     print(
-        f"cold repro (the {len(ARTICLE_CHAIN)} stages download..profile) >= 2.5x faster than the article chain | {chain_ratio:.2f}x ({wall_article:.1f} s -> {wall_ours:.1f} s)"
-        f" | {verdict(chain_ratio >= 2.5)}"
+        f"cold repro (the {len(ARTICLE_CHAIN)} stages download..profile) >= 2.5x faster than the "
+        f"article chain | {chain_ratio:.2f}x ({wall_article:.1f} s -> {wall_ours:.1f} s) | "
+        f"{verdict(chain_ratio >= 2.5)}"
     )
     print(f"dvc exp run -S k=6 profile <= 30 s | {wall_k6:.1f} s | {verdict(wall_k6 <= 30)}")
     print(f"peak RSS <= 2048 MB on the full data | {rss_ours:.0f} MB | {verdict(rss_ours <= 2048)}")
     print(scale_row)
     print(
-        f"exact silhouette >= 2.5x faster than sklearn, |delta| <= 1e-5 | {silhouette_ratio:.2f}x, {abs(fast - reference):.2e}"
-        f" | {verdict(silhouette_ratio >= 2.5 and abs(fast - reference) <= 1e-5)}"
+        f"exact silhouette >= 2.5x faster than sklearn, |delta| <= 1e-5 | {silhouette_ratio:.2f}x, "
+        f"{abs(fast - reference):.2e} | "
+        f"{verdict(silhouette_ratio >= 2.5 and abs(fast - reference) <= 1e-5)}"
     )
     print(f"k=5 segments unchanged (ARI) | {ari:.6f} | {verdict(ari == 1.0)}")
     print(
-        f"t-SNE map keeps nearest neighbours as well as sklearn's (recall@15, -0.02 allowed) | "
-        f"{recall['ours']:.4f} vs {recall['article']:.4f} | {verdict(recall['ours'] >= recall['article'] - 0.02)}"
+        "t-SNE map keeps nearest neighbours as well as sklearn's (recall@15, -0.02 allowed) | "
+        f"{recall['ours']:.4f} vs {recall['article']:.4f} | "
+        f"{verdict(recall['ours'] >= recall['article'] - 0.02)}"
     )
     if args.keep:
         print(f"work folder: {work}")

@@ -101,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     if differences:
         print(difference_table(differences))
         print(
-            f"error: check_metrics: {len(differences)} of {checked} metrics differ from {args.rev} (whole "
-            f"numbers must match exactly, others within relative tolerance {args.rel_tol:g})",
+            f"error: check_metrics: {len(differences)} of {checked} metrics differ from {args.rev} "
+            "(whole numbers must match exactly, "
+            f"others within relative tolerance {args.rel_tol:g})",
             file=sys.stderr,
         )
         return 1
     print(
-        f"check_metrics: all {checked} metrics in {len(diff)} files match {args.rev} within relative tolerance {args.rel_tol:g}"
+        f"check_metrics: all {checked} metrics in {len(diff)} files match {args.rev} within "
+        f"relative tolerance {args.rel_tol:g}"
     )
     return 0
 

@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if stale:
             print(
-                f"error: params_doc: {', '.join(stale)} differ from the schema in stages/config.py; "
-                "run 'python -m scripts.params_doc'",
+                f"error: params_doc: {', '.join(stale)} differ from the schema in "
+                "stages/config.py; run 'python -m scripts.params_doc'",
                 file=sys.stderr,
             )
             return 1

@@ -1,13 +1,14 @@
 """The pull-request report: what an experiment changed against a base revision, as markdown.
 
-    python -m scripts.pr_report --base origin/main [--out pr-report] [--image-url URL] [--run-url URL]
+    python -m scripts.pr_report --base origin/main [--out pr-report]
+        [--image-url URL] [--run-url URL]
 
 Compares the base revision with the workspace (normally a checkout of the pull request after
-`dvc repro`) and writes ``<out>/report.md`` with `dvc metrics diff --md --all`, `dvc params diff --md`,
-the image plots of ``dvc.yaml`` whose bytes changed (base and new side by side), and the git-tracked
-outputs that `dvc repro` rewrote (results that were committed stale). The images are copied to
-``<out>/base`` and ``<out>/head`` and linked relatively, so the folder reads on its own; with
-``--image-url`` (a template with ``{rev}`` and ``{path}``, e.g.
+`dvc repro`) and writes ``<out>/report.md`` with `dvc metrics diff --md --all`,
+`dvc params diff --md`, the image plots of ``dvc.yaml`` whose bytes changed (base and new side by
+side), and the git-tracked outputs that `dvc repro` rewrote (results that were committed stale).
+The images are copied to ``<out>/base`` and ``<out>/head`` and linked relatively, so the folder
+reads on its own; with ``--image-url`` (a template with ``{rev}`` and ``{path}``, e.g.
 ``https://github.com/OWNER/REPO/blob/{rev}/{path}?raw=true``) the links point at the committed
 files of the two commits instead, which a pull-request comment can show without extra commits.
 `dvc plots diff` renders the interactive plots into ``<out>/plots``.
@@ -150,8 +151,8 @@ def render_report(
     lines += ["### Reproducibility", ""]
     if stale:
         lines += [
-            "`dvc repro` changed these committed files, so the pull request's results are not what its "
-            "code and data produce; run `dvc repro` and commit them:",
+            "`dvc repro` changed these committed files, so the pull request's results are not "
+            "what its code and data produce; run `dvc repro` and commit them:",
             "",
             *[f"- `{path}`" for path in stale],
             "",
@@ -163,7 +164,8 @@ def render_report(
         ]
     if run_url:
         lines += [
-            f"Interactive plots (`dvc plots diff`) and full-size images: artifact of [this run]({run_url}).",
+            "Interactive plots (`dvc plots diff`) and full-size images: "
+            f"artifact of [this run]({run_url}).",
             "",
         ]
     return "\n".join(lines)
@@ -189,8 +191,8 @@ def resolve(rev: str) -> str:
     )
     if result.returncode != 0:
         raise PipelineError(
-            f"base revision {rev!r} is not a commit here; fetch the full history (git fetch origin, "
-            "or fetch-depth: 0 in CI) or name an existing branch, tag or commit"
+            f"base revision {rev!r} is not a commit here; fetch the full history "
+            "(git fetch origin, or fetch-depth: 0 in CI) or name an existing branch, tag or commit"
         )
     return result.stdout.strip()
 
@@ -236,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out.resolve()
     if out.exists() and any(out.iterdir()) and not (out / "report.md").exists():
         raise PipelineError(
-            f"{args.out}: exists and holds no report.md; name a new or former report folder with --out"
+            f"{args.out}: exists and holds no report.md; "
+            "name a new or former report folder with --out"
         )
     # Built aside and moved into place whole, so a failure leaves the previous report or none.
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,8 @@ def assign(
     detector: ECODReference,
     names: dict[int, str] | None = None,
 ) -> pd.DataFrame:
-    """``encoder`` is the embed stage's (``stages.encoders.make_encoder``), so vectors match the training ones."""
+    """``encoder`` is the embed stage's (``stages.encoders.make_encoder``),
+    so vectors match the training ones."""
     texts = serialize(customers, template)["text"].tolist()
     vectors = encoder.encode(texts)
     return assign_vectors(customers.index.to_numpy(), vectors, centroids, detector, names)
@@ -74,13 +75,15 @@ def committed_model(
     info = read_json(paths.embedding_info)
     if info["model"] != params.model:
         raise PipelineError(
-            f"{paths.embeddings} was made with model {info['model']!r} but params.yaml names {params.model!r}; "
+            f"{paths.embeddings} was made with model {info['model']!r} "
+            f"but params.yaml names {params.model!r}; "
             "run 'dvc repro' (or 'dvc checkout') so the model and the centroids agree"
         )
     if len(centroids) != params.k or centroids.shape[1] != training.shape[1]:
         raise PipelineError(
-            f"{paths.centroids} holds {len(centroids)} centroids of dimension {centroids.shape[1]} but params.yaml "
-            f"has k={params.k} and the embeddings dimension {training.shape[1]}; run 'dvc repro' or 'dvc checkout'"
+            f"{paths.centroids} holds {len(centroids)} centroids of dimension {centroids.shape[1]} "
+            f"but params.yaml has k={params.k} and the embeddings dimension {training.shape[1]}; "
+            "run 'dvc repro' or 'dvc checkout'"
         )
     # Names come from the profile stage's table when it describes these k segments.
     profiles = paths.reports / "profiles.csv"

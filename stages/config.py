@@ -75,7 +75,8 @@ class _Section(BaseModel):
 
 
 def param(default, description: str, **bounds):
-    """A param's default, bounds and meaning, written once: docs/params.md is generated from them."""
+    """A param's default, bounds and meaning, written once:
+    docs/params.md is generated from them."""
     return Field(default, description=description, **bounds)
 
 
@@ -386,7 +387,8 @@ def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarr
     flags = read_csv(paths.outliers)
     if len(flags) != len(vectors):
         raise PipelineError(
-            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {len(vectors)}; rerun 'dvc repro'"
+            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {len(vectors)}; "
+            "rerun 'dvc repro'"
         )
     rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
     return flags[CUSTOMER_ID].to_numpy()[rows], rows, vectors[rows]

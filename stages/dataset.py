@@ -396,7 +396,8 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise PipelineError(
-            f"{path}: line {line} is not {encoding} (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            f"{path}: line {line} is not {encoding} "
+            f"(byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
             f"re-save the file as {encoding}, or set format.encoding in the data-set file"
         ) from None
     # A spreadsheet's byte-order mark and Windows line ends are part of how the file is written,
@@ -489,7 +490,8 @@ def _id_problems(ids: pd.Series) -> list[str]:
     blank = ids.eq("")
     if blank.any():
         problems.append(
-            f"id column {ids.name!r} is blank on {_lines(ids.index[blank])}; every customer needs an id"
+            f"id column {ids.name!r} is blank on {_lines(ids.index[blank])}; "
+            "every customer needs an id"
         )
     repeated = ids.duplicated(keep=False) & ~blank
     if repeated.any():
@@ -531,8 +533,9 @@ def _category_problems(
         distinct = cells.nunique()
         if distinct > limit:
             return [
-                f"column {name!r} has {distinct} distinct values, over max_categories ({limit}); declare it "
-                f"numeric if it is a number, group its values, or raise max_categories in {spec_file}"
+                f"column {name!r} has {distinct} distinct values, over max_categories ({limit}); "
+                "declare it numeric if it is a number, group its values, or raise max_categories "
+                f"in {spec_file}"
             ]
         return []
     unknown = ~cells.isin(allowed)

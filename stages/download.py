@@ -39,8 +39,8 @@ def offline_hint(source: Source) -> str:
     if source.env is None:
         return "to use a local copy, set source.path in the data-set file"
     return (
-        f"to use a local copy, set {source.env} to the file {source.file}, a zip holding it, a folder "
-        f"holding either, or a mirror URL, e.g. {source.env}=../shared/data dvc repro"
+        f"to use a local copy, set {source.env} to the file {source.file}, a zip holding it, a "
+        f"folder holding either, or a mirror URL, e.g. {source.env}=../shared/data dvc repro"
     )
 
 
@@ -87,7 +87,8 @@ def _find_in_zip(payload: bytes, file: str, origin: str, max_bytes: int) -> byte
 
 
 def refuse_unsafe_members(names: list[str], origin: str) -> None:
-    """Refuse an archive whose member paths would leave the folder it is unpacked into (zip slip)."""
+    """Refuse an archive whose member paths would leave the folder it is unpacked into
+    (zip slip)."""
     for name in names:
         parts = PurePosixPath(name.replace("\\", "/")).parts
         if name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):

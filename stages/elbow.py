@@ -28,10 +28,12 @@ CURVES = ("inertia", "silhouette", "davies_bouldin", "calinski_harabasz")
 def elbow_curve(
     vectors: np.ndarray, ks: range, n_init: int, seed: int, silhouette_max_rows: int
 ) -> pd.DataFrame:
-    """Inertia and the three internal validity scores for each k (silhouette for all k in one pass)."""
+    """Inertia and the three internal validity scores for each k
+    (silhouette for all k in one pass)."""
     if ks.stop - 1 >= len(vectors):
         raise PipelineError(
-            f"elbow.k_max={ks.stop - 1} must be below the number of inliers ({len(vectors)}); lower it"
+            f"elbow.k_max={ks.stop - 1} must be below the number of inliers ({len(vectors)}); "
+            "lower it"
         )
     models = [
         KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)

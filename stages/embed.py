@@ -159,7 +159,8 @@ def embed_chunks(
 
 
 def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> int:
-    """Scatter the chunk vectors back to every row into a memory-mapped ``.npy``; returns the dimension."""
+    """Scatter the chunk vectors back to every row into a memory-mapped ``.npy``;
+    returns the dimension."""
     chunks = int(codes.max()) // chunk_rows + 1
     dimension = np.load(chunk_file(folder, 0), mmap_mode="r").shape[1]
     by_code = np.argsort(codes, kind="stable")
@@ -185,7 +186,8 @@ def embed_to_file(
     chunk_rows: int,
     stream=None,
 ) -> dict[str, int]:
-    """Embed the distinct texts (resuming from ``folder``) and write row ``i`` as ``uniques[codes[i]]``.
+    """Embed the distinct texts (resuming from ``folder``) and write row ``i`` as
+    ``uniques[codes[i]]``.
 
     The resume folder is removed once the matrix is in place.
     """

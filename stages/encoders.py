@@ -1,4 +1,5 @@
-"""Sentence encoders behind one ``encode(texts) -> unit float32 rows`` call, used by the embed stage.
+"""Sentence encoders behind one ``encode(texts) -> unit float32 rows`` call,
+used by the embed stage.
 
 ``torch`` runs the sentence-transformers model the way its ``encode`` does (same length-sorted
 batches, same tokenizer, same forward pass, so fp32 gives the same bytes), with the tokenizing of
@@ -97,7 +98,8 @@ def load_model(name: str, device: str = "cpu"):
 
 
 def resolve_device(requested: str, backend: str) -> str:
-    """``auto`` picks CUDA when the backend can use it here; an explicit ``cuda`` must be available."""
+    """``auto`` picks CUDA when the backend can use it here;
+    an explicit ``cuda`` must be available."""
     if backend == "torch":
         import torch
 
@@ -350,7 +352,8 @@ class OnnxEncoder:
 
 
 def export_onnx(model, target: Path) -> None:
-    """Trace the whole sentence-transformers module stack into one ONNX graph (offline, deterministic)."""
+    """Trace the whole sentence-transformers module stack into one ONNX graph
+    (offline, deterministic)."""
     import torch
 
     sample = model.preprocess(["A customer,\nwritten as a short text", "Another one"])
@@ -402,7 +405,8 @@ def onnx_model_file(model, name: str, int8: bool) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with atomic_path(quantized) as tmp:
-            # Per-channel weight scales: cosine to fp32 >= ~0.98 on customer texts, ~0.93 per tensor.
+            # Per-channel weight scales: cosine to fp32 >= ~0.98 on customer texts,
+            # ~0.93 per tensor.
             quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True)
     return quantized
 

@@ -33,7 +33,8 @@ MAPS = {
 def map_points(
     coordinates: pd.DataFrame, columns: tuple[str, str], n_points: int, seed: int
 ) -> pd.DataFrame:
-    """A seeded sample of one map as ``map_x, map_y, segment`` rows: enough to see the shape in ``dvc plots``."""
+    """A seeded sample of one map as ``map_x, map_y, segment`` rows:
+    enough to see the shape in ``dvc plots``."""
     sample = coordinates.sample(n=min(n_points, len(coordinates)), random_state=seed).sort_index()
     return pd.DataFrame(
         {"map_x": sample[columns[0]], "map_y": sample[columns[1]], "segment": sample["segment"]}

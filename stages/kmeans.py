@@ -45,7 +45,8 @@ def fit_segments(
     """Segment labels (1 = largest), centroids in that order, and the inertia."""
     if k >= len(vectors):
         raise PipelineError(
-            f"k={k} must be below the number of inliers ({len(vectors)}); choose a smaller k, e.g. -S k=5"
+            f"k={k} must be below the number of inliers ({len(vectors)}); "
+            "choose a smaller k, e.g. -S k=5"
         )
     model = KMeans(
         n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed
@@ -55,7 +56,8 @@ def fit_segments(
 
 
 def nearest_segments(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Segment (1 = centroid row 0, as kmeans numbers them) and distance to that centroid per row."""
+    """Segment (1 = centroid row 0, as kmeans numbers them)
+    and distance to that centroid per row."""
     rows, distances = pairwise_distances_argmin_min(vectors, centroids)
     return rows + 1, distances
 

@@ -1,4 +1,5 @@
-"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap for a marketing manager.
+"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap
+for a marketing manager.
 
 Which columns are shown, their labels, the phrases that name segments and the outcomes described
 per segment all come from the data-set file.
@@ -29,7 +30,8 @@ from stages.dataset import Dataset, load_dataset, read_customers
 # A value names a segment when most of the segment has it and it is this much commoner than overall.
 TRAIT_MIN_SHARE, TRAIT_MIN_LIFT, TRAITS_IN_NAME = 0.5, 1.2, 2
 SUBJECT_MIN_LIFT = 1.5
-# A segment whose mean of a phrased number is this far above or below all customers' gets its phrase.
+# A segment whose mean of a phrased number is this far above or below all customers'
+# gets its phrase.
 NUMBER_BAND = 0.25
 FIGURES = ("elbow", "pca_map", "tsne_map", "importance")
 HEATMAP = "segment_heatmap"
@@ -57,7 +59,8 @@ def outcome_key(dataset: Dataset, column: str) -> str:
 
 
 def outcome_values(customers: pd.DataFrame, dataset: Dataset, column: str) -> pd.Series:
-    """Per customer, the described outcome as a number: 1/0 for the described value, or the number."""
+    """Per customer, the described outcome as a number:
+    1/0 for the described value, or the number."""
     if dataset.columns[column].kind == "numeric":
         return customers[column].astype(float)
     return customers[column].eq(dataset.describe[column]).astype(float)
@@ -202,7 +205,8 @@ def banded(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
 
 
 def representation(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
-    """Per segment, column and value: its share in the segment, among all customers, and their ratio."""
+    """Per segment, column and value: its share in the segment, among all customers,
+    and their ratio."""
     bands = banded(customers, dataset)
     frame = bands.assign(segment=segments.to_numpy())
     rows = []
@@ -228,7 +232,8 @@ def representation(customers: pd.DataFrame, segments: pd.Series, dataset: Datase
 
 
 def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One segment's over- and under-represented values, strongest first (ties by column and value)."""
+    """One segment's over- and under-represented values, strongest first
+    (ties by column and value)."""
     over = shares[(shares["ratio"] >= OVER_RATIO) & (shares["segment_share"] >= MIN_SHARE)]
     under = shares[(shares["ratio"] <= UNDER_RATIO) & (shares["base_share"] >= MIN_SHARE)]
     over = over.sort_values(
@@ -245,8 +250,8 @@ def standardized_differences(
 
     Numbers: (segment mean - overall mean) / overall standard deviation. Categories: for each value,
     (segment share - overall share) / sqrt(overall share x (1 - overall share)), the standardized
-    difference of a yes/no indicator; the most over-represented value stands for the column. Returns the
-    differences and the value each one refers to (empty for numbers), segments as rows.
+    difference of a yes/no indicator; the most over-represented value stands for the column.
+    Returns the differences and the value each one refers to (empty for numbers), segments as rows.
     """
     numeric, _ = profile_columns(dataset)
     columns = dataset.segment_on + dataset.context_columns
@@ -269,8 +274,9 @@ def standardized_differences(
         for segment, row in scaled.iterrows():
             if row.empty:
                 continue
-            # The most over-represented value: for yes/no columns both values differ equally in size,
-            # and "more of X" reads better than "less of not-X". Ties go to the first value alphabetically.
+            # The most over-represented value: for yes/no columns both values differ equally in
+            # size, and "more of X" reads better than "less of not-X". Ties go to the first value
+            # alphabetically.
             strongest = row.sort_index().idxmax()
             differences.loc[segment, column], values.loc[segment, column] = (
                 row[strongest],
@@ -434,8 +440,9 @@ def accounting(rows: dict, outliers: dict, rejected_file: str) -> str:
     """customers = segmented + outliers + rejected, in one sentence."""
     return (
         f"{rows['table_rows']:,} customers in the table: {outliers['inliers']:,} segmented, "
-        f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} rejected by a "
-        f"missing-cell policy (listed with their reason in [`{rejected_file}`]({rejected_file}))"
+        f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} "
+        "rejected by a missing-cell policy (listed with their reason in "
+        f"[`{rejected_file}`]({rejected_file}))"
     )
 
 
@@ -445,7 +452,8 @@ def outcome_lines(table: pd.DataFrame, base: dict[str, float], dataset: Dataset)
         key = outcome_key(dataset, column)
         low, high = table.loc[table[key].idxmin()], table.loc[table[key].idxmax()]
         lines.append(
-            f"- {outcome_title(dataset, column)}: {_outcome(base[key], dataset, column)} of all customers; by segment "
+            f"- {outcome_title(dataset, column)}: {_outcome(base[key], dataset, column)} "
+            "of all customers; by segment "
             f"from {_outcome(low[key], dataset, column)} (segment {low['segment']}) to "
             f"{_outcome(high[key], dataset, column)} (segment {high['segment']})."
         )
@@ -456,9 +464,9 @@ def stability_note(settings: StabilityParams, n_init: int, inliers: int, name: s
     """How the stability numbers were made and where the rest of them are, in one paragraph."""
     return (
         f"Refits of a seeded sample of {min(settings.rows, inliers):,} segmented customers: "
-        f"{settings.seeds} seeds and {settings.bootstrap_rounds} bootstrap resamples, each with the "
-        f"segments' own KMeans ({n_init} restarts). A k's stability is the lower of its mean ARIs "
-        f"across resamples and across seeds (every k: `plots/{name}/elbow.csv`); the near tie "
+        f"{settings.seeds} seeds and {settings.bootstrap_rounds} bootstrap resamples, each with "
+        f"the segments' own KMeans ({n_init} restarts). A k's stability is the lower of its mean "
+        f"ARIs across resamples and across seeds (every k: `plots/{name}/elbow.csv`); the near tie "
         "compares the committed segments with every refit polished on all customers "
         f"(`metrics/{name}/stability.json`). A segment's clusterwise Jaccard is its mean overlap "
         f"with its best match in each resample (Hennig 2007): {stability.bands_legend()}. How to "
@@ -483,9 +491,10 @@ def render_report(
     figures = "\n\n".join(f"![{name}]({context['plots']}/{name}.png)" for name in FIGURES)
     columns = dataset.segment_on
     surrogate = (
-        f"- A LightGBM model on the {len(columns)} segmentation columns recovers the segment of held-out customers with "
-        f"accuracy {explain['holdout_accuracy']:.3f} and macro-F1 {explain['holdout_macro_f1']:.3f} (majority-class "
-        f"baseline {explain['majority_class_accuracy']:.3f})"
+        f"- A LightGBM model on the {len(columns)} segmentation columns recovers the segment of "
+        f"held-out customers with accuracy {explain['holdout_accuracy']:.3f} and macro-F1 "
+        f"{explain['holdout_macro_f1']:.3f} (majority-class baseline "
+        f"{explain['majority_class_accuracy']:.3f})"
     )
     text_only = dataset.context_columns
     if text_only:
@@ -499,13 +508,17 @@ def render_report(
     trust = stability.summary(
         context["k"], metrics["elbow"], metrics["stability"], settings.near_tie_gap_pct
     )
+    # Python drops a backslash at a template line's end with the line break, so the report
+    # keeps long list items and paragraphs on one markdown line.
     return f"""# Customer segments: {dataset.title}
 
 Generated by `dvc repro` (stage `profile@{context["name"]}`); do not edit by hand.
 
 - {accounting(metrics["rows"], outliers, context["rejected"])}.
 - Model: `{context["model"]}`; k = {context["k"]} segments.
-- Davies-Bouldin {evaluate["davies_bouldin"]:.4f} (lower is better), Calinski-Harabasz {evaluate["calinski_harabasz"]:.1f}, silhouette {evaluate["silhouette"]:.4f} (on the embeddings).
+- Davies-Bouldin {evaluate["davies_bouldin"]:.4f} (lower is better), \
+Calinski-Harabasz {evaluate["calinski_harabasz"]:.1f}, \
+silhouette {evaluate["silhouette"]:.4f} (on the embeddings).
 {surrogate}.
 {outcomes}
 
@@ -517,19 +530,30 @@ Generated by `dvc repro` (stage `profile@{context["name"]}`); do not edit by han
 
 ## Segments
 
-Segments are numbered from largest to smallest. Each categorical column shows the most frequent value and its share within the segment.
+Segments are numbered from largest to smallest. \
+Each categorical column shows the most frequent value and its share within the segment.
 
 {_markdown_table(summary_table(table, dataset))}
 
 ## The segments at a glance
 
-Each cell: how far the segment is from all {outliers["inliers"]:,} segmented customers, in standard deviations (red: more, blue: less). For a number, the difference of the means; for a categorical column, the value the segment has most more of than all customers, and by how much.
+Each cell: how far the segment is from all {outliers["inliers"]:,} segmented customers, \
+in standard deviations (red: more, blue: less). \
+For a number, the difference of the means; for a categorical column, \
+the value the segment has most more of than all customers, and by how much.
 
 ![{HEATMAP}]({context["plots"]}/{HEATMAP}.png)
 
 ## Segment cards
 
-"All customers" means the {outliers["inliers"]:,} segmented customers, except for outcomes, which are compared with every customer kept ({base["kept"]:,}). A card lists up to {VALUES_PER_CARD} values the segment has **more** of (at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of (at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); numbers are in bands. The SHAP features are the columns the LightGBM surrogate leans on most to recognise the segment's own members.
+"All customers" means the {outliers["inliers"]:,} segmented customers, except for outcomes, \
+which are compared with every customer kept ({base["kept"]:,}). \
+A card lists up to {VALUES_PER_CARD} values the segment has **more** of \
+(at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of \
+(at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); \
+numbers are in bands. \
+The SHAP features are the columns the LightGBM surrogate leans on most \
+to recognise the segment's own members.
 
 {cards}
 ## Figures

@@ -27,7 +27,8 @@ def pca_projection(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 def tsne_projection(vectors: np.ndarray, perplexity: float, max_iter: int, seed: int) -> np.ndarray:
-    """openTSNE's FFT-accelerated t-SNE (linear in rows, unlike sklearn's Barnes-Hut), PCA-initialized.
+    """openTSNE's FFT-accelerated t-SNE (linear in rows, unlike sklearn's Barnes-Hut),
+    PCA-initialized.
 
     ``max_iter`` counts the 250 early-exaggeration iterations, as sklearn's does. Neighbours are
     exact below 1,000 rows and Annoy above (openTSNE's ``auto``); both are seeded, so the map is
@@ -36,7 +37,8 @@ def tsne_projection(vectors: np.ndarray, perplexity: float, max_iter: int, seed:
     """
     if perplexity >= len(vectors):
         raise PipelineError(
-            f"project.tsne_perplexity={perplexity} must be below the number of inliers ({len(vectors)})"
+            f"project.tsne_perplexity={perplexity} must be below the number of inliers "
+            f"({len(vectors)})"
         )
     tsne = TSNE(
         n_components=2,

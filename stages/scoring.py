@@ -71,9 +71,11 @@ def _per_sample(sums: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> np.nd
 
 
 def _prepared(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Factors L, R with (L @ R.T)[i, j] = |x_i|^2 + |x_j|^2 - 2 x_i.x_j: one GEMM per block, no extra passes.
+    """Factors L, R with (L @ R.T)[i, j] = |x_i|^2 + |x_j|^2 - 2 x_i.x_j:
+    one GEMM per block, no extra passes.
 
-    Centering leaves distances unchanged and shrinks the norms, so the float32 expansion cancels less.
+    Centering leaves distances unchanged and shrinks the norms,
+    so the float32 expansion cancels less.
     """
     centered = np.array(
         vectors, dtype=np.float64
@@ -157,7 +159,8 @@ def sampled_silhouettes(
 def cluster_metrics(
     vectors: np.ndarray, labelings: Sequence[np.ndarray], silhouette_max_rows: int, seed: int
 ) -> list[dict[str, float]]:
-    """Davies-Bouldin (lower is better), Calinski-Harabasz and silhouette (higher is better) per labeling.
+    """Davies-Bouldin (lower is better), Calinski-Harabasz and silhouette (higher is better)
+    per labeling.
 
     ``silhouette_sampled`` says whether the silhouette is the exact value (0) or the seeded
     estimate over ``silhouette_max_rows`` rows (1); ``silhouette_ci95`` is its 95% half-width.

@@ -42,7 +42,8 @@ def model():
 
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory):
-    """One ONNX export for the whole session, shared with the `dvc repro` subprocesses via the env."""
+    """One ONNX export for the whole session,
+    shared with the `dvc repro` subprocesses via the env."""
     folder = tmp_path_factory.mktemp("segments-cache")
     os.environ["SEGMENTS_CACHE"] = str(folder)
     return folder

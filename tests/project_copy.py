@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_project(target: Path, names: tuple[str, ...]) -> Path:
-    """Copy each named file or folder (relative to the repository root) that exists into ``target``."""
+    """Copy each named file or folder (relative to the repository root)
+    that exists into ``target``."""
     for name in names:
         source = ROOT / name
         if source.is_dir():

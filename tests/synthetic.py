@@ -128,9 +128,10 @@ INTERNET_EXTRAS = (
 
 
 def telco_customers(n: int, seed: int = 0, blank_total_charges: int = 3) -> pd.DataFrame:
-    """``n`` customers shaped like IBM's Telco Customer Churn table: new month-to-month fiber customers
-    who churn often, long-standing contract customers who rarely do, and ``blank_total_charges``
-    customers in their first month whose TotalCharges is blank, as in the real file."""
+    """``n`` customers shaped like IBM's Telco Customer Churn table: new month-to-month fiber
+    customers who churn often, long-standing contract customers who rarely do, and
+    ``blank_total_charges`` customers in their first month whose TotalCharges is blank, as in the
+    real file."""
     rng = np.random.default_rng(seed)
     loyal = rng.random(n) < 0.5
     tenure = np.where(loyal, rng.integers(24, 73, n), rng.integers(1, 24, n))

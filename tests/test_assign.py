@@ -27,7 +27,8 @@ PARAMS = validate_params({"k": 3, "kmeans": {"n_init": 2}})
 
 @pytest.fixture(scope="module")
 def trained(model, bank):
-    """The pipeline's steps on 150 synthetic customers: embeddings, ECOD flags, segments, centroids."""
+    """The pipeline's steps on 150 synthetic customers:
+    embeddings, ECOD flags, segments, centroids."""
     raw = synthetic.customers(150, seed=11)
     customers = typed(raw.loc[:, bank.text_columns].astype(str), bank)
     customers.index = pd.Index(raw.index.astype(str), name="customer_id")
@@ -151,7 +152,8 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
         result.stderr.strip()
         .splitlines()[-1]
         .startswith(
-            "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. ['forty'])"
+            "error: assign: bad.csv: column 'age' is not a whole number on line(s) 3 (e.g. "
+            "['forty'])"
         )
     )
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -1,4 +1,5 @@
-"""Bad inputs through the real CLI: ``python -m stages.<name> <data set>`` in a temporary copy of the project.
+"""Bad inputs through the real CLI: ``python -m stages.<name> <data set>``
+in a temporary copy of the project.
 
 Each case sets up one bad data file, data-set file, param, download response (from a local HTTP
 server) or environment, runs the stage that must refuse it, and checks that the stage exits
@@ -9,6 +10,7 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import os
@@ -43,7 +45,8 @@ SLOW_S = 3
 
 
 def stage_outputs(stage: str, dataset: str) -> list[str]:
-    """Every path dvc.yaml names as an output of ``stage`` for ``dataset`` (outs, metrics and plots)."""
+    """Every path dvc.yaml names as an output of ``stage`` for ``dataset``
+    (outs, metrics and plots)."""
     entries = [
         e for kind in ("outs", "metrics", "plots") for e in PIPELINE["stages"][stage].get(kind, [])
     ]
@@ -64,10 +67,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         Handler.hits[self.path] += 1
         route = self.path if self.path == PROXIED_URL else self.path.rsplit("/", 1)[-1]
-        try:
+        # The client giving up first breaks the connection, as intended.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             ROUTES[route](self)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up first, as intended
-            pass
 
     def send_body(self, body: bytes, status: int = 200, length: int | None = None) -> None:
         self.send_response(status)
@@ -122,7 +124,7 @@ def server():
     httpd.shutdown()
 
 
-# --- the project copy and the stage runner ---------------------------------------------------------
+# --- the project copy and the stage runner --------------------------------------------------------
 
 
 class Project:
@@ -232,7 +234,7 @@ def replaced(line_number: int, column: str, value: str, lines: list[str] = GOOD_
     return lines
 
 
-# --- the cases -------------------------------------------------------------------------------------
+# --- the cases ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -497,7 +499,8 @@ CASES = [
         "serialize",
         _spec(**{"columns.age.kind": "number"}),
         (
-            "datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical' or 'ordinal'",
+            "datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical' or "
+            "'ordinal'",
             "'number'",
         ),
     ),
@@ -748,7 +751,7 @@ def test_bad_input_table_is_large_and_distinct():
     assert len(CASES) >= 60 and len({case.id for case in CASES}) == len(CASES)
 
 
-# --- what must be read, not refused -----------------------------------------------------------------
+# --- what must be read, not refused ---------------------------------------------------------------
 
 
 def test_a_spreadsheet_export_with_bom_and_crlf_gives_the_same_texts(project):
@@ -780,7 +783,7 @@ def test_missing_cell_policies_drop_with_a_reason_or_keep_as_a_category(project)
     )
 
 
-# --- what must work despite the network -------------------------------------------------------------
+# --- what must work despite the network -----------------------------------------------------------
 
 
 def test_a_transient_500_is_retried(project):

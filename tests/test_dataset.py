@@ -97,7 +97,8 @@ def test_the_minimal_file_gives_labels_kinds_and_a_default_template():
                     "on": {"kind": "categorical", "values": [True, False]},
                 }
             },
-            "columns.on.values.0: Input should be a valid string (got True: YAML reads unquoted yes/no/on/off",
+            "columns.on.values.0: Input should be a valid string (got True: YAML reads unquoted "
+            "yes/no/on/off",
         ),
     ],
 )
@@ -197,7 +198,7 @@ def test_an_empty_file_and_an_all_dropped_table_are_refused(tmp_path, telco):
         read_table(tmp_path / "t.csv", telco, Path("telco.yaml"))
 
 
-# --- no stage module knows a column -----------------------------------------------------------------
+# --- no stage module knows a column ---------------------------------------------------------------
 
 
 def column_names() -> set[str]:
@@ -228,7 +229,7 @@ def test_no_stage_module_names_a_column_of_any_data_set():
     assert not found, found
 
 
-# --- DVC knows every input ----------------------------------------------------------------------------
+# --- DVC knows every input ------------------------------------------------------------------------
 
 
 def module_file(module: str) -> Path:

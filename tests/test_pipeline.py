@@ -1,4 +1,5 @@
-"""End to end: the real `dvc repro` and `dvc exp run` on synthetic customers in a temporary git repo.
+"""End to end: the real `dvc repro` and `dvc exp run` on synthetic customers
+in a temporary git repo.
 
 Both data sets run, each from its own data-set file: the raw data goes through the real download
 code path, a local HTTP server serving a UCI-shaped ``bank+marketing.zip`` (holding ``bank.zip``
@@ -72,7 +73,8 @@ ROWS, TELCO_ROWS, TELCO_BLANKS = 300, 300, 3
 
 @pytest.fixture(scope="module")
 def served_tables(tmp_path_factory):
-    """A local HTTP server holding a UCI-shaped archive and a telco-shaped table of synthetic customers."""
+    """A local HTTP server holding a UCI-shaped archive
+    and a telco-shaped table of synthetic customers."""
     folder = tmp_path_factory.mktemp("mirror")
     csv = synthetic.to_uci_csv(synthetic.customers(ROWS, seed=7))
     (folder / "bank+marketing.zip").write_bytes(
@@ -164,7 +166,8 @@ def first_run(repo):
 
 
 def declared_outputs(pipeline: dict) -> dict[str, dict]:
-    """Every output dvc.yaml declares for each data set: path -> its declaration (kind and props)."""
+    """Every output dvc.yaml declares for each data set:
+    path -> its declaration (kind and props)."""
     declared = {}
     for stage in pipeline["stages"].values():
         for kind in ("outs", "metrics", "plots"):

@@ -113,13 +113,16 @@ def test_each_distinct_text_is_embedded_once_and_scattered_back(texts, tmp_path)
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_identical_matrix(texts, tmp_path):
-    """A real subprocess embeds chunks of 10 texts with the onnx backend and is killed with SIGKILL."""
+    """A real subprocess embeds chunks of 10 texts with the onnx backend
+    and is killed with SIGKILL."""
     script = (
         "import sys, pathlib; from stages import embed, encoders\n"
         "texts = pathlib.Path(sys.argv[1]).read_text().split('\\x1e')\n"
         "codes, uniques = embed.distinct_texts(texts)\n"
         "encoder = encoders.make_encoder(encoders.DEFAULT_MODEL, 'onnx', 'cpu', 4)\n"
-        "embed.embed_to_file(encoder, codes, uniques, pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), 10)\n"
+        "embed.embed_to_file("
+        "encoder, codes, uniques, pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), 10"
+        ")\n"
     )
     (tmp_path / "texts").write_text("\x1e".join(texts))
     resume = tmp_path / "resume"

@@ -38,8 +38,9 @@ from stages.dataset import read_table, typed
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTICLE_TEMPLATE = (
-    "Age: {age},\nhousing load: {housing},\nJob: {job},\nMarital: {marital},\nEducation: {education},\n"
-    "Default: {default},\nBalance: {balance},\nPersonal loan: {loan},\ncontact: {contact}"
+    "Age: {age},\nhousing load: {housing},\nJob: {job},\nMarital: {marital},\n"
+    "Education: {education},\nDefault: {default},\nBalance: {balance},\n"
+    "Personal loan: {loan},\ncontact: {contact}"
 )
 
 
@@ -241,7 +242,10 @@ def test_unreachable_url_says_how_to_use_a_local_copy(telco):
 
 
 def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path, bank):
-    row = '58;"management";"married";"tertiary";"no";2143;"yes";"no";"unknown";5;"may";261;1;-1;0;"unknown";"no"'
+    row = (
+        '58;"management";"married";"tertiary";"no";2143;"yes";"no";"unknown";5;"may";261;1;-1;0;'
+        '"unknown";"no"'
+    )
     path = tmp_path / "one.csv"
     path.write_bytes(
         synthetic.to_uci_csv(synthetic.customers(1)).splitlines(keepends=True)[0]
@@ -254,8 +258,9 @@ def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path, b
     assert texts.to_dict("records") == [
         {
             "customer_id": "0",
-            "text": "Age: 58,\nhousing load: yes,\nJob: management,\nMarital: married,\nEducation: tertiary,\n"
-            "Default: no,\nBalance: 2143,\nPersonal loan: no,\ncontact: unknown",
+            "text": "Age: 58,\nhousing load: yes,\nJob: management,\nMarital: married,\n"
+            "Education: tertiary,\nDefault: no,\nBalance: 2143,\nPersonal loan: no,\n"
+            "contact: unknown",
         }
     ]
 
@@ -495,7 +500,8 @@ def test_segment_names_follow_the_data_set_file(telco):
     table = profile.profile(customers, pd.Series([1, 1, 2, 2, 3, 3]), telco)
     assert table["name"].tolist()[:2] == [
         "Month-to-month customers: pay by electronic check, recently joined, high monthly charges",
-        "Two-year contract customers: pay by mailed check, seniors, long-standing, low monthly charges",
+        "Two-year contract customers: pay by mailed check, seniors, long-standing, low monthly "
+        "charges",
     ]
     assert table["Churn_Yes_rate"].tolist() == [1.0, 0.0, 0.5]
 
@@ -798,7 +804,8 @@ def test_mca_shares_are_ordered_and_the_first_axis_separates_the_groups(mixed_cu
     coordinates, shares = mca.correspondence_map(categories, MCAParams(n_components=3), seed=0)
     assert coordinates.shape == (400, 3) and shares.shape == (3,)
     assert shares[0] >= shares[1] >= shares[2] > 0 and shares.sum() < 1
-    # marital status (married vs single) is what the synthetic groups share most among the categoricals
+    # marital status (married vs single) is what the synthetic groups share most among the
+    # categoricals
     married = (categories["marital"] == "married").to_numpy()
     assert abs(np.corrcoef(coordinates[:, 0], married)[0, 1]) > 0.8
 
@@ -917,8 +924,8 @@ def test_verdict_follows_the_numbers(bank):
     assert "Embeddings + KMeans is best on 10 of 10 measures" in embedding_best
     assert "supported on 10 of 10 measures, a majority" in embedding_best
     assert (
-        "Changing the seed moves many customers between the segments of K-Prototypes (Method 2) (mean ARI 0.50, below"
-        in embedding_best
+        "Changing the seed moves many customers between the segments of K-Prototypes (Method 2) "
+        "(mean ARI 0.50, below" in embedding_best
     )
     assert (
         "Changing the customers sampled barely changes the segments of Embeddings + KMeans (mean"
@@ -939,8 +946,8 @@ def test_verdict_follows_the_numbers(bank):
         and "supported on 0 of 10 measures, not a majority" in tabular_best
     )
     assert (
-        "segments of Embeddings + KMeans (mean ARI 0.50, below 0.75): part of them is an accident of initialisation."
-        in tabular_best
+        "segments of Embeddings + KMeans (mean ARI 0.50, below 0.75): part of them is an accident "
+        "of initialisation." in tabular_best
     )
 
 
@@ -977,8 +984,8 @@ def test_comparison_report_marks_the_best_and_states_the_rows(bank):
         "| Embeddings + KMeans | 23.8 points | 0.317 |" in report
     )  # the outcome's range and Cramér's V
     assert (
-        "the 8 segmentation columns encoded (one-hot job, marital, default, housing, loan; ordinal education"
-        in report
+        "the 8 segmentation columns encoded (one-hot job, marital, default, housing, loan; "
+        "ordinal education" in report
     )
     assert (
         "![comparison_pca](../../plots/bank/comparison_pca.png)" in report
@@ -1011,8 +1018,8 @@ def test_params_yaml_and_the_params_doc_are_the_schema_s_defaults():
     assert (ROOT / "params.yaml").read_text() == params_doc.params_yaml()
     assert (ROOT / "docs/params.md").read_text() == params_doc.params_doc()
     assert (
-        "| `comparison.kprototypes.n_init` | `2` | starts for the chosen k (kmodes' default: 10) (>= 1) |"
-        in (ROOT / "docs/params.md").read_text()
+        "| `comparison.kprototypes.n_init` | `2` | starts for the chosen k (kmodes' default: 10) "
+        "(>= 1) |" in (ROOT / "docs/params.md").read_text()
     )
 
 

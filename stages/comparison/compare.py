@@ -53,7 +53,8 @@ VALIDITY = {
 
 
 def measures(dataset: Dataset) -> dict[str, tuple[str, bool]]:
-    """Every compared measure: metrics key with ``{method}`` left open -> (plain name, higher is better)."""
+    """Every compared measure: metrics key with ``{method}`` left open
+    -> (plain name, higher is better)."""
     return (
         {
             f"{{method}}_on_{space}_{metric}": (f"{name} in the {SPACES[space]}", higher)
@@ -147,7 +148,10 @@ def space_scores(
 def silhouette_note(rows: int, silhouette_max_rows: int) -> str:
     if rows <= silhouette_max_rows:
         return "exact, over all of them"
-    return f"seeded estimates from {silhouette_max_rows:,} of them (`silhouette_max_rows`), the same rows for every method"
+    return (
+        f"seeded estimates from {silhouette_max_rows:,} of them (`silhouette_max_rows`), "
+        "the same rows for every method"
+    )
 
 
 def surrogate_scores(
@@ -227,7 +231,8 @@ def winners(metrics: dict[str, float], compared: dict[str, tuple[str, bool]]) ->
 
 
 def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k: int) -> str:
-    """A paragraph that states, from the numbers, which method wins where and how far to trust it."""
+    """A paragraph that states, from the numbers,
+    which method wins where and how far to trust it."""
     best = winners(metrics, compared)
     wins = {
         method: [compared[key][0] for key, winner in best.items() if winner == method]
@@ -246,12 +251,13 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k:
     ]
     if sum(home_wins) >= len(home_wins) - 1:
         sentences.append(
-            "The internal indices mostly favour the method fitted in the space they are measured in, "
-            "so they say more about the space than about which segmentation is better."
+            "The internal indices mostly favour the method fitted in the space they are "
+            "measured in, so they say more about the space than about which segmentation is better."
         )
     embedding_wins = len(wins["embedding"])
     sentences.append(
-        f"The article's claim that embeddings segment better is supported on {embedding_wins} of {len(best)} measures"
+        f"The article's claim that embeddings segment better is supported on {embedding_wins} of "
+        f"{len(best)} measures"
         + (", a majority." if embedding_wins > len(best) / 2 else ", not a majority.")
     )
     for refit, cause in (("seed", "the seed"), ("bootstrap", "the customers sampled")):
@@ -265,9 +271,9 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k:
             )
         if shaky:
             sentences.append(
-                f"Changing {cause} moves many customers between the segments of {' and '.join(METHODS[m] for m in shaky)} "
-                f"(mean ARI {' and '.join(f'{ari[m]:.2f}' for m in shaky)}, "
-                f"below {stability.SHAKY_ARI}): "
+                f"Changing {cause} moves many customers between the segments of "
+                f"{' and '.join(METHODS[m] for m in shaky)} (mean ARI "
+                f"{' and '.join(f'{ari[m]:.2f}' for m in shaky)}, below {stability.SHAKY_ARI}): "
                 "part of them is an accident of "
                 + ("initialisation." if refit == "seed" else "the sample.")
             )
@@ -277,8 +283,9 @@ def verdict(metrics: dict[str, float], compared: dict[str, tuple[str, bool]], k:
     }
     closest = max(pairs, key=pairs.get)
     sentences.append(
-        f"The methods find {'largely different' if pairs[closest] < 0.5 else 'partly shared'} segments: "
-        f"the closest pair, {METHODS[closest[0]]} and {METHODS[closest[1]]}, agree with ARI {pairs[closest]:.2f}."
+        f"The methods find {'largely different' if pairs[closest] < 0.5 else 'partly shared'} "
+        f"segments: the closest pair, {METHODS[closest[0]]} and {METHODS[closest[1]]}, agree with "
+        f"ARI {pairs[closest]:.2f}."
     )
     return " ".join(sentences)
 
@@ -322,6 +329,10 @@ def render_report(
         + [_number(own[method][metric]) for metric in VALIDITY]
         for method, description in context["own_spaces"].items()
     ]
+    own_table = _table(
+        ["Method", "Space", "Customers", "Davies-Bouldin", "Calinski-Harabasz", "Silhouette"],
+        own_rows,
+    )
     best = winners(metrics, compared_measures)
     compared = []
     for key, (name, _) in compared_measures.items():
@@ -345,6 +356,10 @@ def render_report(
         ]
         for m in METHODS
     ]
+    surrogate_table = _table(
+        ["Method", "Held-out accuracy", "Macro-F1", "Majority class", "Top SHAP columns"],
+        surrogate,
+    )
     pairs = {
         frozenset(pair): metrics[f"ari_{pair[0]}_{pair[1]}"]
         for pair in itertools.combinations(METHODS, 2)
@@ -357,7 +372,8 @@ def render_report(
         [
             METHODS[m],
             f"{metrics[f'{m}_seed_ari_mean']:.3f} (min {metrics[f'{m}_seed_ari_min']:.3f})",
-            f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min {metrics[f'{m}_bootstrap_ari_min']:.3f})",
+            f"{metrics[f'{m}_bootstrap_ari_mean']:.3f} (min "
+            f"{metrics[f'{m}_bootstrap_ari_min']:.3f})",
         ]
         for m in METHODS
     ]
@@ -371,6 +387,8 @@ def render_report(
     )
     columns = len(dataset.segment_on)
     numbers = ", ".join(dataset.numeric)
+    # In the templates below, Python drops a backslash at a line's end with the line break, so
+    # the report keeps long list items and sentences on one markdown line.
     outcomes = ""
     for column, value in dataset.describe.items():
         key = outcome_metric(column)
@@ -388,7 +406,8 @@ def render_report(
         outcomes += f"""
 ### {outcome_title(dataset, column)}
 
-The range of the per-segment {"mean" if value == "mean" else "rate"} (highest segment minus lowest) and the
+The range of the per-segment {"mean" if value == "mean" else "rate"} \
+(highest segment minus lowest) and the
 {strength} between segment and outcome (0: the segments say nothing about it).
 
 {_table(["Method", "Range across segments", f"Association ({strength})"], rows)}
@@ -400,37 +419,48 @@ The range of the per-segment {"mean" if value == "mean" else "rate"} (highest se
 
 Generated by `dvc repro` (stage `compare@{context["name"]}`); do not edit by hand.
 
-k = {context["k"]} segments for every method, seed {context["seed"]}, embedding model `{context["model"]}`.
-The comparison uses the **{metrics["common_rows"]:,} customers** that all three methods keep (ECOD inliers of
+k = {context["k"]} segments for every method, seed {context["seed"]}, \
+embedding model `{context["model"]}`.
+The comparison uses the **{metrics["common_rows"]:,} customers** \
+that all three methods keep (ECOD inliers of
 the embeddings and of the Method-1 matrix).
 
-- **Embeddings + KMeans**: each customer written as text, embedded with the model, KMeans on the vectors.
-- **Tabular KMeans (Method 1)**: the {columns} segmentation columns encoded ({encoding_description(dataset, context["encoding"])}), KMeans on that matrix.
-- **K-Prototypes (Method 2)**: the {columns} columns as they are ({numbers} power-transformed), K-Prototypes.
+- **Embeddings + KMeans**: each customer written as text, embedded with the model, \
+KMeans on the vectors.
+- **Tabular KMeans (Method 1)**: the {columns} segmentation columns encoded \
+({encoding_description(dataset, context["encoding"])}), KMeans on that matrix.
+- **K-Prototypes (Method 2)**: the {columns} columns as they are \
+({numbers} power-transformed), K-Prototypes.
 
 ## Each method in its own space, as the article reports it
 
-Not comparable across rows: each index is measured in a different space, on the method's own inliers.
+Not comparable across rows: each index is measured in a different space, \
+on the method's own inliers.
 
-{_table(["Method", "Space", "Customers", "Davies-Bouldin", "Calinski-Harabasz", "Silhouette"], own_rows)}
+{own_table}
 
 ## All methods in the same spaces
 
 Every method's segments scored in the Method-1 tabular matrix and in the embedding matrix, on the
-same {metrics["common_rows"]:,} customers. Davies-Bouldin: lower is better; the others: higher is better; the
-best of each row is in bold. Silhouettes: {context["silhouette"]}. Stability: segments refitted on a seeded sample of
-{context["stability_rows"]:,} customers, with {context["stability_seeds"]} seeds (all pairs compared) and on
-{context["bootstrap_rounds"]} bootstrap resamples (compared with the first seed's fit on the customers each drew).
+same {metrics["common_rows"]:,} customers. Davies-Bouldin: lower is better; \
+the others: higher is better; the
+best of each row is in bold. Silhouettes: {context["silhouette"]}. \
+Stability: segments refitted on a seeded sample of
+{context["stability_rows"]:,} customers, with {context["stability_seeds"]} seeds \
+(all pairs compared) and on
+{context["bootstrap_rounds"]} bootstrap resamples \
+(compared with the first seed's fit on the customers each drew).
 An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
 
 {_table(["Measure", *names], compared)}
 {outcome_section}
 ## How well the {columns} segmentation columns explain each method's segments
 
-A LightGBM surrogate predicts each customer's segment from the {columns} columns; accuracy and macro-F1 on a
+A LightGBM surrogate predicts each customer's segment from the {columns} columns; \
+accuracy and macro-F1 on a
 held-out {context["test_share"]:.0%}, and the columns with the largest mean |SHAP|.
 
-{_table(["Method", "Held-out accuracy", "Macro-F1", "Majority class", "Top SHAP columns"], surrogate)}
+{surrogate_table}
 
 ## Agreement between methods (adjusted Rand index)
 
@@ -566,7 +596,9 @@ def main(name: str) -> None:
         "own_spaces": {
             "embedding": f"{embeddings.shape[1]}-d embeddings",
             "tabular": f"{tabular_matrix.shape[1]} encoded columns",
-            "kprototypes": f"{', '.join(numeric_columns(frame_sample))}, one-hot categories × √(γ/2)",
+            "kprototypes": (
+                f"{', '.join(numeric_columns(frame_sample))}, one-hot categories × √(γ/2)"
+            ),
         },
     }
     write_text(paths.reports / "comparison.md", render_report(metrics, own, top, context, dataset))

@@ -20,7 +20,8 @@ from stages.scoring import cluster_metrics
 
 
 def read_tabular_inliers(paths: Layout, dataset: Dataset) -> pd.DataFrame:
-    """The customers Method 1's ECOD kept, in customer order: K-Prototypes segments the same rows."""
+    """The customers Method 1's ECOD kept, in customer order:
+    K-Prototypes segments the same rows."""
     flags = read_csv(paths.tabular_outliers)
     customers = read_customers(paths.customers, dataset)
     if len(flags) != len(customers):
@@ -82,7 +83,8 @@ def fit_prototypes(
 
 
 def prototype_space(frame: pd.DataFrame) -> np.ndarray:
-    """A numeric encoding whose squared euclidean distance is exactly the K-Prototypes dissimilarity.
+    """A numeric encoding whose squared euclidean distance is exactly the
+    K-Prototypes dissimilarity.
 
     Each categorical mismatch puts two one-hot entries 1 apart (squared distance 2), so one-hot
     columns scaled by sqrt(gamma / 2) cost gamma per mismatch, as in K-Prototypes.
