@@ -38,6 +38,7 @@ class Layout(NamedTuple):
     tabular_outliers: Path
     tabular_labels: Path
     kprototypes_labels: Path
+    mca_coordinates: Path
     metrics: Path
     plots: Path
     reports: Path
@@ -64,6 +65,7 @@ def layout(name: str) -> Layout:
         tabular_outliers=interim / "tabular_outliers.csv",
         tabular_labels=processed / "tabular_labels.csv",
         kprototypes_labels=processed / "kprototypes_labels.csv",
+        mca_coordinates=interim / "mca.csv",
         metrics=Path("metrics") / name,
         plots=Path("plots") / name,
         reports=Path("reports") / name,

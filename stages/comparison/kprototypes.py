@@ -11,10 +11,20 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
-from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_csv, write_metrics
+from stages.artifacts import (
+    CUSTOMER_ID,
+    PipelineError,
+    read_csv,
+    read_json,
+    run,
+    write_csv,
+    write_metrics,
+    write_png,
+)
 from stages.comparison.kprototypes_engine import fit_kprototypes
 from stages.config import Layout, layout, load_params
 from stages.dataset import Dataset, load_dataset, read_customers
+from stages.evaluate import map_figure
 from stages.kmeans import number_by_size
 from stages.scoring import cluster_metrics
 
@@ -94,6 +104,20 @@ def prototype_space(frame: pd.DataFrame) -> np.ndarray:
     return np.hstack([frame[numeric_columns(frame)].to_numpy(dtype=np.float64), one_hot * scale])
 
 
+def mca_figure(coordinates: pd.DataFrame, segments: pd.Series, shares: dict[str, float]):
+    """The first two components' map, coloured by segment (``segments`` indexed by customer id)."""
+    axes = [f"MCA component {i} ({shares[f'inertia_share_{i}']:.1%} of inertia)" for i in (1, 2)]
+    points = pd.DataFrame(
+        {
+            axes[0]: coordinates["mca_1"].to_numpy(),
+            axes[1]: coordinates["mca_2"].to_numpy(),
+            "segment": segments.loc[coordinates[CUSTOMER_ID]].to_numpy(),
+        }
+    )
+    title = "MCA of the categorical columns, coloured by K-Prototypes segment"
+    return map_figure(points, (axes[0], axes[1]), title)
+
+
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
     customers = read_tabular_inliers(paths, dataset)
@@ -106,6 +130,11 @@ def main(name: str) -> None:
     write_csv(
         paths.kprototypes_labels, pd.DataFrame({CUSTOMER_ID: customers.index, "segment": segments})
     )
+    labels = pd.Series(segments, index=customers.index)
+    figure = mca_figure(
+        read_csv(paths.mca_coordinates), labels, read_json(paths.metrics / "mca.json")
+    )
+    write_png(paths.plots / "mca_map.png", figure)
     write_metrics(
         paths.metrics / "kprototypes.json",
         {

@@ -1,7 +1,9 @@
 """Multiple correspondence analysis (prince) of the K-Prototypes customers' categorical columns.
 
 The article's picture for Method 2: how much of the categorical columns' inertia the first
-components hold, and a 2-D map of the customers coloured by K-Prototypes segment.
+components hold, and a 2-D map of the customers coloured by K-Prototypes segment. The map does
+not depend on k, so this stage fits it once; the kprototypes stage colours it with its segments
+(``mca_figure`` there).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import numpy as np
 import pandas as pd
 import prince
 
-from stages.artifacts import CUSTOMER_ID, read_csv, run, write_metrics, write_png
+from stages.artifacts import CUSTOMER_ID, run, write_csv, write_metrics
+from stages.comparison.kprototypes import read_tabular_inliers
 from stages.config import MCAParams, layout, load_params
-from stages.dataset import load_dataset, read_customers
-from stages.evaluate import map_figure
+from stages.dataset import load_dataset
 
 
 def correspondence_map(
@@ -29,20 +31,17 @@ def correspondence_map(
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    labels = read_csv(paths.kprototypes_labels)
-    categories = read_customers(paths.customers, dataset).loc[
-        labels[CUSTOMER_ID], dataset.categorical
-    ]
+    categories = read_tabular_inliers(paths, dataset).loc[:, dataset.categorical]
     coordinates, shares = correspondence_map(categories, params.comparison.mca, params.seed)
     metrics = {f"inertia_share_{i + 1}": share for i, share in enumerate(shares)}
     metrics[f"inertia_share_first{len(shares)}"] = shares.sum()
     write_metrics(paths.metrics / "mca.json", metrics)
-    axes = [f"MCA component {i} ({shares[i - 1]:.1%} of inertia)" for i in (1, 2)]
-    points = pd.DataFrame(
-        {axes[0]: coordinates[:, 0], axes[1]: coordinates[:, 1], "segment": labels["segment"]}
+    write_csv(
+        paths.mca_coordinates,
+        pd.DataFrame(
+            {CUSTOMER_ID: categories.index, "mca_1": coordinates[:, 0], "mca_2": coordinates[:, 1]}
+        ),
     )
-    title = "MCA of the categorical columns, coloured by K-Prototypes segment"
-    write_png(paths.plots / "mca_map.png", map_figure(points, (axes[0], axes[1]), title))
 
 
 if __name__ == "__main__":
