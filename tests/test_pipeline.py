@@ -63,7 +63,6 @@ PER_K = {
     "profile",
     "tabular",
     "kprototypes",
-    "mca",
     "compare",
 }
 ALL_STAGES = {f"{stage}@{name}" for stage in EMBEDDING_CHAIN | COMPARISON for name in DATASETS}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -513,7 +512,14 @@ def main(name: str) -> None:
     tabular_matrix, embeddings = read_npy(paths.tabular_matrix), read_npy(paths.embeddings)
     spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
     settings = params.comparison
+
+    metrics: dict[str, float] = {"common_rows": len(ids)}
+    metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
     common = customers.loc[ids]
+    surrogates, top = surrogate_scores(common, dataset, segments, params.explain, params.seed)
+    metrics.update(surrogates)
+    metrics.update(agreement(segments))
+    metrics.update(outcome_scores(common, segments, dataset))
 
     sample = stability.sample_rows(len(ids), settings.stability_rows, params.seed)
     tabular_sample, embedding_sample = spaces["tabular"][sample], spaces["embeddings"][sample]
@@ -540,36 +546,15 @@ def main(name: str) -> None:
             seed,
         )[0],
     }
-
-    def method_stability(method: str) -> dict[str, float]:
+    for method, fit in refits.items():
         scores = refit_stability(
-            refits[method],
+            fit,
             segments[method][sample],
             settings.stability_seeds,
             settings.bootstrap_rounds,
             params.seed,
         )
-        return {f"{method}_{measure}": value for measure, value in scores.items()}
-
-    # The surrogates' LightGBM fits and the compiled K-Prototypes refits each run on one core
-    # without the GIL, so they go beside the multi-threaded scores and KMeans refits; every result
-    # is the same as in sequence, and the metrics keep their order.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        surrogate_job = pool.submit(
-            surrogate_scores, common, dataset, segments, params.explain, params.seed
-        )
-        kprototypes_job = pool.submit(method_stability, "kprototypes")
-        metrics: dict[str, float] = {"common_rows": len(ids)}
-        metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
-        embedding_scores, tabular_scores = (
-            method_stability("embedding"),
-            method_stability("tabular"),
-        )
-        surrogates, top = surrogate_job.result()
-        metrics.update(surrogates)
-        metrics.update(agreement(segments))
-        metrics.update(outcome_scores(common, segments, dataset))
-        metrics.update(embedding_scores | tabular_scores | kprototypes_job.result())
+        metrics.update({f"{method}_{measure}": value for measure, value in scores.items()})
     write_metrics(paths.metrics / "comparison.json", metrics)
 
     coordinates = (
