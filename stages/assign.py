@@ -73,12 +73,21 @@ def committed_model(
     params.yaml."""
     centroids, training = read_npy(paths.centroids), read_npy(paths.embeddings, mmap_mode="r")
     info = read_json(paths.embedding_info)
-    if info["model"] != params.model:
-        raise PipelineError(
-            f"{paths.embeddings} was made with model {info['model']!r} "
-            f"but params.yaml names {params.model!r}; "
-            "run 'dvc repro' (or 'dvc checkout') so the model and the centroids agree"
-        )
+    # New customers must be embedded exactly as the training ones were, or their distances to the
+    # centroids are not comparable.
+    expected = {
+        "model": params.model,
+        "embed.backend": params.embed.backend,
+        "embed.precision": params.embed.precision,
+    }
+    for key, value in expected.items():
+        made_with = info.get(key.removeprefix("embed."), value)
+        if made_with != value:
+            raise PipelineError(
+                f"{paths.embeddings} was made with {key} {made_with!r} "
+                f"but params.yaml names {value!r}; "
+                "run 'dvc repro' (or 'dvc checkout') so the embeddings and the centroids agree"
+            )
     if len(centroids) != params.k or centroids.shape[1] != training.shape[1]:
         raise PipelineError(
             f"{paths.centroids} holds {len(centroids)} centroids of dimension {centroids.shape[1]} "
@@ -127,6 +136,8 @@ def main() -> None:
         settings.backend,
         resolve_device(settings.device, settings.backend),
         settings.batch_size,
+        settings.precision,
+        settings.tokenizer_processes,
     )
     assigned = assign(
         typed(cells, dataset), encoder, dataset.text_template, centroids, detector, names

@@ -162,6 +162,12 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
     assert (
         result.returncode == 1 and "holds 3 centroids" in result.stderr and "k=4" in result.stderr
     )
+    # Embeddings made in bf16 cannot be matched by new customers embedded in fp32.
+    info = project / "data/bank/interim/embedding_info.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "precision": "bf16"}))
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_assign(project, "new.csv", "--out", "out.csv")
+    assert result.returncode == 1 and "made with embed.precision 'bf16'" in result.stderr
     result = run_assign(project, "missing.csv", "--out", "out.csv")
     assert result.returncode == 1 and "missing.csv: not found" in result.stderr
     assert not (project / "out.csv").exists()
