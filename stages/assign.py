@@ -24,7 +24,7 @@ from stages.artifacts import CUSTOMER_ID, PipelineError, read_json, read_npy, ru
 from stages.config import Layout, Params, layout, load_params
 from stages.dataset import dataset_file, load_dataset, read_table, typed
 from stages.ecod import ECODReference
-from stages.encoders import make_encoder, resolve_device
+from stages.embed import local_encoder
 from stages.kmeans import nearest_segments
 from stages.outliers import ecod_reference
 from stages.serialize import serialize
@@ -59,7 +59,7 @@ def assign(
     detector: ECODReference,
     names: dict[int, str] | None = None,
 ) -> pd.DataFrame:
-    """``encoder`` is the embed stage's (``stages.encoders.make_encoder``),
+    """``encoder`` is the embed stage's (``stages.embed.local_encoder``),
     so vectors match the training ones."""
     texts = serialize(customers, template)["text"].tolist()
     vectors = encoder.encode(texts)
@@ -130,15 +130,7 @@ def main() -> None:
         )
     cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
     centroids, detector, names = committed_model(params, paths)
-    settings = params.embed
-    encoder = make_encoder(
-        params.model,
-        settings.backend,
-        resolve_device(settings.device, settings.backend),
-        settings.batch_size,
-        settings.precision,
-        settings.tokenizer_processes,
-    )
+    encoder, _, _ = local_encoder(params.model, params.embed)
     assigned = assign(
         typed(cells, dataset), encoder, dataset.text_template, centroids, detector, names
     )

@@ -232,6 +232,11 @@ def open_engine(model: str, settings: EmbedParams):
 
         encoder = RayEncoder(model, settings)
         return encoder, encoder.device, encoder.batch_size
+    return local_encoder(model, settings)
+
+
+def local_encoder(model: str, settings: EmbedParams):
+    """The encoder ``embed`` runs in this process, with the device and batch size it resolved."""
     device = resolve_device(settings.device, settings.backend)
     batch_size = resolve_batch_size(settings.batch_size, device)
     encoder = make_encoder(
