@@ -44,6 +44,10 @@ def sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
 
 
+def pr_report(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return sh(repo, sys.executable, "-m", "scripts.pr_report", *args)
+
+
 def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
     (repo / "params.yaml").write_text(yaml.safe_dump({"datasets": ["shop"], "k": k, "seed": 42}))
     (repo / "metrics" / "evaluate.json").write_text(
@@ -77,9 +81,7 @@ def two_commits(tmp_path_factory):
 
 def test_report_shows_changed_metrics_params_and_images(two_commits):
     repo, base, head = two_commits
-    result = sh(
-        repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "report"
-    )
+    result = pr_report(repo, "--base", "HEAD~1", "--out", "report")
     assert result.returncode == 0, result.stderr
     report = (repo / "report" / "report.md").read_text()
     rows = {
@@ -117,11 +119,8 @@ def test_image_links_can_point_at_the_committed_files_and_stale_results_are_name
     evaluate.write_text(json.dumps({"silhouette": 0.2, "davies_bouldin": 2.0}))
     try:
         url = "https://github.com/owner/repo/blob/{rev}/{path}?raw=true"
-        result = sh(
+        result = pr_report(
             repo,
-            sys.executable,
-            "-m",
-            "scripts.pr_report",
             "--base",
             base,
             "--out",
@@ -141,11 +140,8 @@ def test_image_links_can_point_at_the_committed_files_and_stale_results_are_name
 
 def test_unknown_base_and_a_foreign_out_folder_fail_in_one_line(two_commits):
     repo, _, _ = two_commits
-    result = sh(
+    result = pr_report(
         repo,
-        sys.executable,
-        "-m",
-        "scripts.pr_report",
         "--base",
         "no-such-branch",
         "--out",
@@ -158,9 +154,7 @@ def test_unknown_base_and_a_foreign_out_folder_fail_in_one_line(two_commits):
         .startswith("error: pr_report: base revision 'no-such-branch'")
     )
     assert not (repo / "elsewhere").exists()
-    result = sh(
-        repo, sys.executable, "-m", "scripts.pr_report", "--base", "HEAD~1", "--out", "plots"
-    )
+    result = pr_report(repo, "--base", "HEAD~1", "--out", "plots")
     assert result.returncode == 1 and "holds no report.md" in result.stderr
     assert (repo / "plots" / "shop" / "map.png").exists()
 
