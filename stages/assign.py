@@ -9,7 +9,8 @@ with the same model, given the segment of the nearest centroid in the data set's
 fitted on (the training embeddings, or above ``sample_fit_rows`` the same seeded sample of them),
 with its threshold. Each customer is scored as if it alone joined that reference
 (``stages/ecod.py``), so a score does not depend on the rest of the file. Rows that a missing-cell
-policy rejects are written too, with their reason.
+or invalid-value policy rejects are written too, with their reason, and the good rows are still
+assigned.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ class Layout(NamedTuple):
     raw: Path
     customers: Path
     rejected: Path
+    data_warnings: Path
     texts: Path
     embeddings: Path
     embedding_info: Path
@@ -54,6 +55,7 @@ def layout(name: str) -> Layout:
         raw=data / "raw" / "table.csv",
         customers=interim / "customers.csv",
         rejected=Path("reports") / name / "rejected.csv",
+        data_warnings=Path("reports") / name / "data_warnings.json",
         texts=interim / "texts.csv",
         embeddings=interim / "embeddings.npy",
         embedding_info=interim / "embedding_info.json",

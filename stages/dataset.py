@@ -2,22 +2,27 @@
 
 The data-set file says where the table comes from and how it is written, which column is the
 customer id, and for each column used: its kind, allowed values or range, a label for texts and
-reports, phrases for segment names and what a blank cell means. Which columns the customers are
-segmented on, and which are only described per segment, is said there too. Every stage learns the
-columns from this file; no stage module names one.
+reports, phrases for segment names, which cells mean "missing", how values are rewritten, and what
+a blank or invalid cell does to its row. Numbers can be derived from dates and birth years against
+a reference date written in the file, from a closed set of derivations: nothing in the file is
+ever evaluated as code. Which columns the customers are segmented on, and which are only described
+per segment, is said there too. Every stage learns the columns from this file; no stage module
+names one.
 
 The reader is a small module rather than a library such as pandera: every message must name the
 file, the column, the first bad *file line numbers* and the fix, in one line, and rows dropped by a
-missing-cell policy must come back with their id and reason.
+missing-cell or invalid-value policy must come back with their id, file line, column and reason.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import io
 import re
 import string
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -30,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from stages.artifacts import CUSTOMER_ID, PipelineError
 from stages.config import DATASETS_DIR, validated
 
-Kind = Literal["numeric", "categorical", "ordinal"]
+Kind = Literal["numeric", "categorical", "ordinal", "date"]
+Policy = Literal["refuse", "drop"]
 # The category a blank cell becomes under `missing: keep`.
 MISSING_CATEGORY = "missing"
 # Plain decimal notation only: "4.2e1", "1,000", "inf" or "NaN" in a numeric column are mistakes.
@@ -76,6 +82,38 @@ class TableFormat(_Spec):
         return encoding
 
 
+class Derivation(_Spec):
+    """A number computed from one declared column against the data set's ``reference_date``.
+
+    The set is closed on purpose: a data-set file declares data, it never holds code to run.
+    """
+
+    days_since: str | None = None
+    months_since: str | None = None
+    years_since: str | None = None
+    age_from_year: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Derivation:
+        if len([name for name, source in self if source is not None]) != 1:
+            raise ValueError(
+                "give exactly one of days_since, months_since or years_since (a date column) "
+                "or age_from_year (a birth-year column)"
+            )
+        return self
+
+    @property
+    def measure(self) -> str:
+        return next(name for name, source in self if source is not None)
+
+    @property
+    def source(self) -> str:
+        return getattr(self, self.measure)
+
+
+DATE_PROBE = datetime.datetime(2001, 2, 3, 4, 5, 6)
+
+
 class Column(_Spec):
     kind: Kind
     label: Annotated[str, Field(min_length=1)] | None = None
@@ -84,33 +122,105 @@ class Column(_Spec):
     integer: bool = False
     unit: str = ""
     bands: list[float] | None = None
+    derive: Derivation | None = None
+    # date: how the cells are written, as for datetime.strptime
+    format: Annotated[str, Field(min_length=2)] | None = None
     # categorical: the allowed values (any value when absent); ordinal: the levels, lowest first
     values: list[str] | None = None
     levels: list[str] | None = None
+    # value as written -> value it stands for, applied before the values are checked
+    map: dict[str, str] = {}
+    # cells that mean "no value" (`Unknown`, `N/A`): they are blank, then `missing` decides
+    placeholders: list[str] = []
     # value -> phrase used in segment names; for a numeric column the keys are `high` and `low`
     phrases: dict[str, str] = {}
     missing: Literal["refuse", "drop", "keep"] = "refuse"
+    # a cell outside the range or values, or not a number or date: stop the run, or reject its row
+    invalid: Policy = "refuse"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_numbers_are_whole(cls, raw: object) -> object:
+        if isinstance(raw, dict) and raw.get("derive") is not None and "integer" not in raw:
+            return {**raw, "integer": True}
+        return raw
 
     @model_validator(mode="after")
     def _fits_kind(self) -> Column:
-        numeric_only = {"range": self.range, "bands": self.bands}
+        if self.placeholders and len(set(self.placeholders)) != len(self.placeholders):
+            raise ValueError("placeholders repeat an entry")
+        if "" in self.placeholders:
+            raise ValueError("a blank cell is always missing; list only the words that mean it")
+        if self.kind != "date" and self.format is not None:
+            raise ValueError("format is for date columns (kind: date)")
+        if self.kind not in ("categorical", "ordinal") and self.map:
+            raise ValueError(f"map is for categorical and ordinal columns, not {self.kind} ones")
         if self.kind == "numeric":
-            if self.values is not None or self.levels is not None:
-                raise ValueError("a numeric column takes range, not values or levels")
-            if self.missing == "keep":
+            self._check_numeric()
+        elif self.kind == "date":
+            self._check_date()
+        else:
+            self._check_categories()
+        return self
+
+    def _check_numeric(self) -> None:
+        if self.values is not None or self.levels is not None:
+            raise ValueError("a numeric column takes range, not values or levels")
+        if self.missing == "keep":
+            raise ValueError("a numeric column can only refuse or drop a blank cell, not keep it")
+        if set(self.phrases) - {"high", "low"}:
+            raise ValueError("a numeric column's phrases are 'high' and 'low'")
+        if self.range is not None and self.range[0] >= self.range[1]:
+            raise ValueError(f"range {list(self.range)} must go from low to high")
+        if self.bands is not None and list(self.bands) != sorted(set(self.bands)):
+            raise ValueError("bands must be increasing band edges")
+        if self.derive is not None:
+            if self.placeholders or self.missing != "refuse":
                 raise ValueError(
-                    "a numeric column can only refuse or drop a blank cell, not keep it"
+                    "a derived column is computed, never blank: placeholders and missing "
+                    "belong to its source column"
                 )
-            if set(self.phrases) - {"high", "low"}:
-                raise ValueError("a numeric column's phrases are 'high' and 'low'")
-            if self.range is not None and self.range[0] >= self.range[1]:
-                raise ValueError(f"range {list(self.range)} must go from low to high")
-            if self.bands is not None and list(self.bands) != sorted(set(self.bands)):
-                raise ValueError("bands must be increasing band edges")
-            return self
-        given = [name for name, value in numeric_only.items() if value is not None]
-        if given or self.integer or self.unit:
-            raise ValueError(f"a {self.kind} column takes no range, bands, integer or unit")
+            if not self.integer:
+                raise ValueError("a derived column counts whole days, months or years")
+
+    def _check_date(self) -> None:
+        others = {
+            "range": self.range,
+            "bands": self.bands,
+            "values": self.values,
+            "levels": self.levels,
+            "derive": self.derive,
+        }
+        given = [name for name, value in others.items() if value is not None]
+        if given or self.integer or self.unit or self.phrases:
+            raise ValueError(
+                "a date column takes format, placeholders, missing and invalid, not "
+                f"{given or 'phrases, integer or unit'}"
+            )
+        if self.format is None:
+            raise ValueError("a date column needs its format, e.g. format: '%d/%m/%Y'")
+        if self.missing == "keep":
+            raise ValueError("a date column can only refuse or drop a blank cell, not keep it")
+        try:
+            written = DATE_PROBE.strftime(self.format)
+            read_back = datetime.datetime.strptime(written, self.format)
+        except ValueError as exc:
+            raise ValueError(f"format {self.format!r} is not a date format ({exc})") from None
+        if read_back.date() != DATE_PROBE.date():
+            raise ValueError(
+                f"format {self.format!r} does not hold a whole date (it writes "
+                f"{DATE_PROBE:%Y-%m-%d} as {written!r}); give day, month and year, "
+                "e.g. '%d/%m/%Y' or '%Y-%m-%d'"
+            )
+
+    def _check_categories(self) -> None:
+        given = [
+            name
+            for name, value in {"range": self.range, "bands": self.bands}.items()
+            if value is not None
+        ]
+        if given or self.integer or self.unit or self.derive is not None:
+            raise ValueError(f"a {self.kind} column takes no range, bands, integer, unit or derive")
         if self.kind == "ordinal" and not self.levels:
             raise ValueError("an ordinal column needs its levels, lowest first")
         if self.kind == "categorical" and self.levels is not None:
@@ -121,10 +231,25 @@ class Column(_Spec):
         for name, listed in (("values", self.values), ("levels", self.levels)):
             if listed is not None and len(set(listed)) != len(listed):
                 raise ValueError(f"{name} repeat an entry")
-        unknown = sorted(set(self.phrases) - set(allowed)) if allowed is not None else []
+        if allowed is None:
+            return
+        listed = "levels" if self.kind == "ordinal" else "values"
+        unknown = sorted(set(self.phrases) - set(allowed))
         if unknown:
             raise ValueError(f"phrases name value(s) {unknown} that are not allowed")
-        return self
+        for written, meant in self.map.items():
+            if meant not in allowed or meant == MISSING_CATEGORY:
+                raise ValueError(
+                    f"map sends {written!r} to {meant!r}, which is not one of its {listed} "
+                    f"{[value for value in allowed if value != MISSING_CATEGORY]}; map onto a "
+                    f"declared value, or add {meant!r} to {listed}"
+                )
+        both = sorted(set(self.placeholders) & set(allowed))
+        if both:
+            raise ValueError(
+                f"placeholder(s) {both} are also {listed}; a value either means missing or is "
+                "a category"
+            )
 
     @property
     def allowed(self) -> list[str] | None:
@@ -155,6 +280,8 @@ class Dataset(_Spec):
     template: Annotated[str, Field(min_length=1)] | None = None
     naming: Naming = Naming()
     max_categories: Annotated[int, Field(ge=2, le=10_000)] = 50
+    # the day derived numbers are counted to: written in the file so that reruns agree
+    reference_date: datetime.date | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Dataset:
@@ -184,17 +311,19 @@ class Dataset(_Spec):
             if spec.kind != "numeric" and spec.allowed is not None and value not in spec.allowed:
                 raise ValueError(f"describe.{column}: {value!r} is not one of {spec.allowed}")
         self._check_template()
+        self._check_dates_and_derivations()
         unused = [
             name
             for name in declared
             if name not in self.segment_on
             and name not in self.describe
             and name not in self.text_columns
+            and name not in self.derivation_sources
         ]
         if unused:
             raise ValueError(
                 f"column(s) {unused} are declared but not used; segment on them, "
-                "describe them, put them in the template, or remove them"
+                "describe them, put them in the template, derive a number from them, or remove them"
             )
         self._check_naming()
         return self
@@ -229,6 +358,45 @@ class Dataset(_Spec):
                 f"template cannot be filled with a customer's values ({exc})"
             ) from None
 
+    def _check_dates_and_derivations(self) -> None:
+        template_fields = [] if self.template is None else self.text_columns
+        for key, names in (
+            ("segment_on", self.segment_on),
+            ("describe", list(self.describe)),
+            ("template", template_fields),
+        ):
+            dates = [name for name in names if self.columns[name].kind == "date"]
+            if dates:
+                raise ValueError(
+                    f"{key} names date column(s) {dates}; a date is read only to derive a "
+                    f"number from it: declare e.g. {dates[0]}_months with derive: "
+                    f"{{months_since: {dates[0]}}} and use that"
+                )
+        for name, derivation in self.derived.items():
+            where, source = f"columns.{name}.derive", derivation.source
+            if source not in self.columns:
+                raise ValueError(
+                    f"{where}: {derivation.measure} names undeclared column {source!r}; "
+                    "declare it under columns"
+                )
+            spec = self.columns[source]
+            if derivation.measure == "age_from_year":
+                if spec.kind != "numeric" or not spec.integer or spec.derive is not None:
+                    raise ValueError(
+                        f"{where}: age_from_year needs a birth-year column read as whole numbers "
+                        f"(kind: numeric, integer: true), but {source!r} is not"
+                    )
+            elif spec.kind != "date":
+                raise ValueError(
+                    f"{where}: {derivation.measure} needs a date column (kind: date with a "
+                    f"format), but {source!r} is {spec.kind}"
+                )
+            if self.reference_date is None:
+                raise ValueError(
+                    f"{where}: a derived number is counted to reference_date, which is missing; "
+                    "add e.g. reference_date: 2014-12-31 (the export's date) at the top level"
+                )
+
     def _check_naming(self) -> None:
         for key, column, kinds in (
             ("subject", self.naming.subject, ("categorical", "ordinal")),
@@ -246,11 +414,29 @@ class Dataset(_Spec):
     def label(self, column: str) -> str:
         return self.columns[column].label or column
 
+    @property
+    def derived(self) -> dict[str, Derivation]:
+        """The columns computed from another column, with how."""
+        return {name: spec.derive for name, spec in self.columns.items() if spec.derive is not None}
+
+    @property
+    def derivation_sources(self) -> list[str]:
+        return list(dict.fromkeys(derivation.source for derivation in self.derived.values()))
+
     @cached_property
     def text_columns(self) -> list[str]:
-        """The columns each customer's text carries, in the template's (or declared) order."""
+        """The columns each customer's text carries, in the template's (or declared) order.
+
+        The default text leaves out outcomes and dates, and a derivation's source unless the
+        customers are segmented on it: the derived number stands for it.
+        """
         if self.template is None:
-            return [name for name in self.columns if name not in self.describe]
+            sources = set(self.derivation_sources) - set(self.segment_on)
+            return [
+                name
+                for name, spec in self.columns.items()
+                if name not in self.describe and spec.kind != "date" and name not in sources
+            ]
         fields = [name for _, name, _, _ in string.Formatter().parse(self.template) if name]
         return list(dict.fromkeys(fields))
 
@@ -281,7 +467,18 @@ class Dataset(_Spec):
 
     @property
     def used_columns(self) -> list[str]:
-        return list(dict.fromkeys([*self.segment_on, *self.text_columns, *self.describe]))
+        return list(
+            dict.fromkeys(
+                [*self.segment_on, *self.text_columns, *self.describe, *self.derivation_sources]
+            )
+        )
+
+    def file_columns(self, columns: list[str]) -> list[str]:
+        """The table's columns needed to give ``columns``: a derived one needs its source."""
+        derived = self.derived
+        return list(
+            dict.fromkeys(derived[name].source if name in derived else name for name in columns)
+        )
 
 
 def _probe(column: Column) -> object:
@@ -336,17 +533,18 @@ def read_table(
     """Read and validate a customer table against its data-set description.
 
     Returns the kept customers (``columns``, by default every column the data set uses, as text,
-    blanks resolved by each column's missing-cell policy, indexed by customer id) and the rejected
-    rows (id, file line, reason).
+    placeholders, maps and blanks resolved by each column's policies, derived numbers computed,
+    indexed by customer id) and the rejected rows (id, file line, column, reason).
     The customer id is the id column, or the 0-based data-row number when there is none. Every
-    problem found is reported at once, in one line.
+    problem that stops the run is reported at once, in one line.
     """
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: missing; run 'dvc repro' so the download stage fetches it")
     columns = dataset.used_columns if columns is None else columns
+    read = dataset.file_columns(columns)
     text = _decode(path, path.read_bytes(), dataset.format.encoding)
-    header = _check_header(path, text, dataset, spec_file, columns)
+    header = _check_header(path, text, dataset, spec_file, read)
     try:
         # Blank lines are kept as rows so that row i stays file line i + 2 in every message.
         frame = pd.read_csv(
@@ -362,12 +560,15 @@ def read_table(
             f"{path}: malformed table ({' '.join(str(exc).split())}); every line needs "
             f"{len(header)} {dataset.format.separator!r}-separated fields like the header"
         ) from None
-    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + columns].apply(
+    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + read].apply(
         lambda column: column.str.strip()
     )
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no customer rows")
-    problems, reasons = _value_problems(frame, dataset, spec_file, columns)
+    dropped: dict[int, list[tuple[str, str]]] = {}
+    problems = _cell_problems(frame, dataset, spec_file, read, dropped)
+    if not problems:
+        problems = _derive(frame, dataset, spec_file, columns, dropped)
     if problems:
         raise PipelineError(f"{path}: {'; '.join(problems)}")
     ids = (
@@ -375,17 +576,24 @@ def read_table(
         if dataset.id
         else pd.Series(frame.index.astype(str), index=frame.index)
     )
+    rows = pd.Index(sorted(dropped), dtype=frame.index.dtype)
     rejected = pd.DataFrame(
-        {CUSTOMER_ID: ids[reasons.index], "line": reasons.index + 2, "reason": reasons}
+        {
+            CUSTOMER_ID: ids[rows].to_numpy(),
+            "line": rows + 2,
+            "column": ["; ".join(dict.fromkeys(c for c, _ in dropped[row])) for row in rows],
+            "reason": ["; ".join(reason for _, reason in dropped[row]) for row in rows],
+        }
     )
-    kept = frame.drop(index=reasons.index)
-    kept.index = pd.Index(ids.drop(index=reasons.index), name=CUSTOMER_ID)
+    kept = frame.drop(index=rows).loc[:, columns]
+    kept.index = pd.Index(ids.drop(index=rows), name=CUSTOMER_ID)
     if kept.empty:
         raise PipelineError(
-            f"{path}: every row was dropped by a missing-cell policy ({len(rejected)} rows); "
-            f"check the missing: settings in {spec_file}"
+            f"{path}: every row was rejected by a missing-cell or invalid-value policy "
+            f"({len(rejected)} rows; first: {rejected['reason'].iloc[0]}); check the missing: "
+            f"and invalid: settings in {spec_file}"
         )
-    return kept, rejected.reset_index(drop=True)
+    return kept, rejected
 
 
 def _decode(path: Path, raw: bytes, encoding: str) -> str:
@@ -440,10 +648,26 @@ def _check_header(
     return header
 
 
-def _value_problems(
-    frame: pd.DataFrame, dataset: Dataset, spec_file: Path, columns: list[str]
-) -> tuple[list[str], pd.Series]:
-    """One message per rule broken, and the reason each row dropped by a policy is dropped."""
+@dataclass(frozen=True)
+class _Broken:
+    """The cells of one column that break one rule."""
+
+    reasons: pd.Series  # row -> why its cell is invalid, e.g. "Income 666666 is outside 0..200000"
+    refusal: str  # the one-line message when the column refuses invalid cells
+
+
+def _cell_problems(
+    frame: pd.DataFrame,
+    dataset: Dataset,
+    spec_file: Path,
+    columns: list[str],
+    dropped: dict[int, list[tuple[str, str]]],
+) -> list[str]:
+    """One message per rule broken that stops the run; rows a policy rejects go to ``dropped``.
+
+    Rewrites ``frame`` in place: placeholders become blank, mapped values their target, and blanks
+    kept under ``missing: keep`` the category ``missing``.
+    """
     problems: list[str] = []
     blank_rows = frame.eq("").all(axis=1)
     header_rows = frame.eq(pd.Series(frame.columns, index=frame.columns)).all(axis=1)
@@ -453,36 +677,186 @@ def _value_problems(
         problems.append(
             f"{_lines(frame.index[header_rows])} repeat the header (files joined?); remove them"
         )
-    values = frame.loc[~(blank_rows | header_rows)]
-    dropped: dict[int, list[str]] = {}
+    rows = frame.index[~(blank_rows | header_rows)]
     if dataset.id:
-        problems += _id_problems(values[dataset.id])
+        problems += _id_problems(frame.loc[rows, dataset.id])
     for name in columns:
-        spec, cells = dataset.columns[name], values[name]
+        spec = dataset.columns[name]
+        cells = frame.loc[rows, name]
+        if spec.placeholders:
+            cells = cells.mask(cells.isin(spec.placeholders), "")
+        if spec.map:
+            cells = cells.replace(spec.map)
         empty = cells.eq("")
         if empty.any():
             if spec.missing == "refuse":
-                keep = "" if spec.kind == "numeric" else " or keep (a category of their own)"
+                keep = (
+                    " or keep (a category of their own)"
+                    if spec.kind in ("categorical", "ordinal")
+                    else ""
+                )
                 problems.append(
                     f"column {name!r} is blank on {_lines(cells.index[empty])}; fill it in, or set "
                     f"columns.{name}.missing to drop (reject those rows){keep} in {spec_file}"
                 )
             elif spec.missing == "drop":
                 for row in cells.index[empty]:
-                    dropped.setdefault(row, []).append(f"{name} is blank")
+                    dropped.setdefault(row, []).append((name, f"{name} is blank"))
             else:
-                frame.loc[cells.index[empty], name] = MISSING_CATEGORY
+                cells = cells.mask(empty, MISSING_CATEGORY)
+        frame.loc[rows, name] = cells
         cells = cells.loc[~empty]
-        problems += (
-            _numeric_problems(name, spec, cells)
-            if spec.kind == "numeric"
-            else _category_problems(name, spec, cells, dataset.max_categories, spec_file)
+        if spec.kind in ("categorical", "ordinal") and spec.allowed is None:
+            problems += _too_many_categories(name, cells, dataset.max_categories, spec_file)
+        for broken in _invalid_cells(name, spec, cells, spec_file):
+            _apply_policy(name, spec, broken, problems, dropped)
+    return problems
+
+
+def _apply_policy(
+    name: str,
+    spec: Column,
+    broken: _Broken,
+    problems: list[str],
+    dropped: dict[int, list[tuple[str, str]]],
+) -> None:
+    if spec.invalid == "refuse":
+        problems.append(broken.refusal)
+        return
+    for row, reason in broken.reasons.items():
+        dropped.setdefault(row, []).append((name, reason))
+
+
+def _invalid_cells(name: str, spec: Column, cells: pd.Series, spec_file: Path) -> list[_Broken]:
+    drop = f"or set columns.{name}.invalid to drop (reject those rows) in {spec_file}"
+    if spec.kind == "numeric":
+        return _invalid_numbers(name, spec, cells, drop)
+    if spec.kind == "date":
+        unreadable = pd.to_datetime(cells, format=spec.format, errors="coerce").isna()
+        return _broken(
+            cells[unreadable],
+            lambda cell: f"{name} {cell!r} is not a date written as {spec.format!r}",
+            f"column {name!r} is not a date written as {spec.format!r} on",
+            f"correct those cells or columns.{name}.format, {drop}",
         )
-    reasons = pd.Series(
-        {row: "; ".join(found) for row, found in sorted(dropped.items())}, dtype=object
+    allowed = spec.allowed
+    if allowed is None:
+        return []
+    listed = "levels" if spec.kind == "ordinal" else "values"
+    return _broken(
+        cells[~cells.isin(allowed)],
+        lambda cell: f"{name} {cell!r} is not one of its {listed}",
+        f"column {name!r} has value(s) outside its {listed} on",
+        f"use one of {allowed}, add them to columns.{name}.{listed}, map them onto one "
+        f"(columns.{name}.map), {drop}",
     )
-    reasons.index = pd.Index(reasons.index, dtype=frame.index.dtype)
-    return problems, reasons
+
+
+def _invalid_numbers(name: str, spec: Column, cells: pd.Series, drop: str) -> list[_Broken]:
+    pattern = WHOLE_NUMBER if spec.integer else PLAIN_NUMBER
+    malformed = ~cells.str.fullmatch(pattern.pattern)
+    wanted = "a whole number" if spec.integer else "a plain number"
+    found = _broken(
+        cells[malformed],
+        lambda cell: f"{name} {cell!r} is not {wanted}",
+        f"column {name!r} is not {wanted} on",
+        f"write digits with an optional sign{'' if spec.integer else ' and decimal point'}, "
+        f"no exponent or thousands separator, {drop}",
+    )
+    if spec.range is not None:
+        numbers = pd.to_numeric(cells[~malformed])
+        low, high = spec.range
+        found += _broken(
+            cells[numbers.index[(numbers < low) | (numbers > high)]],
+            lambda cell: f"{name} {cell} is outside {low:g}..{high:g}",
+            f"column {name!r} is outside {low:g}..{high:g} on",
+            f"correct the values, {drop}",
+        )
+    return found
+
+
+def _broken(bad: pd.Series, reason, where: str, fix: str) -> list[_Broken]:
+    """``bad``'s cells as one broken rule: a reason per row, and the refusal naming their lines."""
+    if bad.empty:
+        return []
+    return [
+        _Broken(
+            reasons=bad.map(reason),
+            refusal=f"{where} {_lines(bad.index)}{_examples(bad)}; {fix}",
+        )
+    ]
+
+
+def _too_many_categories(name: str, cells: pd.Series, limit: int, spec_file: Path) -> list[str]:
+    distinct = cells.nunique()
+    if distinct <= limit:
+        return []
+    return [
+        f"column {name!r} has {distinct} distinct values, over max_categories ({limit}); "
+        "declare it numeric if it is a number, group its values, or raise max_categories "
+        f"in {spec_file}"
+    ]
+
+
+def _derive(
+    frame: pd.DataFrame,
+    dataset: Dataset,
+    spec_file: Path,
+    columns: list[str],
+    dropped: dict[int, list[tuple[str, str]]],
+) -> list[str]:
+    """Add the derived columns among ``columns`` to ``frame``, checked like read numbers."""
+    problems: list[str] = []
+    alive = frame.index.difference(pd.Index(list(dropped), dtype=frame.index.dtype))
+    for name in columns:
+        spec = dataset.columns[name]
+        if spec.derive is None:
+            continue
+        source = spec.derive.source
+        numbers = derived_numbers(
+            frame.loc[alive, source], dataset.columns[source], spec.derive, dataset.reference_date
+        )
+        cells = numbers.astype("int64").astype(str)
+        frame[name] = ""
+        frame.loc[cells.index, name] = cells
+        before = numbers < 0
+        found = _broken(
+            frame.loc[numbers.index[before], source],
+            lambda cell, source=source: (
+                f"{source} {cell} is after reference_date {dataset.reference_date}"
+            ),
+            f"column {source!r} is after reference_date {dataset.reference_date} on",
+            f"set reference_date to the export's date or later, or set columns.{name}.invalid "
+            f"to drop (reject those rows) in {spec_file}",
+        )
+        found += _invalid_numbers(
+            name,
+            spec,
+            cells[~before],
+            f"or set columns.{name}.invalid to drop (reject those rows) in {spec_file}",
+        )
+        for broken in found:
+            _apply_policy(name, spec, broken, problems, dropped)
+    return problems
+
+
+def derived_numbers(
+    cells: pd.Series, source: Column, derivation: Derivation, reference: datetime.date
+) -> pd.Series:
+    """Whole days, months or years from each date to ``reference``, or the years since a birth year."""
+    reference = pd.Timestamp(reference)
+    if derivation.measure == "age_from_year":
+        return reference.year - pd.to_numeric(cells).astype("int64")
+    dates = pd.to_datetime(cells, format=source.format)
+    if derivation.measure == "days_since":
+        return (reference - dates).dt.days.astype("int64")
+    # Whole months completed: the day of the month counts, as it does for a birthday.
+    months = (
+        (reference.year - dates.dt.year) * 12
+        + (reference.month - dates.dt.month)
+        - (reference.day < dates.dt.day).astype("int64")
+    ).astype("int64")
+    return months if derivation.measure == "months_since" else months // 12
 
 
 def _id_problems(ids: pd.Series) -> list[str]:
@@ -502,52 +876,6 @@ def _id_problems(ids: pd.Series) -> list[str]:
     return problems
 
 
-def _numeric_problems(name: str, spec: Column, cells: pd.Series) -> list[str]:
-    pattern = WHOLE_NUMBER if spec.integer else PLAIN_NUMBER
-    malformed = ~cells.str.fullmatch(pattern.pattern)
-    problems = []
-    if malformed.any():
-        wanted = "a whole number" if spec.integer else "a plain number"
-        problems.append(
-            f"column {name!r} is not {wanted} on {_lines(cells.index[malformed])}"
-            f"{_examples(cells[malformed])}; write digits with an optional sign"
-            f"{'' if spec.integer else ' and decimal point'}, no exponent or thousands separator"
-        )
-    if spec.range is not None:
-        numbers = pd.to_numeric(cells[~malformed])
-        low, high = spec.range
-        outside = numbers.index[(numbers < low) | (numbers > high)]
-        if len(outside):
-            problems.append(
-                f"column {name!r} is outside {low:g}..{high:g} on {_lines(outside)}"
-                f"{_examples(cells[outside])}; correct the values or drop those rows"
-            )
-    return problems
-
-
-def _category_problems(
-    name: str, spec: Column, cells: pd.Series, limit: int, spec_file: Path
-) -> list[str]:
-    allowed = spec.allowed
-    if allowed is None:
-        distinct = cells.nunique()
-        if distinct > limit:
-            return [
-                f"column {name!r} has {distinct} distinct values, over max_categories ({limit}); "
-                "declare it numeric if it is a number, group its values, or raise max_categories "
-                f"in {spec_file}"
-            ]
-        return []
-    unknown = ~cells.isin(allowed)
-    if not unknown.any():
-        return []
-    listed = "levels" if spec.kind == "ordinal" else "values"
-    return [
-        f"column {name!r} has value(s) outside its {listed} on {_lines(cells.index[unknown])}"
-        f"{_examples(cells[unknown])}; use one of {allowed} or add them to columns.{name}.{listed}"
-    ]
-
-
 def _lines(index: pd.Index, shown: int = 5) -> str:
     """Name rows as file line numbers (header is line 1), the way an editor shows them."""
     lines = ", ".join(str(i + 2) for i in index[:shown])
@@ -557,6 +885,71 @@ def _lines(index: pd.Index, shown: int = 5) -> str:
 
 def _examples(cells: pd.Series, shown: int = 3) -> str:
     return f" (e.g. {list(dict.fromkeys(cells.head(50)))[:shown]})"
+
+
+# --- what a user must see about the data ---------------------------------------------------------
+
+# A segmented column this close to another (|Pearson r| for numbers, Cramér's V for categories)
+# says the same thing twice and weighs twice in the segments.
+NEAR_COPY = 0.95
+
+
+def data_warnings(customers: pd.DataFrame, dataset: Dataset) -> tuple[list[str], int]:
+    """Warnings about the kept customers (constant and near-copy segmented columns, repeated
+    records) and the number of records that repeat an earlier one in every column but the id."""
+    warnings = []
+    segmented = customers.loc[:, dataset.segment_on]
+    for name in dataset.segment_on:
+        values = segmented[name].unique()
+        if len(values) == 1:
+            warnings.append(
+                f"column {name!r} is constant (every customer has {values[0]!r}): it cannot "
+                "separate segments; leave it out of segment_on"
+            )
+    declared = [name for name in dataset.used_columns if name not in dataset.derived]
+    repeats = customers.loc[:, declared].duplicated()
+    if repeats.any():
+        first = customers.index[repeats][0]
+        twin = customers.index[
+            customers.loc[:, declared].eq(customers.loc[first, declared]).all(axis=1)
+        ][0]
+        warnings.append(
+            f"{int(repeats.sum()):,} customer record(s) repeat another customer in every declared "
+            f"column but the id (e.g. {twin!r} and {first!r}); if they are the same customers, "
+            "remove the copies from the export"
+        )
+    warnings += _near_copies(typed(segmented, dataset), dataset)
+    return warnings, int(repeats.sum())
+
+
+def _near_copies(customers: pd.DataFrame, dataset: Dataset) -> list[str]:
+    found = []
+    numeric, categorical = dataset.numeric, dataset.categorical
+    varying = [name for name in customers if customers[name].nunique() > 1]
+    for kind, names in (("numeric", numeric), ("categorical", categorical)):
+        names = [name for name in names if name in varying]
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if kind == "numeric":
+                    likeness = abs(customers[first].corr(customers[second]))
+                    measure = "|Pearson r|"
+                else:
+                    likeness = _cramers_v(customers[first], customers[second])
+                    measure = "Cramér's V"
+                if likeness >= NEAR_COPY:
+                    found.append(
+                        f"segmented columns {first!r} and {second!r} are almost copies of each "
+                        f"other ({measure} {likeness:.2f}): they weigh twice in the segments; "
+                        "keep one in segment_on"
+                    )
+    return found
+
+
+def _cramers_v(first: pd.Series, second: pd.Series) -> float:
+    counts = pd.crosstab(first, second).to_numpy(dtype=np.float64)
+    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / counts.sum()
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    return float(np.sqrt(chi2 / counts.sum() / (min(counts.shape) - 1)))
 
 
 # --- the validated table between stages ----------------------------------------------------------

@@ -2,17 +2,19 @@
 
 The table is validated against its data-set file. The customers kept are written as the validated
 table the later stages read, each as the data set's text (its template, or one "Label: value" line
-per column), and the rows a missing-cell policy dropped with their id and reason, so every input
-row is accounted for.
+per column), and the rows a missing-cell or invalid-value policy rejected with their id, file line,
+column and reason, so every input row is accounted for. What a user must know about the kept
+customers (constant or near-copy segmented columns, repeated records) is logged and written for
+the segment report; none of it stops the run.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from stages.artifacts import CUSTOMER_ID, run, write_csv, write_metrics
+from stages.artifacts import CUSTOMER_ID, log, run, write_csv, write_json, write_metrics
 from stages.config import layout, load_params
-from stages.dataset import dataset_file, fill, load_dataset, read_table, typed
+from stages.dataset import data_warnings, dataset_file, fill, load_dataset, read_table, typed
 
 
 def serialize(customers: pd.DataFrame, template: str) -> pd.DataFrame:
@@ -28,12 +30,17 @@ def main(name: str) -> None:
     write_csv(paths.customers, cells.reset_index())
     write_csv(paths.rejected, rejected)
     write_csv(paths.texts, serialize(typed(cells, dataset), dataset.text_template))
+    warnings, repeated = data_warnings(cells, dataset)
+    for warning in warnings:
+        log.warning("%s: %s", dataset_file(name), warning)
+    write_json(paths.data_warnings, {"warnings": warnings})
     write_metrics(
         paths.metrics / "rows.json",
         {
             "table_rows": len(cells) + len(rejected),
             "rejected_rows": len(rejected),
             "kept_rows": len(cells),
+            "repeated_records": repeated,
         },
     )
 

@@ -774,12 +774,13 @@ def test_missing_cell_policies_drop_with_a_reason_or_keep_as_a_category(project)
     rejected = (project.path / "reports/telco/rejected.csv").read_text().splitlines()
     ids = [line.split(",")[0] for line in TELCO_LINES]
     # the synthetic file's 3 first-month customers (lines 2-4, TotalCharges blank), then line 6
-    assert rejected[0] == "customer_id,line,reason" and len(rejected) == 1 + 4
-    assert rejected[-1] == f"{ids[5]},6,TotalCharges is blank"
+    assert rejected[0] == "customer_id,line,column,reason" and len(rejected) == 1 + 4
+    assert rejected[-1] == f"{ids[5]},6,TotalCharges,TotalCharges is blank"
     customers = (project.path / "data/telco/interim/customers.csv").read_text()
     assert ids[5] not in customers and f"{ids[8]}," in customers and ",missing," in customers
     assert (project.path / "metrics/telco/rows.json").read_text() == (
-        '{\n  "table_rows": 30,\n  "rejected_rows": 4,\n  "kept_rows": 26\n}\n'
+        '{\n  "table_rows": 30,\n  "rejected_rows": 4,\n  "kept_rows": 26,\n'
+        '  "repeated_records": 0\n}\n'
     )
 
 

@@ -122,7 +122,10 @@ def test_a_bad_file_is_refused_in_one_line_with_the_key(changes, message):
         ({"kind": "numeric", "bands": [3, 2]}, "bands must be increasing"),
         ({"kind": "ordinal"}, "an ordinal column needs its levels"),
         ({"kind": "categorical", "levels": ["a"]}, "levels are for ordinal columns"),
-        ({"kind": "categorical", "range": [0, 1]}, "takes no range, bands, integer or unit"),
+        (
+            {"kind": "categorical", "range": [0, 1]},
+            "takes no range, bands, integer, unit or derive",
+        ),
         ({"kind": "categorical", "values": ["a", "a"]}, "values repeat an entry"),
         (
             {"kind": "categorical", "values": ["a"], "phrases": {"b": "x"}},
@@ -194,7 +197,9 @@ def test_an_empty_file_and_an_all_dropped_table_are_refused(tmp_path, telco):
         read_table(tmp_path / "empty.csv", telco, Path("telco.yaml"))
     frame = synthetic.telco_customers(3, seed=4, blank_total_charges=3)
     (tmp_path / "t.csv").write_bytes(synthetic.to_telco_csv(frame))
-    with pytest.raises(PipelineError, match="every row was dropped by a missing-cell policy"):
+    with pytest.raises(
+        PipelineError, match="every row was rejected by a missing-cell or invalid-value policy"
+    ):
         read_table(tmp_path / "t.csv", telco, Path("telco.yaml"))
 
 

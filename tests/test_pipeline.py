@@ -252,6 +252,7 @@ def test_every_telco_row_is_accounted_for_and_churn_is_described(repo, first_run
         "table_rows": TELCO_ROWS,
         "rejected_rows": TELCO_BLANKS,
         "kept_rows": TELCO_ROWS - TELCO_BLANKS,
+        "repeated_records": 0,
     }
     assert rows["table_rows"] == outliers["inliers"] + outliers["outliers"] + rows["rejected_rows"]
     rejected = pd.read_csv(repo / "reports/telco/rejected.csv")

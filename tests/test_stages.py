@@ -563,8 +563,18 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
         "plots": "../../plots/bank",
         "stability": StabilityParams(),
         "n_init": 10,
+        "split_on": profile.split_on(
+            pd.DataFrame({"feature": ["housing", "age", "job"], "mean_abs_shap": [3.0, 0.6, 0.4]}),
+            bank,
+        ),
+        "warnings": profile.warning_section(["column 'default' is constant"], "datasets/bank.yaml"),
     }
     report = profile.render_report(table, drivers, shares, base, metrics, context, bank)
+    assert (
+        "The segments split mainly on Housing loan (75%), Age (15%), Job (10%) of the "
+        "surrogate's explanation (mean |SHAP| over 3 segmentation columns)"
+    ) in report
+    assert "## Warnings about the data" in report and "- column 'default' is constant" in report
     assert "`my-model`" in report and "k = 4" in report
     assert (
         "670 customers in the table: 600 segmented, 60 set aside as outliers by ECOD, 10 rejected"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, PowerTransformer
 
@@ -38,7 +39,16 @@ def encode_tabular(customers: pd.DataFrame, dataset: Dataset, encoding: str) -> 
                 ),
                 (
                     "ordinal",
-                    OrdinalEncoder(categories=[dataset.columns[c].allowed for c in ordinal]),
+                    # A blank kept as its own category has no place in the order: it takes the
+                    # median level and an indicator column of its own.
+                    make_pipeline(
+                        OrdinalEncoder(
+                            categories=[dataset.columns[c].levels for c in ordinal],
+                            handle_unknown="use_encoded_value",
+                            unknown_value=np.nan,
+                        ),
+                        SimpleImputer(strategy="median", add_indicator=True),
+                    ),
                     ordinal,
                 ),
                 ("power", PowerTransformer(), dataset.numeric),

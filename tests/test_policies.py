@@ -1,0 +1,390 @@
+"""What the data-set file says about bad, mapped, placeholder and date cells, and derived numbers.
+
+Table-driven: each case declares one column policy or key on a small shop table and checks the
+customers kept, the rows rejected (id, file line, column, reason) or the one-line refusal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stages.artifacts import PipelineError
+from stages.dataset import Dataset, data_warnings, read_table, typed
+
+SPEC_FILE = Path("datasets/shop.yaml")
+HEADER = "id,age,plan,size,joined,born,left"
+ROWS = [
+    "c1,30,basic,M,03/01/2010,1980,no",
+    "c2,41,plus,L,15/06/2012,1975,yes",
+    "c3,52,basic,S,28/02/2014,1962,no",
+]
+
+
+def shop(columns: dict | None = None, **changes) -> Dataset:
+    """A shop's data-set file; ``columns`` replace or add column blocks, ``changes`` top keys."""
+    spec = {
+        "title": "Shop",
+        "source": {"path": "shop.csv", "file": "shop.csv", "sha256": "0" * 64},
+        "id": "id",
+        "columns": {
+            "age": {"kind": "numeric", "integer": True, "range": [0, 120]},
+            "plan": {"kind": "categorical", "values": ["basic", "plus"]},
+            "size": {"kind": "ordinal", "levels": ["S", "M", "L"]},
+            "left": {"kind": "categorical", "values": ["no", "yes"]},
+        }
+        | (columns or {}),
+        "segment_on": ["age", "plan", "size"],
+        "describe": {"left": "yes"},
+    } | changes
+    return Dataset.model_validate(spec)
+
+
+def read(tmp_path: Path, dataset: Dataset, *rows: str):
+    (tmp_path / "shop.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    return read_table(tmp_path / "shop.csv", dataset, SPEC_FILE)
+
+
+DATES = {
+    "joined": {"kind": "date", "format": "%d/%m/%Y", "invalid": "drop"},
+    "tenure": {"kind": "numeric", "derive": {"months_since": "joined"}, "range": [0, 600]},
+}
+REFERENCE = {"reference_date": "2014-12-31"}
+
+# (id, columns, top-level changes, bad row, rejected column, rejected reason)
+DROPPED = [
+    (
+        "number outside the range",
+        {"age": {"kind": "numeric", "integer": True, "range": [0, 120], "invalid": "drop"}},
+        {},
+        "c9,130,basic,M,03/01/2010,1980,no",
+        "age",
+        "age 130 is outside 0..120",
+    ),
+    (
+        "not a number",
+        {"age": {"kind": "numeric", "integer": True, "invalid": "drop"}},
+        {},
+        "c9,forty,basic,M,03/01/2010,1980,no",
+        "age",
+        "age 'forty' is not a whole number",
+    ),
+    (
+        "value outside the values",
+        {"plan": {"kind": "categorical", "values": ["basic", "plus"], "invalid": "drop"}},
+        {},
+        "c9,30,YOLO,M,03/01/2010,1980,no",
+        "plan",
+        "plan 'YOLO' is not one of its values",
+    ),
+    (
+        "level outside the levels",
+        {"size": {"kind": "ordinal", "levels": ["S", "M", "L"], "invalid": "drop"}},
+        {},
+        "c9,30,basic,XXL,03/01/2010,1980,no",
+        "size",
+        "size 'XXL' is not one of its levels",
+    ),
+    (
+        "placeholder dropped as blank",
+        {
+            "plan": {
+                "kind": "categorical",
+                "values": ["basic", "plus"],
+                "placeholders": ["Unknown", "N/A"],
+                "missing": "drop",
+            }
+        },
+        {},
+        "c9,30,N/A,M,03/01/2010,1980,no",
+        "plan",
+        "plan is blank",
+    ),
+    (
+        "not a date",
+        DATES,
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "c9,30,basic,M,31/31/2010,1980,no",
+        "joined",
+        "joined '31/31/2010' is not a date written as '%d/%m/%Y'",
+    ),
+    (
+        "date after the reference date",
+        DATES | {"tenure": DATES["tenure"] | {"invalid": "drop"}},
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "c9,30,basic,M,03/01/2016,1980,no",
+        "tenure",
+        "joined 03/01/2016 is after reference_date 2014-12-31",
+    ),
+    (
+        "derived number outside its range",
+        {
+            "born": {"kind": "numeric", "integer": True},
+            "Age": {
+                "kind": "numeric",
+                "derive": {"age_from_year": "born"},
+                "range": [16, 110],
+                "invalid": "drop",
+            },
+        },
+        REFERENCE | {"segment_on": ["age", "plan", "Age"]},
+        "c9,30,basic,M,03/01/2010,1893,no",
+        "Age",
+        "Age 121 is outside 16..110",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("columns", "changes", "bad", "column", "reason"),
+    [case[1:] for case in DROPPED],
+    ids=[case[0] for case in DROPPED],
+)
+def test_a_drop_policy_rejects_the_row_with_line_column_and_reason(
+    tmp_path, columns, changes, bad, column, reason
+):
+    kept, rejected = read(tmp_path, shop(columns, **changes), ROWS[0], bad, *ROWS[1:])
+    assert kept.index.tolist() == ["c1", "c2", "c3"]
+    assert rejected.to_dict(orient="records") == [
+        {"customer_id": "c9", "line": 3, "column": column, "reason": reason}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("columns", "changes", "bad", "column", "reason"),
+    [case[1:] for case in DROPPED if case[0] != "placeholder dropped as blank"],
+    ids=[case[0] for case in DROPPED if case[0] != "placeholder dropped as blank"],
+)
+def test_the_default_refuses_the_same_cell_in_one_line_naming_line_and_fix(
+    tmp_path, columns, changes, bad, column, reason
+):
+    refusing = {
+        name: {key: value for key, value in spec.items() if key != "invalid"}
+        for name, spec in columns.items()
+    }
+    with pytest.raises(PipelineError) as error:
+        read(tmp_path, shop(refusing, **changes), ROWS[0], bad, *ROWS[1:])
+    message = str(error.value)
+    assert "\n" not in message and "line(s) 3" in message and "shop.csv" in message
+    assert f"set columns.{column}.invalid to drop" in message, message
+
+
+def test_several_reasons_of_one_row_are_one_rejection(tmp_path):
+    columns = {
+        "age": {"kind": "numeric", "integer": True, "range": [0, 120], "invalid": "drop"},
+        "plan": {"kind": "categorical", "values": ["basic", "plus"], "invalid": "drop"},
+    }
+    _, rejected = read(tmp_path, shop(columns), "c9,130,gold,M,x,1,no", *ROWS)
+    assert rejected[["line", "column", "reason"]].values.tolist() == [
+        [2, "age; plan", "age 130 is outside 0..120; plan 'gold' is not one of its values"]
+    ]
+
+
+def test_a_map_rewrites_values_before_they_are_checked(tmp_path):
+    columns = {
+        "plan": {"kind": "categorical", "values": ["basic", "plus"], "map": {"Alone": "basic"}}
+    }
+    kept, rejected = read(tmp_path, shop(columns), "c9,30,Alone,M,03/01/2010,1980,no", *ROWS)
+    assert kept.loc["c9", "plan"] == "basic" and rejected.empty
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"), [("keep", "missing"), ("drop", None), ("refuse", "refused")]
+)
+def test_placeholders_are_blank_cells_for_the_missing_policy(tmp_path, missing, expected):
+    plan = {
+        "kind": "categorical",
+        "values": ["basic", "plus"],
+        "placeholders": ["Unknown", "?"],
+        "missing": missing,
+    }
+    rows = ("c8,30,?,M,x,1,no", "c9,31,Unknown,M,x,1,no", *ROWS)
+    if expected == "refused":
+        with pytest.raises(PipelineError, match=r"column 'plan' is blank on line\(s\) 2, 3"):
+            read(tmp_path, shop({"plan": plan}), *rows)
+        return
+    kept, rejected = read(tmp_path, shop({"plan": plan}), *rows)
+    if expected is None:
+        assert rejected["customer_id"].tolist() == ["c8", "c9"] and "c9" not in kept.index
+    else:
+        assert kept.loc[["c8", "c9"], "plan"].tolist() == [expected] * 2 and rejected.empty
+
+
+@pytest.mark.parametrize(
+    ("measure", "expected"),
+    [
+        # reference 2014-12-31 against 03/01/2010, 15/06/2012, 28/02/2014
+        ("days_since", [1823, 929, 306]),
+        ("months_since", [59, 30, 10]),
+        ("years_since", [4, 2, 0]),
+    ],
+)
+def test_a_date_gives_whole_days_months_or_years_to_the_reference_date(tmp_path, measure, expected):
+    columns = {
+        "joined": {"kind": "date", "format": "%d/%m/%Y"},
+        "tenure": {"kind": "numeric", "derive": {measure: "joined"}},
+    }
+    dataset = shop(columns, **REFERENCE, segment_on=["age", "plan", "tenure"])
+    kept, _ = read(tmp_path, dataset, *ROWS)
+    assert typed(kept, dataset)["tenure"].tolist() == expected
+    assert "joined" not in dataset.text_columns and "tenure" in dataset.text_columns
+
+
+def test_an_age_comes_from_a_birth_year_and_the_text_carries_the_age(tmp_path):
+    columns = {
+        "born": {"kind": "numeric", "integer": True},
+        "years": {"kind": "numeric", "derive": {"age_from_year": "born"}},
+    }
+    dataset = shop(columns, **REFERENCE, segment_on=["age", "plan", "years"])
+    kept, _ = read(tmp_path, dataset, *ROWS)
+    assert typed(kept, dataset)["years"].tolist() == [34, 39, 52]
+    assert dataset.text_columns == ["age", "plan", "size", "years"]
+
+
+def test_reading_only_the_text_columns_reads_a_derivation_s_source(tmp_path):
+    columns = {
+        "joined": {"kind": "date", "format": "%d/%m/%Y"},
+        "tenure": {"kind": "numeric", "derive": {"months_since": "joined"}},
+    }
+    dataset = shop(columns, **REFERENCE, segment_on=["age", "plan", "tenure"])
+    (tmp_path / "new.csv").write_text("id,age,plan,size,joined\nn1,30,basic,M,03/01/2010\n")
+    kept, _ = read_table(tmp_path / "new.csv", dataset, SPEC_FILE, dataset.text_columns)
+    assert kept.columns.tolist() == dataset.text_columns and kept.loc["n1", "tenure"] == "59"
+
+
+# --- declarations refused before any row is read -------------------------------------------------
+
+BAD_DECLARATIONS = [
+    (
+        "map onto an undeclared value",
+        {"plan": {"kind": "categorical", "values": ["basic", "plus"], "map": {"Alone": "Solo"}}},
+        {},
+        "map sends 'Alone' to 'Solo', which is not one of its values ['basic', 'plus']",
+    ),
+    (
+        "a date format that does not parse",
+        {"joined": {"kind": "date", "format": "%Q/%m"}, **{"tenure": DATES["tenure"]}},
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "format '%Q/%m' is not a date format",
+    ),
+    (
+        "a date format without the day",
+        {"joined": {"kind": "date", "format": "%m/%Y"}, **{"tenure": DATES["tenure"]}},
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "format '%m/%Y' does not hold a whole date",
+    ),
+    (
+        "a derivation from a non-date column",
+        {"tenure": {"kind": "numeric", "derive": {"months_since": "plan"}}},
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "columns.tenure.derive: months_since needs a date column",
+    ),
+    (
+        "an age from a column that is not a year",
+        {"years": {"kind": "numeric", "derive": {"age_from_year": "size"}}},
+        REFERENCE | {"segment_on": ["age", "plan", "years"]},
+        "age_from_year needs a birth-year column read as whole numbers",
+    ),
+    (
+        "a derivation from an undeclared column",
+        {"tenure": {"kind": "numeric", "derive": {"months_since": "signup"}}},
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "months_since names undeclared column 'signup'",
+    ),
+    (
+        "the reference date missing",
+        DATES,
+        {"segment_on": ["age", "plan", "tenure"]},
+        "reference_date, which is missing",
+    ),
+    (
+        "two derivations in one",
+        {"tenure": {"kind": "numeric", "derive": {"months_since": "a", "days_since": "b"}}},
+        REFERENCE | {"segment_on": ["age", "plan", "tenure"]},
+        "give exactly one of days_since, months_since or years_since",
+    ),
+    (
+        "segmenting on a date",
+        DATES,
+        REFERENCE | {"segment_on": ["age", "plan", "joined"], "describe": {}},
+        "segment_on names date column(s) ['joined']",
+    ),
+    (
+        "a placeholder that is also a value",
+        {"plan": {"kind": "categorical", "values": ["basic", "plus"], "placeholders": ["plus"]}},
+        {},
+        "placeholder(s) ['plus'] are also values",
+    ),
+    (
+        "an invalid policy that does not exist",
+        {"plan": {"kind": "categorical", "invalid": "fix"}},
+        {},
+        "Input should be 'refuse' or 'drop'",
+    ),
+    (
+        "a map on a number",
+        {"age": {"kind": "numeric", "map": {"x": "1"}}},
+        {},
+        "map is for categorical and ordinal columns",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("columns", "changes", "message"),
+    [case[1:] for case in BAD_DECLARATIONS],
+    ids=[case[0] for case in BAD_DECLARATIONS],
+)
+def test_a_bad_declaration_is_refused_with_the_key(columns, changes, message):
+    with pytest.raises(ValidationError) as error:
+        shop(columns, **changes)
+    assert message in str(error.value)
+
+
+def test_nothing_in_a_data_set_file_is_run_as_code(tmp_path):
+    """Code in a derivation or a template is a column name that is not declared, never run."""
+    marker = tmp_path / "ran"
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    attempts = [
+        ({"tenure": {"kind": "numeric", "derive": {"months_since": code}}}, {}),
+        ({"tenure": {"kind": "numeric", "derive": {"expression": code}}}, {}),
+        ({}, {"template": "{age} {plan} {size} {" + code + "}"}),
+        ({}, {"reference_date": code}),
+    ]
+    for columns, changes in attempts:
+        with pytest.raises(ValidationError):
+            shop(columns, **REFERENCE | {"segment_on": ["age", "plan", "size"]} | changes)
+    source = (Path(__file__).parents[1] / "stages" / "dataset.py").read_text()
+    assert "eval(" not in source and "exec(" not in source
+    assert not marker.exists()
+
+
+# --- warnings a user must see --------------------------------------------------------------------
+
+
+def test_constant_and_near_copy_columns_and_repeated_records_are_warned_about(tmp_path):
+    columns = {
+        "tier": {"kind": "categorical", "values": ["gold", "silver", "bronze"]},
+        "age2": {"kind": "numeric"},
+        "shop": {"kind": "categorical"},
+    }
+    dataset = shop(columns, segment_on=["age", "plan", "size", "tier", "age2", "shop"])
+    rows = [
+        "id,age,plan,size,tier,age2,shop,left",
+        "a,30,basic,S,gold,30.5,x,no",
+        "b,40,plus,M,silver,40.1,x,no",
+        "c,50,basic,L,bronze,50.2,x,yes",
+        "d,50,basic,L,bronze,50.2,x,yes",
+        "e,35,plus,S,gold,35.3,x,no",
+    ]
+    (tmp_path / "shop.csv").write_text("\n".join(rows) + "\n")
+    kept, _ = read_table(tmp_path / "shop.csv", dataset, SPEC_FILE)
+    warnings, repeated = data_warnings(kept, dataset)
+    assert repeated == 1
+    assert any("column 'shop' is constant" in warning for warning in warnings)
+    assert any("1 customer record(s) repeat another" in w and "'c' and 'd'" in w for w in warnings)
+    assert any("'age' and 'age2' are almost copies" in warning for warning in warnings)
+    assert any("'size' and 'tier' are almost copies" in warning for warning in warnings)
+    assert not any("'plan'" in warning for warning in warnings)
