@@ -27,7 +27,6 @@ class Layout(NamedTuple):
     raw: Path
     customers: Path
     rejected: Path
-    data_warnings: Path
     texts: Path
     embeddings: Path
     embedding_info: Path
@@ -55,7 +54,6 @@ def layout(name: str) -> Layout:
         raw=data / "raw" / "table.csv",
         customers=interim / "customers.csv",
         rejected=Path("reports") / name / "rejected.csv",
-        data_warnings=Path("reports") / name / "data_warnings.json",
         texts=interim / "texts.csv",
         embeddings=interim / "embeddings.npy",
         embedding_info=interim / "embedding_info.json",

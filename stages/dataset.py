@@ -843,7 +843,7 @@ def _derive(
 def derived_numbers(
     cells: pd.Series, source: Column, derivation: Derivation, reference: datetime.date
 ) -> pd.Series:
-    """Whole days, months or years from each date to ``reference``, or the years since a birth year."""
+    """Whole days, months or years from each date to ``reference``, or years since a birth year."""
     reference = pd.Timestamp(reference)
     if derivation.measure == "age_from_year":
         return reference.year - pd.to_numeric(cells).astype("int64")

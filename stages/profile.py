@@ -619,7 +619,8 @@ def main(name: str) -> None:
         "n_init": params.kmeans.n_init,
         "split_on": split_on(importance, dataset),
         "warnings": warning_section(
-            read_json(paths.data_warnings)["warnings"], dataset_file(name).as_posix()
+            read_json(paths.reports / "data_warnings.json")["warnings"],
+            dataset_file(name).as_posix(),
         ),
     }
     report = render_report(

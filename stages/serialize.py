@@ -33,7 +33,7 @@ def main(name: str) -> None:
     warnings, repeated = data_warnings(cells, dataset)
     for warning in warnings:
         log.warning("%s: %s", dataset_file(name), warning)
-    write_json(paths.data_warnings, {"warnings": warnings})
+    write_json(paths.reports / "data_warnings.json", {"warnings": warnings})
     write_metrics(
         paths.metrics / "rows.json",
         {
