@@ -297,7 +297,7 @@ class ComparisonParams(_Section):
 
 class Params(_Section):
     datasets: list[str] = param(
-        ["bank", "telco"],
+        ["bank", "telco", "churners"],
         "the customer tables to segment, each described by "
         "datasets/<name>.yaml; every stage runs once per data set",
         min_length=1,

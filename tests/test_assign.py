@@ -173,13 +173,25 @@ def test_command_refuses_bad_rows_and_stale_centroids_without_writing(project):
     assert not (project / "out.csv").exists()
 
 
-def test_command_writes_the_rows_a_missing_cell_policy_rejects(project):
+@pytest.mark.parametrize(
+    ("column", "policy", "cell", "reason"),
+    [
+        ("balance", {"missing": "drop"}, "", "balance is blank"),
+        ("age", {"invalid": "drop"}, "forty", "age 'forty' is not a whole number"),
+        ("age", {"invalid": "drop"}, "150", "age 150 is outside 18..120"),
+    ],
+    ids=["blank cell", "not a number", "outside the range"],
+)
+def test_command_assigns_the_good_rows_and_writes_the_rejected_ones_with_their_reason(
+    project, column, policy, cell, reason
+):
     spec = yaml.safe_load((project / "datasets/bank.yaml").read_text())
-    spec["columns"]["balance"]["missing"] = "drop"
+    spec["columns"][column].update(policy)
     (project / "datasets/bank.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     lines = (project / "new.csv").read_text().splitlines()
+    header = [name.strip('"') for name in lines[0].split(";")]
     cells = lines[2].split(";")
-    cells[5] = ""
+    cells[header.index(column)] = cell
     lines[2] = ";".join(cells)
     (project / "gap.csv").write_text("\n".join(lines) + "\n")
     result = run_assign(project, "gap.csv", "--out", "out.csv")
@@ -187,7 +199,5 @@ def test_command_writes_the_rows_a_missing_cell_policy_rejects(project):
     assert "2 customers" in result.stdout and "1 rejected" in result.stdout
     written = pd.read_csv(project / "out.csv", dtype=str, keep_default_na=False)
     assert written["customer_id"].tolist() == ["0", "2", "1"]
-    assert (
-        written["rejected"].tolist() == ["", "", "balance is blank"]
-        and written["segment"].iloc[2] == ""
-    )
+    assert written["rejected"].tolist() == ["", "", reason] and written["segment"].iloc[2] == ""
+    assert (written["segment"].iloc[:2] != "").all()

@@ -105,7 +105,7 @@ def repo(tmp_path_factory, served_tables):
         spec["source"].update(url=url, sha256=sha256)
         (work / "datasets" / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params.update(k=4)
+    params.update(k=4, datasets=list(DATASETS))
     params["elbow"].update(k_max=6, n_init=1)
     params["kmeans"].update(n_init=2)
     params["project"].update(tsne_perplexity=10, tsne_max_iter=250)
