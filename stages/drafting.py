@@ -311,23 +311,17 @@ def impossible_values(numbers: np.ndarray, rows: int) -> Impossible:
 def kept_range(
     kept: np.ndarray, impossible: Impossible, whole: bool = False
 ) -> tuple[float, float]:
-    """The plausible range of the kept values, each side that had impossible values cut at the
-    coarsest round number that still leaves them out."""
+    """The plausible range of the kept values; where it would let impossible values in, cut at the
+    coarsest round number halfway across the gap, so next month's ordinary values still pass."""
     low, high = plausible_range(float(kept.min()), float(kept.max()), whole)
-    if impossible.low:
+    if impossible.low and low <= max(impossible.low):
         worst = max(impossible.low)
-        low = next(
-            bound
-            for digits in range(2, 18)
-            if (bound := floor_to(float(kept.min()), digits)) > worst
-        )
-    if impossible.high:
+        middle = (worst + float(kept.min())) / 2
+        low = next(bound for digits in range(1, 18) if (bound := floor_to(middle, digits)) > worst)
+    if impossible.high and high >= min(impossible.high):
         worst = min(impossible.high)
-        high = next(
-            bound
-            for digits in range(2, 18)
-            if (bound := ceil_to(float(kept.max()), digits)) < worst
-        )
+        middle = (worst + float(kept.max())) / 2
+        high = next(bound for digits in range(1, 18) if (bound := ceil_to(middle, digits)) < worst)
     return low, high
 
 
