@@ -544,25 +544,21 @@ def read_table(
     columns = dataset.used_columns if columns is None else columns
     read = dataset.file_columns(columns)
     text = _decode(path, path.read_bytes(), dataset.format.encoding)
-    header = _check_header(path, text, dataset, spec_file, read)
-    try:
-        # Blank lines are kept as rows so that row i stays file line i + 2 in every message.
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=dataset.format.separator,
-            quotechar=dataset.format.quote,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-        )
-    except pd.errors.ParserError as exc:
-        raise PipelineError(
-            f"{path}: malformed table ({' '.join(str(exc).split())}); every line needs "
-            f"{len(header)} {dataset.format.separator!r}-separated fields like the header"
-        ) from None
-    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + read].apply(
-        lambda column: column.str.strip()
+    header, frame = split_table(
+        path,
+        text,
+        dataset.format.separator,
+        dataset.format.quote,
+        f"save the table {dataset.format.separator!r}-separated or set format.separator in "
+        f"{spec_file}",
     )
+    missing = [name for name in ([dataset.id] if dataset.id else []) + read if name not in header]
+    if missing:
+        raise PipelineError(
+            f"{path}: declared column(s) {missing} are not in the table (found "
+            f"{header[:30]}); fix the names in {spec_file} or in the file's header"
+        )
+    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + read]
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no customer rows")
     dropped: dict[int, list[tuple[str, str]]] = {}
@@ -613,39 +609,44 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _check_header(
-    path: Path, text: str, dataset: Dataset, spec_file: Path, columns: list[str]
-) -> list[str]:
-    separator = dataset.format.separator
-    header = next(
-        csv.reader(
-            io.StringIO(text.split("\n", 1)[0]), delimiter=separator, quotechar=dataset.format.quote
-        )
-    )
+def split_table(
+    label: object, text: str, separator: str, quote: str, fix: str
+) -> tuple[list[str], pd.DataFrame]:
+    """The header's column names and every cell as stripped text.
+
+    Blank lines are kept as rows so that row i stays file line i + 2 in every message. ``fix``
+    ends the message for a header without the separator.
+    """
+    first = text.split("\n", 1)[0]
+    header = next(csv.reader(io.StringIO(first), delimiter=separator, quotechar=quote))
     header = [name.strip() for name in header]
     if len(header) == 1:
         other = next(
             (sep for sep in (",", ";", "\t", "|") if sep != separator and sep in header[0]), None
         )
         looks = f"it looks {other!r}-separated" if other else "it has a single column"
-        raise PipelineError(
-            f"{path}: header line 1 has no {separator!r} ({looks}); save the table "
-            f"{separator!r}-separated or set format.separator in {spec_file}"
-        )
+        raise PipelineError(f"{label}: header line 1 has no {separator!r} ({looks}); {fix}")
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise PipelineError(
-            f"{path}: header line 1 repeats column(s) {repeated}; keep each column once"
+            f"{label}: header line 1 repeats column(s) {repeated}; keep each column once"
         )
-    missing = [
-        name for name in ([dataset.id] if dataset.id else []) + columns if name not in header
-    ]
-    if missing:
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=separator,
+            quotechar=quote,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise PipelineError(
-            f"{path}: declared column(s) {missing} are not in the table (found "
-            f"{header[:30]}); fix the names in {spec_file} or in the file's header"
-        )
-    return header
+            f"{label}: malformed table ({' '.join(str(exc).split())}); every line needs "
+            f"{len(header)} {separator!r}-separated fields like the header"
+        ) from None
+    frame.columns = header
+    return header, frame.apply(lambda column: column.str.strip())
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ import codecs
 import csv
 import difflib
 import hashlib
-import io
 import json
 import math
 import re
@@ -55,7 +54,7 @@ import pandas as pd
 import yaml
 
 from stages.artifacts import PipelineError
-from stages.dataset import MISSING_CATEGORY, PLAIN_NUMBER, WHOLE_NUMBER
+from stages.dataset import MISSING_CATEGORY, PLAIN_NUMBER, WHOLE_NUMBER, split_table
 
 SEPARATORS = ",;\t|"
 SAMPLE_CHARS = 64 * 1024
@@ -207,35 +206,13 @@ def _dialect(text: str) -> tuple[str, str]:
 
 def read_cells(sniffed: Sniffed, label: str) -> tuple[pd.DataFrame, list[int]]:
     """Every cell as stripped text (blank lines dropped), and the file lines that were blank."""
-    header_line = sniffed.text.split("\n", 1)[0]
-    header = next(csv.reader([header_line], delimiter=sniffed.separator, quotechar=sniffed.quote))
-    header = [name.strip() for name in header]
-    if len(header) < 2:
-        raise PipelineError(
-            f"{label}: header line 1 has a single column ({header_line[:60]!r}); the separator "
-            f"must be one of {list(SEPARATORS)}"
-        )
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise PipelineError(
-            f"{label}: header line 1 repeats column(s) {repeated}; keep each column once"
-        )
-    try:
-        frame = pd.read_csv(
-            io.StringIO(sniffed.text),
-            sep=sniffed.separator,
-            quotechar=sniffed.quote,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise PipelineError(
-            f"{label}: malformed table ({' '.join(str(exc).split())}); every line needs "
-            f"{len(header)} {sniffed.separator!r}-separated fields like the header"
-        ) from None
-    frame.columns = header
-    frame = frame.apply(lambda column: column.str.strip())
+    _, frame = split_table(
+        label,
+        sniffed.text,
+        sniffed.separator,
+        sniffed.quote,
+        f"the separator must be one of {list(SEPARATORS)}",
+    )
     blank = frame.eq("").all(axis=1)
     blank_lines = [int(row) + 2 for row in frame.index[blank]]
     frame = frame.loc[~blank].reset_index(drop=True)

@@ -222,7 +222,10 @@ def test_no_stage_module_names_a_column_of_any_data_set():
     names = column_names()
     assert {"age", "balance", "contact", "TotalCharges", "Churn", "customerID"} <= names
     found = []
-    for module in sorted((ROOT / "stages").rglob("*.py")):
+    # The draft command makes up column names for the numbers it derives (an `Age` from a birth
+    # year) and reads any table's names; every other module learns them from the data-set file.
+    modules = [path for path in (ROOT / "stages").rglob("*.py") if path.name != "drafting.py"]
+    for module in sorted(modules):
         text = module.read_text()
         for name in sorted(names):
             literal = re.search(rf"""["']{re.escape(name)}["']""", text)
