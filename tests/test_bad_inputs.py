@@ -380,7 +380,7 @@ CASES = [
         "age out of range",
         "serialize",
         _lines(replaced(6, "age", "150")),
-        ("column 'age' is outside 18..120 on line(s) 6",),
+        ("column 'age' is outside 18..120 on line(s) 6", "set columns.age.invalid to drop"),
     ),
     Case(
         "balance out of range",
@@ -499,8 +499,8 @@ CASES = [
         "serialize",
         _spec(**{"columns.age.kind": "number"}),
         (
-            "datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical' or "
-            "'ordinal'",
+            "datasets/bank.yaml: columns.age.kind: Input should be 'numeric', 'categorical', "
+            "'ordinal' or 'date'",
             "'number'",
         ),
     ),
@@ -697,6 +697,53 @@ CASES = [
         "download",
         _fetch("slow.zip", **{"download.timeout_s": 0.3, "download.attempts": 2}),
         ("download.timeout_s=0.3 s", "tried 2 time(s)"),
+    ),
+    Case(
+        "map onto an undeclared value",
+        "serialize",
+        _spec(**{"columns.marital.map": {"Alone": "solo"}}),
+        ("datasets/bank.yaml: columns.marital", "map sends 'Alone' to 'solo'"),
+    ),
+    Case(
+        "date format that does not parse",
+        "serialize",
+        _spec(**{"columns.day": {"kind": "date", "format": "%Q"}}),
+        ("datasets/bank.yaml: columns.day", "format '%Q' is not a date format"),
+    ),
+    Case(
+        "derivation from a non-date column",
+        "serialize",
+        _spec(
+            reference_date="2014-12-31",
+            segment_on=["age", "job", "marital", "education", "balance", "tenure"],
+            **{"columns.tenure": {"kind": "numeric", "derive": {"months_since": "job"}}},
+        ),
+        ("datasets/bank.yaml", "columns.tenure.derive: months_since needs a date column"),
+    ),
+    Case(
+        "reference date missing",
+        "serialize",
+        _spec(
+            segment_on=["age", "job", "marital", "education", "balance", "tenure"],
+            **{
+                "columns.day": {"kind": "date", "format": "%d/%m/%Y"},
+                "columns.tenure": {"kind": "numeric", "derive": {"days_since": "day"}},
+            },
+        ),
+        ("datasets/bank.yaml", "columns.tenure.derive", "reference_date, which is missing"),
+    ),
+    Case(
+        "date that does not parse",
+        "serialize",
+        _spec(
+            reference_date="2014-12-31",
+            segment_on=["age", "job", "marital", "education", "balance", "tenure"],
+            **{
+                "columns.day": {"kind": "date", "format": "%d/%m/%Y"},
+                "columns.tenure": {"kind": "numeric", "derive": {"days_since": "day"}},
+            },
+        ),
+        ("column 'day' is not a date written as '%d/%m/%Y' on line(s) 2", "invalid to drop"),
     ),
     Case("nothing listening", "download", _nothing_listening, ("Connection refused",)),
     # the environment
