@@ -547,7 +547,7 @@ CASES = [
         "data-set file missing",
         "serialize",
         lambda p: None,
-        ("datasets/shop.yaml: no such data-set file (found ['bank', 'telco'])",),
+        ("datasets/shop.yaml: no such data-set file (found ['bank', 'churners', 'telco'])",),
         dataset="shop",
     ),
     # params, refused by whichever stage starts first
