@@ -70,7 +70,7 @@ def test_default_params_are_valid_and_the_bank_file_holds_the_article_template(b
         "sentence-transformers/all-MiniLM-L6-v2",
         0.1,
     )
-    assert params.datasets == ["bank", "telco"]
+    assert params.datasets == ["bank", "telco", "churners"]
     assert bank.text_template == ARTICLE_TEMPLATE
 
 
@@ -85,7 +85,8 @@ def test_default_params_are_valid_and_the_bank_file_holds_the_article_template(b
         ({"elbow": {"k_min": 6, "k_max": 4}}, "k_min (6) must be below k_max (4)"),
         (
             {"datasets": ["bank", "nope"]},
-            "datasets: no data-set file for ['nope'] in datasets/ (found ['bank', 'telco'])",
+            "datasets: no data-set file for ['nope'] in datasets/ "
+            "(found ['bank', 'churners', 'telco'])",
         ),
         ({"datasets": []}, "datasets: List should have at least 1 item"),
         ({"embed": {"batch_size": 0}}, "embed.batch_size"),
