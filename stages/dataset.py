@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from scipy.stats.contingency import association
 
 from stages.artifacts import CUSTOMER_ID, PipelineError
 from stages.config import DATASETS_DIR, validated
@@ -673,10 +674,10 @@ def _cell_problems(
     blank_rows = frame.eq("").all(axis=1)
     header_rows = frame.eq(pd.Series(frame.columns, index=frame.columns)).all(axis=1)
     if blank_rows.any():
-        problems.append(f"{_lines(frame.index[blank_rows])} are blank; remove them")
+        problems.append(f"{file_lines(frame.index[blank_rows])} are blank; remove them")
     if header_rows.any():
         problems.append(
-            f"{_lines(frame.index[header_rows])} repeat the header (files joined?); remove them"
+            f"{file_lines(frame.index[header_rows])} repeat the header (files joined?); remove them"
         )
     rows = frame.index[~(blank_rows | header_rows)]
     if dataset.id:
@@ -697,8 +698,8 @@ def _cell_problems(
                     else ""
                 )
                 problems.append(
-                    f"column {name!r} is blank on {_lines(cells.index[empty])}; fill it in, or set "
-                    f"columns.{name}.missing to drop (reject those rows){keep} in {spec_file}"
+                    f"column {name!r} is blank on {file_lines(cells.index[empty])}; fill it in, or "
+                    f"set columns.{name}.missing to drop (reject those rows){keep} in {spec_file}"
                 )
             elif spec.missing == "drop":
                 for row in cells.index[empty]:
@@ -728,8 +729,12 @@ def _apply_policy(
         dropped.setdefault(row, []).append((name, reason))
 
 
+def _drop_hint(name: str, spec_file: Path) -> str:
+    return f"set columns.{name}.invalid to drop (reject those rows) in {spec_file}"
+
+
 def _invalid_cells(name: str, spec: Column, cells: pd.Series, spec_file: Path) -> list[_Broken]:
-    drop = f"or set columns.{name}.invalid to drop (reject those rows) in {spec_file}"
+    drop = f"or {_drop_hint(name, spec_file)}"
     if spec.kind == "numeric":
         return _invalid_numbers(name, spec, cells, drop)
     if spec.kind == "date":
@@ -783,7 +788,7 @@ def _broken(bad: pd.Series, reason, where: str, fix: str) -> list[_Broken]:
     return [
         _Broken(
             reasons=bad.map(reason),
-            refusal=f"{where} {_lines(bad.index)}{_examples(bad)}; {fix}",
+            refusal=f"{where} {file_lines(bad.index)}{_examples(bad)}; {fix}",
         )
     ]
 
@@ -827,15 +832,9 @@ def _derive(
                 f"{source} {cell} is after reference_date {dataset.reference_date}"
             ),
             f"column {source!r} is after reference_date {dataset.reference_date} on",
-            f"set reference_date to the export's date or later, or set columns.{name}.invalid "
-            f"to drop (reject those rows) in {spec_file}",
+            f"set reference_date to the export's date or later, or {_drop_hint(name, spec_file)}",
         )
-        found += _invalid_numbers(
-            name,
-            spec,
-            cells[~before],
-            f"or set columns.{name}.invalid to drop (reject those rows) in {spec_file}",
-        )
+        found += _invalid_numbers(name, spec, cells[~before], f"or {_drop_hint(name, spec_file)}")
         for broken in found:
             _apply_policy(name, spec, broken, problems, dropped)
     return problems
@@ -865,19 +864,19 @@ def _id_problems(ids: pd.Series) -> list[str]:
     blank = ids.eq("")
     if blank.any():
         problems.append(
-            f"id column {ids.name!r} is blank on {_lines(ids.index[blank])}; "
+            f"id column {ids.name!r} is blank on {file_lines(ids.index[blank])}; "
             "every customer needs an id"
         )
     repeated = ids.duplicated(keep=False) & ~blank
     if repeated.any():
         problems.append(
-            f"id column {ids.name!r} repeats ids on {_lines(ids.index[repeated])}"
+            f"id column {ids.name!r} repeats ids on {file_lines(ids.index[repeated])}"
             f"{_examples(ids[repeated])}; ids must be unique"
         )
     return problems
 
 
-def _lines(index: pd.Index, shown: int = 5) -> str:
+def file_lines(index: pd.Index, shown: int = 5) -> str:
     """Name rows as file line numbers (header is line 1), the way an editor shows them."""
     lines = ", ".join(str(i + 2) for i in index[:shown])
     more = f" and {len(index) - shown} more" if len(index) > shown else ""
@@ -947,10 +946,7 @@ def _near_copies(customers: pd.DataFrame, dataset: Dataset) -> list[str]:
 
 
 def _cramers_v(first: pd.Series, second: pd.Series) -> float:
-    counts = pd.crosstab(first, second).to_numpy(dtype=np.float64)
-    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / counts.sum()
-    chi2 = ((counts - expected) ** 2 / expected).sum()
-    return float(np.sqrt(chi2 / counts.sum() / (min(counts.shape) - 1)))
+    return float(association(pd.crosstab(first, second).to_numpy(), method="cramer"))
 
 
 # --- the validated table between stages ----------------------------------------------------------

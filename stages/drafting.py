@@ -54,7 +54,13 @@ import pandas as pd
 import yaml
 
 from stages.artifacts import PipelineError
-from stages.dataset import MISSING_CATEGORY, PLAIN_NUMBER, WHOLE_NUMBER, split_table
+from stages.dataset import (
+    MISSING_CATEGORY,
+    PLAIN_NUMBER,
+    WHOLE_NUMBER,
+    file_lines,
+    split_table,
+)
 
 SEPARATORS = ",;\t|"
 SAMPLE_CHARS = 64 * 1024
@@ -191,8 +197,10 @@ def _dialect(text: str) -> tuple[str, str]:
         found = clevercsv.Detector().detect(sample, delimiters=list(SEPARATORS))
     except Exception:  # noqa: BLE001 - any failure falls back to the stdlib sniffer
         found = None
-    if found is not None and found.delimiter in SEPARATORS and found.delimiter in first:
-        return found.delimiter, found.quotechar or '"'
+    # A one-column file gives an empty delimiter, which `in` would accept.
+    delimiter = (found.delimiter if found is not None else None) or ""
+    if len(delimiter) == 1 and delimiter in SEPARATORS and delimiter in first:
+        return delimiter, found.quotechar or '"'
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=SEPARATORS)
         if dialect.delimiter in first:
@@ -204,8 +212,8 @@ def _dialect(text: str) -> tuple[str, str]:
     return (best if counts[best] else ","), '"'
 
 
-def read_cells(sniffed: Sniffed, label: str) -> tuple[pd.DataFrame, list[int]]:
-    """Every cell as stripped text (blank lines dropped), and the file lines that were blank."""
+def read_cells(sniffed: Sniffed, label: str) -> tuple[pd.DataFrame, pd.Index]:
+    """Every cell as stripped text (blank lines dropped), and the data rows that were blank."""
     _, frame = split_table(
         label,
         sniffed.text,
@@ -214,11 +222,11 @@ def read_cells(sniffed: Sniffed, label: str) -> tuple[pd.DataFrame, list[int]]:
         f"the separator must be one of {list(SEPARATORS)}",
     )
     blank = frame.eq("").all(axis=1)
-    blank_lines = [int(row) + 2 for row in frame.index[blank]]
+    blank_rows = frame.index[blank]
     frame = frame.loc[~blank].reset_index(drop=True)
     if frame.empty:
         raise PipelineError(f"{label}: has a header but no customer rows")
-    return frame, blank_lines
+    return frame, blank_rows
 
 
 # --- numbers --------------------------------------------------------------------------------------
@@ -630,7 +638,7 @@ class Draft:
     sha256: str
     sniffed: Sniffed
     rows: int
-    blank_lines: list[int]
+    blank_rows: pd.Index  # 0-based data rows, as the reader numbers them
     id: str | None
     id_why: str
     columns: dict[str, Column]  # declared and left out, in the order they are written
@@ -643,7 +651,7 @@ class Draft:
 def decide(raw: bytes, name: str, source_path: str, outcomes: list[str], label: str) -> Draft:
     """Read the export and decide every key of its data-set file."""
     sniffed = sniff(raw, label)
-    frame, blank_lines = read_cells(sniffed, label)
+    frame, blank_rows = read_cells(sniffed, label)
     rows = len(frame)
     missing = [outcome for outcome in outcomes if outcome not in frame.columns]
     if missing:
@@ -678,7 +686,7 @@ def decide(raw: bytes, name: str, source_path: str, outcomes: list[str], label: 
         sha256=hashlib.sha256(raw).hexdigest(),
         sniffed=sniffed,
         rows=rows,
-        blank_lines=blank_lines,
+        blank_rows=blank_rows,
         id=id_name,
         id_why=id_why,
         columns={},
@@ -833,9 +841,9 @@ def _finish(draft: Draft, decided: list[Column], label: str) -> None:
             f"{label}: only {len(used)} column(s) left to segment on ({used}) out of "
             f"{len(ordered)} (left out: {left[:10]}); a data set needs at least 2"
         )
-    if draft.blank_lines:
+    if len(draft.blank_rows):
         draft.top_notes.append(
-            f"The export has {len(draft.blank_lines)} blank line(s) ({_lines(draft.blank_lines)})"
+            f"The export has {len(draft.blank_rows)} blank line(s) ({file_lines(draft.blank_rows)})"
             ": the reader refuses them; remove them from the file."
         )
 
@@ -1189,11 +1197,6 @@ def draft(raw: bytes, name: str, source_path: str, outcomes: list[str], label: s
 def _listing(values: list, shown: int = 5) -> str:
     more = f" and {len(values) - shown} more" if len(values) > shown else ""
     return ", ".join(str(value) for value in values[:shown]) + more
-
-
-def _lines(lines: list[int], shown: int = 5) -> str:
-    more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
-    return "line(s) " + ", ".join(str(line) for line in lines[:shown]) + more
 
 
 def _rows_with(mask: pd.Series) -> str:

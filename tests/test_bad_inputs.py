@@ -274,6 +274,18 @@ def _spec(**dotted) -> Callable[[Project], None]:
     return setup
 
 
+def _tenure_from_day(**dotted) -> Callable[[Project], None]:
+    """The bank's `day` (1..31) declared a dd/mm/yyyy date, and a tenure derived from it."""
+    return _spec(
+        segment_on=["age", "job", "marital", "education", "balance", "tenure"],
+        **{
+            "columns.day": {"kind": "date", "format": "%d/%m/%Y"},
+            "columns.tenure": {"kind": "numeric", "derive": {"days_since": "day"}},
+        },
+        **dotted,
+    )
+
+
 def _telco(lines: list[str], **dotted) -> Callable[[Project], None]:
     """A telco-shaped table (it has an id column), with its data-set file changed."""
 
@@ -723,26 +735,13 @@ CASES = [
     Case(
         "reference date missing",
         "serialize",
-        _spec(
-            segment_on=["age", "job", "marital", "education", "balance", "tenure"],
-            **{
-                "columns.day": {"kind": "date", "format": "%d/%m/%Y"},
-                "columns.tenure": {"kind": "numeric", "derive": {"days_since": "day"}},
-            },
-        ),
+        _tenure_from_day(),
         ("datasets/bank.yaml", "columns.tenure.derive", "reference_date, which is missing"),
     ),
     Case(
         "date that does not parse",
         "serialize",
-        _spec(
-            reference_date="2014-12-31",
-            segment_on=["age", "job", "marital", "education", "balance", "tenure"],
-            **{
-                "columns.day": {"kind": "date", "format": "%d/%m/%Y"},
-                "columns.tenure": {"kind": "numeric", "derive": {"days_since": "day"}},
-            },
-        ),
+        _tenure_from_day(reference_date="2014-12-31"),
         ("column 'day' is not a date written as '%d/%m/%Y' on line(s) 2", "invalid to drop"),
     ),
     Case("nothing listening", "download", _nothing_listening, ("Connection refused",)),

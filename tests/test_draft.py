@@ -393,8 +393,9 @@ def test_the_command_writes_the_file_and_refuses_to_overwrite_it(messy, tmp_path
         (b"a,b\n1,x\n2,y\n", ["--outcome", "churn"], "outcome column(s) ['churn'] are not in"),
         (b"a,b\n1,x\n2,y\n", ["--name", "../up"], "--name '../up'"),
         (b"a,a\n1,2\n", [], "repeats column(s) ['a']"),
+        (b"a\n1\n2\n", [], "header line 1 has no ',' (it has a single column)"),
     ],
-    ids=["missing", "empty", "header-only", "outcome", "name", "repeated-header"],
+    ids=["missing", "empty", "header-only", "outcome", "name", "repeated-header", "one-column"],
 )
 def test_bad_input_fails_in_one_line(tmp_path, content, args, message):
     export = tmp_path / "export.csv"
