@@ -553,13 +553,14 @@ def read_table(
         f"save the table {dataset.format.separator!r}-separated or set format.separator in "
         f"{spec_file}",
     )
-    missing = [name for name in ([dataset.id] if dataset.id else []) + read if name not in header]
+    read_with_id = ([dataset.id] if dataset.id else []) + read
+    missing = [name for name in read_with_id if name not in header]
     if missing:
         raise PipelineError(
             f"{path}: declared column(s) {missing} are not in the table (found "
             f"{header[:30]}); fix the names in {spec_file} or in the file's header"
         )
-    frame = frame.loc[:, ([dataset.id] if dataset.id else []) + read]
+    frame = frame.loc[:, read_with_id]
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no customer rows")
     dropped: dict[int, list[tuple[str, str]]] = {}
@@ -895,16 +896,16 @@ NEAR_COPY = 0.95
 
 
 def data_warnings(customers: pd.DataFrame, dataset: Dataset) -> tuple[list[str], int]:
-    """Warnings about the kept customers (constant and near-copy segmented columns, repeated
-    records) and the number of records that repeat an earlier one in every column but the id."""
+    """Warnings about the kept customers, typed (constant and near-copy segmented columns,
+    repeated records), and the number of records that repeat an earlier one in every column but
+    the id."""
     warnings = []
-    segmented = customers.loc[:, dataset.segment_on]
     for name in dataset.segment_on:
-        values = segmented[name].unique()
+        values = customers[name].unique()
         if len(values) == 1:
             warnings.append(
-                f"column {name!r} is constant (every customer has {values[0]!r}): it cannot "
-                "separate segments; leave it out of segment_on"
+                f"column {name!r} is constant (every customer has {str(values[0])!r}): it "
+                "cannot separate segments; leave it out of segment_on"
             )
     declared = [name for name in dataset.used_columns if name not in dataset.derived]
     repeats = customers.loc[:, declared].duplicated()
@@ -918,7 +919,7 @@ def data_warnings(customers: pd.DataFrame, dataset: Dataset) -> tuple[list[str],
             f"column but the id (e.g. {twin!r} and {first!r}); if they are the same customers, "
             "remove the copies from the export"
         )
-    warnings += _near_copies(typed(segmented, dataset), dataset)
+    warnings += _near_copies(customers, dataset)
     return warnings, int(repeats.sum())
 
 

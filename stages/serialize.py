@@ -29,8 +29,9 @@ def main(name: str) -> None:
     cells, rejected = read_table(paths.raw, dataset, dataset_file(name))
     write_csv(paths.customers, cells.reset_index())
     write_csv(paths.rejected, rejected)
-    write_csv(paths.texts, serialize(typed(cells, dataset), dataset.text_template))
-    warnings, repeated = data_warnings(cells, dataset)
+    customers = typed(cells, dataset)
+    write_csv(paths.texts, serialize(customers, dataset.text_template))
+    warnings, repeated = data_warnings(customers, dataset)
     for warning in warnings:
         log.warning("%s: %s", dataset_file(name), warning)
     write_json(paths.reports / "data_warnings.json", {"warnings": warnings})
