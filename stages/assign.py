@@ -3,7 +3,9 @@
     python -m stages.assign NEW.csv --dataset bank --out assigned.csv
 
 NEW.csv is written like the data set's table (its data-set file says how; outcome columns may be
-absent) and is validated the same way. Each customer is written as the data set's text, embedded
+absent) and is validated the same way. Each customer is written as the data set's text, with the
+numbers written as the serialize stage wrote the training customers' (``text_writing.json``: the
+same band edges and words), embedded
 with the same model, given the segment of the nearest centroid in the data set's ``centroids.npy``
 (numbered as in ``labels.csv``) and an ECOD outlier score against the reference the outliers stage
 fitted on (the training embeddings, or above ``sample_fit_rows`` the same seeded sample of them),
@@ -23,12 +25,12 @@ import pandas as pd
 
 from stages.artifacts import CUSTOMER_ID, PipelineError, read_json, read_npy, run, write_csv
 from stages.config import Layout, Params, layout, load_params
-from stages.dataset import dataset_file, load_dataset, read_table, typed
+from stages.dataset import Dataset, dataset_file, load_dataset, read_table, typed
 from stages.ecod import ECODReference
 from stages.embed import local_encoder
 from stages.kmeans import nearest_segments
 from stages.outliers import ecod_reference
-from stages.serialize import serialize
+from stages.text import TextWriting, write_texts
 
 
 def assign_vectors(
@@ -55,14 +57,15 @@ def assign_vectors(
 def assign(
     customers: pd.DataFrame,
     encoder,
-    template: str,
+    dataset: Dataset,
+    writing: TextWriting,
     centroids: np.ndarray,
     detector: ECODReference,
     names: dict[int, str] | None = None,
 ) -> pd.DataFrame:
     """``encoder`` is the embed stage's (``stages.embed.local_encoder``),
     so vectors match the training ones."""
-    texts = serialize(customers, template)["text"].tolist()
+    texts = write_texts(customers, dataset, writing)["text"].tolist()
     vectors = encoder.encode(texts)
     return assign_vectors(customers.index.to_numpy(), vectors, centroids, detector, names)
 
@@ -131,9 +134,10 @@ def main() -> None:
         )
     cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
     centroids, detector, names = committed_model(params, paths)
+    writing = TextWriting.from_json(read_json(paths.text_writing), str(paths.text_writing))
     encoder, _, _ = local_encoder(params.model, params.embed)
     assigned = assign(
-        typed(cells, dataset), encoder, dataset.text_template, centroids, detector, names
+        typed(cells, dataset), encoder, dataset, writing, centroids, detector, names
     )
     assigned["segment"] = assigned["segment"].astype("Int64")
     refused = pd.DataFrame({CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]})

@@ -28,6 +28,7 @@ class Layout(NamedTuple):
     customers: Path
     rejected: Path
     texts: Path
+    text_writing: Path
     embeddings: Path
     embedding_info: Path
     outliers: Path
@@ -55,6 +56,7 @@ def layout(name: str) -> Layout:
         customers=interim / "customers.csv",
         rejected=Path("reports") / name / "rejected.csv",
         texts=interim / "texts.csv",
+        text_writing=interim / "text_writing.json",
         embeddings=interim / "embeddings.npy",
         embedding_info=interim / "embedding_info.json",
         outliers=interim / "outliers.csv",
@@ -171,6 +173,17 @@ class EmbedParams(_Section):
                 "set embed.backend to 'torch' or embed.precision to 'fp32'"
             )
         return self
+
+
+class TextParams(_Section):
+    """How each customer is written as a text (stages/text.py)."""
+
+    numbers: Literal["dataset", "value", "band", "both"] = param(
+        "dataset",
+        "how numbers are written: `dataset` (each data-set file's `numbers`), `value` (as read, "
+        "the article's), `band` (the band's word: `Balance: high`) or `both` "
+        "(`Balance: 2,143 EUR (high)`)",
+    )
 
 
 class OutliersParams(_Section):
@@ -323,6 +336,7 @@ class Params(_Section):
         ge=100,
     )
     download: DownloadParams = DownloadParams()
+    text: TextParams = TextParams()
     embed: EmbedParams = EmbedParams()
     outliers: OutliersParams = OutliersParams()
     elbow: ElbowParams = ElbowParams()

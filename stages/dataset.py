@@ -38,11 +38,14 @@ from stages.config import DATASETS_DIR, validated
 
 Kind = Literal["numeric", "categorical", "ordinal", "date"]
 Policy = Literal["refuse", "drop"]
+# How a number is written in a customer's text (stages/text.py).
+NumberWriting = Literal["value", "band", "both"]
 # The category a blank cell becomes under `missing: keep`.
 MISSING_CATEGORY = "missing"
 # Plain decimal notation only: "4.2e1", "1,000", "inf" or "NaN" in a numeric column are mistakes.
 PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 WHOLE_NUMBER = re.compile(r"^[+-]?\d+$")
+MAX_BAND_EDGES = 6
 
 
 class _Spec(BaseModel):
@@ -175,6 +178,11 @@ class Column(_Spec):
             raise ValueError(f"range {list(self.range)} must go from low to high")
         if self.bands is not None and list(self.bands) != sorted(set(self.bands)):
             raise ValueError("bands must be increasing band edges")
+        if self.bands is not None and not 1 <= len(self.bands) <= MAX_BAND_EDGES:
+            raise ValueError(
+                f"bands takes 1 to {MAX_BAND_EDGES} edges (2 to {MAX_BAND_EDGES + 1} bands, each "
+                f"named by a word in texts), not {len(self.bands)}"
+            )
         if self.derive is not None:
             if self.placeholders or self.missing != "refuse":
                 raise ValueError(
@@ -279,6 +287,8 @@ class Dataset(_Spec):
     # outcome column -> the value whose rate is shown per segment (`mean` for a numeric column)
     describe: dict[str, str] = {}
     template: Annotated[str, Field(min_length=1)] | None = None
+    # how numbers are written in the texts: the value as read, its band word, or both
+    numbers: NumberWriting = "value"
     naming: Naming = Naming()
     max_categories: Annotated[int, Field(ge=2, le=10_000)] = 50
     # the day derived numbers are counted to: written in the file so that reruns agree

@@ -2,7 +2,8 @@
 
 The table is validated against its data-set file. The customers kept are written as the validated
 table the later stages read, each as the data set's text (its template, or one "Label: value" line
-per column), and the rows a missing-cell or invalid-value policy rejected with their id, file line,
+per column; numbers as values, band words or both, ``stages/text.py``) with how it was written, and
+the rows a missing-cell or invalid-value policy rejected with their id, file line,
 column and reason, so every input row is accounted for. What a user must know about the kept
 customers (constant or near-copy segmented columns, repeated records) is logged and written for
 the segment report; none of it stops the run.
@@ -10,27 +11,23 @@ the segment report; none of it stops the run.
 
 from __future__ import annotations
 
-import pandas as pd
-
-from stages.artifacts import CUSTOMER_ID, log, run, write_csv, write_json, write_metrics
+from stages.artifacts import log, run, write_csv, write_json, write_metrics
 from stages.config import layout, load_params
-from stages.dataset import data_warnings, dataset_file, fill, load_dataset, read_table, typed
-
-
-def serialize(customers: pd.DataFrame, template: str) -> pd.DataFrame:
-    """One row per customer: its id and the template filled with its values."""
-    texts = [fill(template, row) for row in customers.to_dict(orient="records")]
-    return pd.DataFrame({CUSTOMER_ID: customers.index.to_numpy(), "text": texts})
+from stages.dataset import data_warnings, dataset_file, load_dataset, read_table, typed
+from stages.text import fit_writing, write_texts
 
 
 def main(name: str) -> None:
-    load_params()  # a bad param stops the pipeline at its first stage
+    params = load_params()  # a bad param stops the pipeline at its first stage
     dataset, paths = load_dataset(name), layout(name)
     cells, rejected = read_table(paths.raw, dataset, dataset_file(name))
     write_csv(paths.customers, cells.reset_index())
     write_csv(paths.rejected, rejected)
     customers = typed(cells, dataset)
-    write_csv(paths.texts, serialize(customers, dataset.text_template))
+    numbers = dataset.numbers if params.text.numbers == "dataset" else params.text.numbers
+    writing = fit_writing(customers, dataset, numbers)
+    write_json(paths.text_writing, writing.to_json())
+    write_csv(paths.texts, write_texts(customers, dataset, writing))
     warnings, repeated = data_warnings(customers, dataset)
     for warning in warnings:
         log.warning("%s: %s", dataset_file(name), warning)
