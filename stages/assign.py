@@ -136,9 +136,7 @@ def main() -> None:
     centroids, detector, names = committed_model(params, paths)
     writing = TextWriting.from_json(read_json(paths.text_writing), str(paths.text_writing))
     encoder, _, _ = local_encoder(params.model, params.embed)
-    assigned = assign(
-        typed(cells, dataset), encoder, dataset, writing, centroids, detector, names
-    )
+    assigned = assign(typed(cells, dataset), encoder, dataset, writing, centroids, detector, names)
     assigned["segment"] = assigned["segment"].astype("Int64")
     refused = pd.DataFrame({CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]})
     write_csv(args.out, pd.concat([assigned.assign(rejected=""), refused], ignore_index=True))

@@ -181,8 +181,8 @@ class TextParams(_Section):
     numbers: Literal["dataset", "value", "band", "both"] = param(
         "dataset",
         "how numbers are written: `dataset` (each data-set file's `numbers`), `value` (as read, "
-        "the article's), `band` (the band's word: `Balance: high`) or `both` "
-        "(`Balance: 2,143 EUR (high)`)",
+        "the article's), `band` (the band's word: `Income: high`) or `both` "
+        "(`Income: 58,138 USD (high)`)",
     )
 
 

@@ -1,4 +1,10 @@
-"""Stage 8: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP)."""
+"""Stage 8: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP),
+and how much each column drives them.
+
+Two measures of what drives a segmentation, written to the metrics: each column's share of the
+surrogate's mean |SHAP| (the largest share, and the numeric columns' together), and for each
+numeric column the share of its variance the segments explain (η², the correlation ratio).
+"""
 
 from __future__ import annotations
 
@@ -96,6 +102,8 @@ def explain(features: pd.DataFrame, segments: np.ndarray, params: ExplainParams,
     importance = importance.sort_values(
         "mean_abs_shap", ascending=False, kind="stable"
     ).reset_index(drop=True)
+    total = importance["mean_abs_shap"].sum()
+    importance["share"] = importance["mean_abs_shap"] / total if total > 0 else 0.0
     drivers = []
     for segment in range(n_segments):
         members = sampled_target == segment
@@ -109,6 +117,32 @@ def explain(features: pd.DataFrame, segments: np.ndarray, params: ExplainParams,
                 {"segment": segment + 1, "rank": rank, "feature": feature, "mean_abs_shap": value}
             )
     return metrics, importance, pd.DataFrame(drivers)
+
+
+def eta_squared(values: pd.Series, segments: np.ndarray) -> float:
+    """The share of the column's variance between the segments' means (0: none, 1: all)."""
+    numbers = values.to_numpy(dtype=float)
+    total = ((numbers - numbers.mean()) ** 2).sum()
+    if total == 0:
+        return 0.0
+    means = pd.Series(numbers).groupby(segments).transform("mean").to_numpy()
+    return float(((means - numbers.mean()) ** 2).sum() / total)
+
+
+def driver_metrics(
+    customers: pd.DataFrame, segments: np.ndarray, importance: pd.DataFrame, dataset: Dataset
+) -> dict[str, float]:
+    """The largest column's and the numeric columns' share of the explanation, and each numeric
+    segmentation column's η² with their mean."""
+    shares = importance.set_index("feature")["share"]
+    numeric = dataset.numeric
+    eta = {column: eta_squared(customers[column], segments) for column in numeric}
+    return {
+        "largest_shap_share": float(shares.max()),
+        "numeric_shap_share": float(shares.reindex(numeric).sum()),
+        **({"eta_squared_mean": float(np.mean(list(eta.values())))} if eta else {}),
+        **{metric_key("eta_squared", column): value for column, value in eta.items()},
+    }
 
 
 def importance_figure(importance: pd.DataFrame):
@@ -140,6 +174,7 @@ def main(name: str) -> None:
             metrics[metric_key("holdout_accuracy_with", *context)] = context_scores.result()[
                 "holdout_accuracy"
             ]
+    metrics |= driver_metrics(customers, segments, importance, dataset)
     write_metrics(paths.metrics / "explain.json", metrics)
     write_csv(paths.plots / "importance.csv", importance)
     write_png(paths.plots / "importance.png", importance_figure(importance))

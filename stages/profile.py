@@ -26,19 +26,24 @@ from stages.artifacts import (
 )
 from stages.config import StabilityParams, layout, load_params
 from stages.dataset import Dataset, dataset_file, load_dataset, read_customers
+from stages.text import band_edges
 
-# A value names a segment when most of the segment has it and it is this much commoner than overall.
-TRAIT_MIN_SHARE, TRAIT_MIN_LIFT, TRAITS_IN_NAME = 0.5, 1.2, 2
-SUBJECT_MIN_LIFT = 1.5
-# A segment whose mean of a phrased number is this far above or below all customers'
-# gets its phrase.
-NUMBER_BAND = 0.25
+# A segment's name carries its naming subject's phrase when that value dominates the segment (held
+# by more than half of it, or by a third and this many times commoner than overall), then the
+# phrases of its strongest differences from all customers: values most of the segment holds and
+# numbers whose mean is at least half a standard deviation away (Cohen's "medium" difference),
+# strongest first, as many as fit a readable length.
+SUBJECT_MAJORITY, SUBJECT_MIN_SHARE, SUBJECT_MIN_LIFT = 0.5, 1 / 3, 1.5
+TRAIT_MIN_SHARE, TRAIT_MIN_DIFFERENCE = 0.5, 0.5
+NAME_MAX_TRAITS, NAME_MAX_CHARACTERS = 3, 72
+# One column carries "most" of the surrogate's explanation above this share; the numeric columns
+# carry "almost none" below this one while they are at least half of the segmentation columns.
+DOMINANT_SHARE, NEGLECTED_NUMBERS_SHARE = 0.5, 0.1
 FIGURES = ("elbow", "pca_map", "tsne_map", "importance")
 HEATMAP = "segment_heatmap"
 # A value is listed on a card when its share in the segment is this many times (or this fraction of)
 # its share among all segmented customers, and it concerns at least MIN_SHARE of either group.
 OVER_RATIO, UNDER_RATIO, MIN_SHARE, VALUES_PER_CARD = 1.25, 0.8, 0.05, 5
-QUARTILES = (0.25, 0.5, 0.75)
 
 
 def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
@@ -86,7 +91,7 @@ def profile(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> p
             row[f"top_{column}_share"] = counts[top] / len(group)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.insert(1, "name", name_segments(table, customers, dataset))
+    table.insert(1, "name", name_segments(table, customers, segments, dataset))
     return table
 
 
@@ -101,90 +106,98 @@ def with_stability(table: pd.DataFrame, found: dict[str, float]) -> pd.DataFrame
     return pd.concat([table.iloc[:, :at], added, table.iloc[:, at:]], axis=1)
 
 
-def name_segments(table: pd.DataFrame, customers: pd.DataFrame, dataset: Dataset) -> list[str]:
-    """Plain-language names such as "Managers in their 30s: university-educated, reached by mobile".
+def name_segments(
+    table: pd.DataFrame, customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+) -> list[str]:
+    """Plain-language names such as "Managers in their 30s: university-educated, high income".
 
-    The lead is the phrase of the naming subject's value when it dominates the segment (else the
-    data set's 'mixed' word), with the decade of the naming decade column; the traits are the
-    phrased values over-represented in the segment against all customers, then the phrases of
-    numbers whose segment mean is far above or below all customers'.
+    The lead is the naming subject's phrase when its value dominates the segment, with the decade
+    of the naming decade column; there is no lead otherwise. The traits are the phrases of the
+    segment's strongest differences from all customers (``TRAIT_MIN_DIFFERENCE`` standard
+    deviations or more), strongest first, as many as fit ``NAME_MAX_CHARACTERS``. A segment where
+    nothing stands out takes the data set's ``mixed`` name; names that clash get their number.
     """
-    numeric, categorical = profile_columns(dataset)
-    naming = dataset.naming
-    overall = {column: customers[column].value_counts(normalize=True) for column in categorical}
-    stems, traits, levels = [], [], []
+    differences = value_differences(customers, segments, dataset)
+    names = []
     for row in table.to_dict(orient="records"):
-        lead = naming.mixed
-        if naming.subject is not None:
-            value, share = row[f"top_{naming.subject}"], row[f"top_{naming.subject}_share"]
-            phrase = dataset.columns[naming.subject].phrases.get(value)
-            if phrase and (
-                share >= TRAIT_MIN_SHARE
-                or share / overall[naming.subject][value] >= SUBJECT_MIN_LIFT
-            ):
-                lead = phrase
-        if naming.decade is not None:
-            lead += f" in their {int(row[f'mean_{naming.decade}'] // 10 * 10)}s"
-        stems.append(lead)
-        candidates = []
-        for column in categorical:
-            if column == naming.subject:
-                continue
-            value, share = row[f"top_{column}"], row[f"top_{column}_share"]
-            lift = share / overall[column][value]
-            phrase = dataset.columns[column].phrases.get(value)
-            if phrase and share >= TRAIT_MIN_SHARE and lift >= TRAIT_MIN_LIFT:
-                candidates.append((-lift, phrase))
-        traits.append([phrase for _, phrase in sorted(candidates)])
-        words = []
-        for column in numeric:
-            phrases, base = dataset.columns[column].phrases, customers[column].mean()
-            if "high" in phrases and row[f"mean_{column}"] > base + abs(base) * NUMBER_BAND:
-                words.append(phrases["high"])
-            elif "low" in phrases and row[f"mean_{column}"] < base - abs(base) * NUMBER_BAND:
-                words.append(phrases["low"])
-        levels.append(words)
-    names = [
-        _name(stem, found[:TRAITS_IN_NAME], words)
-        for stem, found, words in zip(stems, traits, levels)
-    ]
-    # Segments that would share a name get all their traits, then their number.
-    clashing = {name for name in names if names.count(name) > 1}
-    names = [
-        _name(stem, found, words) if name in clashing else name
-        for name, stem, found, words in zip(names, stems, traits, levels)
-    ]
+        lead = _lead(row, customers, dataset)
+        own = differences[differences["segment"] == row["segment"]]
+        traits = _traits(own, row, dataset)
+        names.append(_name(lead, traits) if lead or traits else dataset.naming.mixed)
     return [
         name if names.count(name) == 1 else f"{name} (#{s})"
         for name, s in zip(names, table["segment"])
     ]
 
 
-def _name(stem: str, traits: list[str], words: list[str]) -> str:
-    parts = traits + words
-    return f"{stem}: {', '.join(parts)}" if parts else stem
+def _lead(row: dict, customers: pd.DataFrame, dataset: Dataset) -> str:
+    naming, lead = dataset.naming, ""
+    if naming.subject is not None:
+        value, share = row[f"top_{naming.subject}"], row[f"top_{naming.subject}_share"]
+        phrase = dataset.columns[naming.subject].phrases.get(value)
+        lift = share / customers[naming.subject].eq(value).mean()
+        dominant = share > SUBJECT_MAJORITY or (
+            share >= SUBJECT_MIN_SHARE and lift >= SUBJECT_MIN_LIFT
+        )
+        if phrase and dominant:
+            lead = phrase
+    if naming.decade is not None:
+        decade = f"in their {int(row[f'mean_{naming.decade}'] // 10 * 10)}s"
+        lead = f"{lead} {decade}" if lead else decade.capitalize()
+    return lead
 
 
-def band_edges(values: pd.Series, declared: list[float] | None) -> list[float]:
-    """The declared band edges, or the quartiles rounded to two significant digits."""
-    if declared is not None:
-        return list(declared)
-    quartiles = np.quantile(values.to_numpy(dtype=float), QUARTILES)
-    return sorted({float(f"{edge:.2g}") for edge in quartiles})
+def _traits(differences: pd.DataFrame, row: dict, dataset: Dataset) -> list[str]:
+    """The phrases of a segment's strong differences, strongest first."""
+    found = []
+    for column, value, difference, share in differences[
+        ["column", "value", "difference", "segment_share"]
+    ].itertuples(index=False):
+        if column == dataset.naming.subject or abs(difference) < TRAIT_MIN_DIFFERENCE:
+            continue
+        phrases = dataset.columns[column].phrases
+        if dataset.columns[column].kind == "numeric":
+            phrase = phrases.get("high" if difference > 0 else "low")
+        elif difference > 0 and share >= TRAIT_MIN_SHARE:
+            phrase = phrases.get(value)
+        else:
+            phrase = None
+        if phrase:
+            found.append((abs(difference), column, phrase))
+    ranked = [phrase for _, _, phrase in sorted(found, key=lambda item: (-item[0], item[1]))]
+    return list(dict.fromkeys(ranked))[:NAME_MAX_TRAITS]
+
+
+def _name(lead: str, traits: list[str]) -> str:
+    """The lead and as many traits as fit the readable length (at least one)."""
+    kept = traits[:1]
+    for trait in traits[1:]:
+        if len(_joined(lead, [*kept, trait])) > NAME_MAX_CHARACTERS:
+            break
+        kept.append(trait)
+    return _joined(lead, kept)
+
+
+def _joined(lead: str, traits: list[str]) -> str:
+    listed = ", ".join(traits)
+    if not lead:
+        return listed[:1].upper() + listed[1:]
+    return f"{lead}: {listed}" if listed else lead
 
 
 def band_labels(edges: list[float], integer: bool) -> list[str]:
-    """'under 30', '30-39', ..., '60 and over' (whole numbers), or 'under 35', '35 to 70', ..."""
+    """'under 30', '30-39', ..., '60 and over' (whole numbers; a one-number band is that number),
+    or 'under 35', '35 to 70', ..."""
 
     def shown(value: float) -> str:
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
 
-    inner = [
-        f"{shown(low)}-{shown(high - 1)}"
-        if integer and float(high).is_integer() and float(low).is_integer()
-        else f"{shown(low)} to {shown(high)}"
-        for low, high in zip(edges, edges[1:])
-    ]
+    def between(low: float, high: float) -> str:
+        if not (integer and float(high).is_integer() and float(low).is_integer()):
+            return f"{shown(low)} to {shown(high)}"
+        return shown(low) if high - 1 == low else f"{shown(low)}-{shown(high - 1)}"
+
+    inner = [between(low, high) for low, high in zip(edges, edges[1:])]
     return [f"under {shown(edges[0])}", *inner, f"{shown(edges[-1])} and over"]
 
 
@@ -194,7 +207,7 @@ def banded(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     bands = customers.loc[:, numeric + categorical].copy()
     for column in numeric:
         spec = dataset.columns[column]
-        edges = band_edges(customers[column], spec.bands)
+        edges = band_edges(customers[column], spec)
         bands[column] = pd.cut(
             customers[column],
             [-np.inf, *edges, np.inf],
@@ -243,49 +256,77 @@ def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return over.head(VALUES_PER_CARD), under.head(VALUES_PER_CARD)
 
 
-def standardized_differences(
+def value_differences(
     customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """How far each segment sits from all customers on each profile column, in standard deviations.
+) -> pd.DataFrame:
+    """How far each segment sits from all customers, in standard deviations, per profile column
+    (and per value of a categorical one).
 
-    Numbers: (segment mean - overall mean) / overall standard deviation. Categories: for each value,
-    (segment share - overall share) / sqrt(overall share x (1 - overall share)), the standardized
-    difference of a yes/no indicator; the most over-represented value stands for the column.
-    Returns the differences and the value each one refers to (empty for numbers), segments as rows.
+    Numbers: (segment mean - overall mean) / overall standard deviation. Categories: for each value
+    held by some but not all customers, (segment share - overall share) / sqrt(overall share x
+    (1 - overall share)), the standardized difference of a yes/no indicator.
+    Rows: segment, column, value ("" for a number), difference, segment_share.
     """
     numeric, _ = profile_columns(dataset)
-    columns = dataset.segment_on + dataset.context_columns
     frame = customers.assign(segment=segments.to_numpy())
-    differences = pd.DataFrame(0.0, index=sorted(frame["segment"].unique()), columns=columns)
-    values = pd.DataFrame("", index=differences.index, columns=differences.columns)
-    for column in columns:
+    parts = []
+    for column in dataset.segment_on + dataset.context_columns:
         if column in numeric:
             spread = customers[column].std(ddof=0)
             means = frame.groupby("segment")[column].mean()
-            differences[column] = (means - customers[column].mean()) / spread if spread > 0 else 0.0
+            scaled = (means - customers[column].mean()) / spread if spread > 0 else means * 0.0
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "segment": scaled.index,
+                        "column": column,
+                        "value": "",
+                        "difference": scaled.to_numpy(),
+                        "segment_share": np.nan,
+                    }
+                )
+            )
             continue
         base = customers[column].value_counts(normalize=True)
         base = base[(base > 0) & (base < 1)]
         within = (
             frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
-        )
-        within = within.reindex(columns=base.index, fill_value=0.0)
+        ).reindex(columns=base.index, fill_value=0.0)
         scaled = (within - base) / np.sqrt(base * (1 - base))
-        for segment, row in scaled.iterrows():
-            if row.empty:
-                continue
-            # The most over-represented value: for yes/no columns both values differ equally in
-            # size, and "more of X" reads better than "less of not-X". Ties go to the first value
-            # alphabetically.
-            strongest = row.sort_index().idxmax()
-            differences.loc[segment, column], values.loc[segment, column] = (
-                row[strongest],
-                strongest,
-            )
-    return differences, values
+        long = scaled.stack().rename("difference").reset_index()
+        long.columns = ["segment", "value", "difference"]
+        long["segment_share"] = within.stack().to_numpy()
+        parts.append(long.assign(column=column))
+    columns = ["segment", "column", "value", "difference", "segment_share"]
+    return pd.concat([part[columns] for part in parts], ignore_index=True)
 
 
-def heatmap_figure(differences: pd.DataFrame, values: pd.DataFrame, names: list[str]):
+def standardized_differences(
+    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The heatmap's cells: per segment and profile column, the difference of a number, or of the
+    categorical column's most over-represented value (for yes/no columns both values differ equally
+    in size, and "more of X" reads better than "less of not-X"; ties go to the first value
+    alphabetically). Returns the differences and the value each refers to, segments as rows."""
+    columns = dataset.segment_on + dataset.context_columns
+    found = value_differences(customers, segments, dataset).sort_values(
+        ["segment", "column", "difference", "value"],
+        ascending=[True, True, False, True],
+        kind="stable",
+    )
+    strongest = found.drop_duplicates(["segment", "column"])
+    differences = strongest.pivot(index="segment", columns="column", values="difference")
+    values = strongest.pivot(index="segment", columns="column", values="value")
+    everyone = sorted(segments.unique())
+    return (
+        differences.reindex(index=everyone, columns=columns).fillna(0.0),
+        values.reindex(index=everyone, columns=columns).fillna(""),
+    )
+
+
+def heatmap_figure(
+    differences: pd.DataFrame, values: pd.DataFrame, names: list[str], labels: list[str]
+):
     figure, axis = subplots(
         figsize=(1.15 * len(differences.columns) + 3.5, 0.75 * len(differences) + 2)
     )
@@ -293,7 +334,12 @@ def heatmap_figure(differences: pd.DataFrame, values: pd.DataFrame, names: list[
     image = axis.imshow(
         differences.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto"
     )
-    axis.set_xticks(range(len(differences.columns)), differences.columns, rotation=30, ha="left")
+    axis.set_xticks(
+        range(len(differences.columns)),
+        [textwrap.fill(label, 18) for label in labels],
+        rotation=30,
+        ha="left",
+    )
     axis.set_yticks(
         range(len(differences)),
         [textwrap.fill(f"{s}. {n}", 36) for s, n in zip(differences.index, names)],
@@ -341,10 +387,11 @@ def _outcome(value: float, dataset: Dataset, column: str) -> str:
 
 
 def outcome_title(dataset: Dataset, column: str) -> str:
+    """'Subscribed a term deposit' (the described value's phrase), 'Churned: Yes', or
+    'Revenue: mean'."""
     value = dataset.describe[column]
-    return (
-        f"{dataset.label(column)}: mean" if value == "mean" else f"{dataset.label(column)}: {value}"
-    )
+    phrase = dataset.columns[column].phrases.get(value)
+    return phrase or f"{dataset.label(column)}: {value}"
 
 
 def segment_card(
@@ -447,16 +494,77 @@ def accounting(rows: dict, outliers: dict, rejected_file: str) -> str:
     )
 
 
-def split_on(importance: pd.DataFrame, dataset: Dataset, shown: int = 3) -> str:
-    """The columns the surrogate leans on most, with their share of its mean |SHAP|."""
-    shares = importance.set_index("feature")["mean_abs_shap"]
-    shares = shares / shares.sum()
+# How numbers are written -> the other way the report points to, and what it writes.
+OTHER_WAY = {
+    "value": ("band", "band words (`{label}: high`)"),
+    "band": ("both", "values with their band words (`{label}: 42 (high)`)"),
+    "both": ("band", "band words alone (`{label}: high`)"),
+}
+
+
+def driver_sentences(
+    importance: pd.DataFrame, explain: dict, dataset: Dataset, numbers: str
+) -> list[str]:
+    """What the segments follow, in plain sentences: the leading columns, and a warning when one
+    column carries most of the explanation or the numbers carry almost none of it, pointing to the
+    other way of writing numbers."""
+    shares = importance.set_index("feature")["share"]
     leading = ", ".join(
-        f"{dataset.label(column)} ({share:.0%})" for column, share in shares.head(shown).items()
+        f"{dataset.label(column)} ({share:.0%})" for column, share in shares.head(3).items()
     )
-    return (
+    sentences = [
         f"The segments split mainly on {leading} of the surrogate's explanation "
-        f"(mean |SHAP| over {len(shares)} segmentation columns)"
+        f"(mean |SHAP| over {len(shares)} segmentation columns)."
+    ]
+    top, top_share = shares.index[0], shares.iloc[0]
+    if top_share >= DOMINANT_SHARE:
+        sentences.append(
+            f"One column, {dataset.label(top)}, carries {top_share:.0%} of it: the segments are "
+            f"mostly its groups, and the other columns barely tell them apart."
+        )
+    numeric = dataset.numeric
+    numeric_share = explain.get("numeric_shap_share", 0.0)
+    if len(numeric) >= len(dataset.segment_on) / 2 and numeric_share < NEGLECTED_NUMBERS_SHARE:
+        part = len(numeric) / len(dataset.segment_on)
+        sentences.append(
+            f"The {len(numeric)} numeric columns are {part:.0%} of the segmentation columns but "
+            f"carry {numeric_share:.0%} of the explanation, and the segments explain "
+            f"{explain['eta_squared_mean']:.1%} of their variance on average (mean η²): the "
+            "segments barely follow the numbers."
+        )
+    if len(sentences) > 1 and numeric:
+        other, how = OTHER_WAY[numbers]
+        sentences.append(
+            f"The texts write numbers as `{numbers}`; try "
+            f"{how.format(label=dataset.label(numeric[0]))} with "
+            f"`dvc exp run -S text.numbers={other}` (docs/comparison.md measures both ways)."
+        )
+    return sentences
+
+
+def drivers_section(importance: pd.DataFrame, explain: dict, dataset: Dataset, numbers: str) -> str:
+    sentences = " ".join(driver_sentences(importance, explain, dataset, numbers))
+    table = _markdown_table(driver_table(importance, explain, dataset))
+    return (
+        f"## What drives the segments\n\n{sentences}\n\nEach segmentation column's share of the "
+        "LightGBM surrogate's mean |SHAP| and, for a number, the share of its variance between "
+        f"the segments (η²):\n\n{table}\n"
+    )
+
+
+def driver_table(importance: pd.DataFrame, explain: dict, dataset: Dataset) -> pd.DataFrame:
+    """Each segmentation column's share of the explanation and, for a number, its η²."""
+    return pd.DataFrame(
+        {
+            "Column": [dataset.label(column) for column in importance["feature"]],
+            "Share of the explanation": importance["share"].map("{:.1%}".format),
+            "η² (numbers)": [
+                f"{explain[metric_key('eta_squared', column)]:.3f}"
+                if metric_key("eta_squared", column) in explain
+                else ""
+                for column in importance["feature"]
+            ],
+        }
     )
 
 
@@ -544,9 +652,9 @@ Generated by `dvc repro` (stage `profile@{context["name"]}`); do not edit by han
 Calinski-Harabasz {evaluate["calinski_harabasz"]:.1f}, \
 silhouette {evaluate["silhouette"]:.4f} (on the embeddings).
 {surrogate}.
-- {context["split_on"]}.
 {outcomes}
 {context["warnings"]}
+{context["drivers"]}
 ## How far to trust these segments
 
 {trust}
@@ -617,7 +725,12 @@ def main(name: str) -> None:
         "plots": f"../../{paths.plots.as_posix()}",
         "stability": params.stability,
         "n_init": params.kmeans.n_init,
-        "split_on": split_on(importance, dataset),
+        "drivers": drivers_section(
+            importance,
+            metrics["explain"],
+            dataset,
+            read_json(paths.text_writing)["numbers"],
+        ),
         "warnings": warning_section(
             read_json(paths.reports / "data_warnings.json")["warnings"],
             dataset_file(name).as_posix(),
@@ -634,7 +747,13 @@ def main(name: str) -> None:
     )
     differences, values = standardized_differences(customers, segments, dataset)
     write_png(
-        paths.plots / f"{HEATMAP}.png", heatmap_figure(differences, values, table["name"].tolist())
+        paths.plots / f"{HEATMAP}.png",
+        heatmap_figure(
+            differences,
+            values,
+            table["name"].tolist(),
+            [dataset.label(column) for column in differences.columns],
+        ),
     )
     write_csv(paths.reports / "profiles.csv", table)
     write_text(paths.reports / "segments.md", report)

@@ -4,8 +4,8 @@ A sentence model reads ``2143`` as a string of tokens, not as a quantity, so a d
 its numbers are written (``numbers`` in its data-set file, overridden by the ``text.numbers``
 param):
 
-- ``value``: the cell as read, the article's way (``Balance: 2143``);
-- ``band``: the band the number falls in, as a word (``Balance: high``);
+- ``value``: the cell as read, the article's way (``Income: 58138``);
+- ``band``: the band the number falls in, as a word (``Income: high``);
 - ``both``: the number with its unit, then the band (``Income: 58,138 USD (high)``).
 
 Band edges are the column's declared ``bands``, or else the quintiles of the customers the text is
@@ -25,6 +25,7 @@ from stages.dataset import Column, Dataset, NumberWriting, fill
 
 # Words for the bands of a column, lowest first, by how many bands it has.
 BAND_WORDS = {
+    1: ["typical"],
     2: ["low", "high"],
     3: ["low", "medium", "high"],
     4: ["low", "medium-low", "medium-high", "high"],
@@ -50,10 +51,11 @@ class TextWriting:
     @classmethod
     def from_json(cls, payload: dict, source: str) -> TextWriting:
         try:
-            writing = cls(**payload)
+            return cls(**payload)
         except TypeError as exc:
-            raise PipelineError(f"{source}: not a text-writing file ({exc}); rerun 'dvc repro'")
-        return writing
+            raise PipelineError(
+                f"{source}: not a text-writing file ({exc}); rerun 'dvc repro'"
+            ) from None
 
 
 def band_words(column: Column, bands: int) -> list[str]:
@@ -64,10 +66,21 @@ def band_words(column: Column, bands: int) -> list[str]:
     return words
 
 
-def fitted_edges(values: pd.Series) -> list[float]:
-    """Quintile edges of the values, rounded to two significant digits, without repeats."""
-    quantiles = np.quantile(values.to_numpy(dtype=float), FITTED_QUANTILES)
-    return sorted({float(f"{edge:.2g}") for edge in quantiles})
+def band_edges(values: pd.Series, column: Column) -> list[float]:
+    """The column's declared band edges, or the quintiles of the values, without repeats, rounded
+    to a power of ten between a hundredth and a tenth of the values' range (1,000 for incomes of
+    10,000 to 100,000), or to whole numbers for a whole-number column (1952 for birth years)."""
+    if column.bands is not None:
+        return list(column.bands)
+    numbers = values.to_numpy(dtype=float)
+    spread = numbers.max() - numbers.min()
+    if spread == 0:
+        return []
+    decimals = 1 - int(np.floor(np.log10(spread)))
+    if column.integer:
+        decimals = min(decimals, 0)
+    quantiles = np.quantile(numbers, FITTED_QUANTILES)
+    return sorted({float(round(float(edge), decimals)) for edge in quantiles})
 
 
 def fit_writing(customers: pd.DataFrame, dataset: Dataset, numbers: NumberWriting) -> TextWriting:
@@ -76,9 +89,8 @@ def fit_writing(customers: pd.DataFrame, dataset: Dataset, numbers: NumberWritin
     edges, words = {}, {}
     for column in dataset.of_kind(dataset.text_columns, "numeric"):
         spec = dataset.columns[column]
-        found = list(spec.bands) if spec.bands is not None else fitted_edges(customers[column])
-        edges[column] = found
-        words[column] = band_words(spec, len(found) + 1)
+        edges[column] = band_edges(customers[column], spec)
+        words[column] = band_words(spec, len(edges[column]) + 1)
     return TextWriting(numbers=numbers, edges=edges, words=words)
 
 
@@ -92,7 +104,11 @@ def written_number(value: float, column: Column, calendar_year: bool) -> str:
 
 
 def _number_cells(
-    values: pd.Series, column: Column, edges: list[float], words: list[str], how: NumberWriting,
+    values: pd.Series,
+    column: Column,
+    edges: list[float],
+    words: list[str],
+    how: NumberWriting,
     calendar_year: bool,
 ) -> list[object]:
     bands = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(dtype=float), "right")
@@ -116,8 +132,12 @@ def write_texts(customers: pd.DataFrame, dataset: Dataset, writing: TextWriting)
         }
         for column, edges in writing.edges.items():
             cells[column] = _number_cells(
-                customers[column], dataset.columns[column], edges, writing.words[column],
-                writing.numbers, column in years,
+                customers[column],
+                dataset.columns[column],
+                edges,
+                writing.words[column],
+                writing.numbers,
+                column in years,
             )
     template = dataset.text_template
     texts = [fill(template, row) for row in cells.to_dict(orient="records")]

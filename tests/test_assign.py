@@ -15,11 +15,12 @@ import pytest
 import synthetic
 import yaml
 
-from stages import assign, kmeans, outliers, serialize
+from stages import assign, kmeans, outliers
 from stages.config import validate_params
 from stages.dataset import typed
 from stages.ecod import ECODReference
 from stages.encoders import TorchEncoder
+from stages.text import fit_writing, write_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = validate_params({"k": 3, "kmeans": {"n_init": 2}})
@@ -32,7 +33,7 @@ def trained(model, bank):
     raw = synthetic.customers(150, seed=11)
     customers = typed(raw.loc[:, bank.text_columns].astype(str), bank)
     customers.index = pd.Index(raw.index.astype(str), name="customer_id")
-    texts = serialize.serialize(customers, bank.text_template)["text"].tolist()
+    texts = write_texts(customers, bank, fit_writing(customers, bank, "value"))["text"].tolist()
     vectors = TorchEncoder(model, PARAMS.embed.batch_size).encode(texts)
     flags = outliers.detect_outliers(
         vectors, PARAMS.outliers.contamination, customers.index.to_numpy()
@@ -55,7 +56,8 @@ def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_fl
     # The reference scored in place is the outliers stage's ECOD: the same scores and flags.
     assert np.array_equal(detector.reference_scores, flags["ecod_score"])
     assert np.array_equal(detector.flags(detector.reference_scores), stage_outliers)
-    assigned = assign.assign(customers, encoder, bank.text_template, centroids, detector, names)
+    writing = fit_writing(customers, bank, "value")
+    assigned = assign.assign(customers, encoder, bank, writing, centroids, detector, names)
     assert assigned["customer_id"].tolist() == [str(i) for i in range(150)]
     assert (assigned.loc[inliers, "segment"].to_numpy() == labels).all()
     # Assigned, a training customer is scored as a newcomer joining the reference, which already
@@ -64,6 +66,36 @@ def test_assigning_the_training_customers_reproduces_their_labels_and_outlier_fl
     assert (assigned["outlier"] <= stage_outliers).all()
     assert assigned.loc[inliers, "segment_name"].tolist() == [names[s] for s in labels]
     assert (assigned["centroid_distance"] >= 0).all()
+
+
+def test_new_customers_are_written_with_the_band_words_saved_at_training(trained, bank):
+    """assign writes texts with the saved edges and words, not with ones fitted on the new file."""
+    _, customers, vectors, _, _, _, centroids = trained
+    # Without declared bands, the edges are the training customers' quintiles.
+    bank = bank.model_copy(
+        update={
+            "columns": {
+                name: spec.model_copy(update={"bands": None}) for name, spec in bank.columns.items()
+            }
+        }
+    )
+    saved = fit_writing(customers, bank, "band")
+
+    class RecordingEncoder:
+        texts: list[str] = []
+
+        def encode(self, texts):
+            self.texts = list(texts)
+            return vectors[: len(texts)]
+
+    encoder, newcomers = RecordingEncoder(), customers.iloc[[3, 140, 77]]
+    assign.assign(newcomers, encoder, bank, saved, centroids, ECODReference(vectors, 0.1))
+    training_texts = write_texts(customers, bank, saved)["text"]
+    assert encoder.texts == training_texts.iloc[[3, 140, 77]].tolist()
+    assert (
+        encoder.texts
+        != write_texts(newcomers, bank, fit_writing(newcomers, bank, "band"))["text"].tolist()
+    )
 
 
 def test_nearest_segments_number_centroids_from_one():
@@ -84,9 +116,9 @@ def test_a_far_customer_is_flagged_as_outlier():
 
 
 @pytest.fixture
-def project(tmp_path, trained):
+def project(tmp_path, trained, bank):
     """A folder laid out like the repository after `dvc repro`, with the synthetic model in it."""
-    raw, _, vectors, _, _, _, centroids = trained
+    raw, customers, vectors, _, _, _, centroids = trained
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS.model_dump()))
     shutil.copytree(ROOT / "datasets", tmp_path / "datasets")
     for path, array in (
@@ -97,6 +129,9 @@ def project(tmp_path, trained):
         np.save(tmp_path / path, array)
     (tmp_path / "data/bank/interim/embedding_info.json").write_text(
         json.dumps({"model": PARAMS.model, "dimension": 384, "rows": 150})
+    )
+    (tmp_path / "data/bank/interim/text_writing.json").write_text(
+        json.dumps(fit_writing(customers, bank, "value").to_json())
     )
     (tmp_path / "reports/bank").mkdir(parents=True)
     pd.DataFrame({"segment": [1, 2, 3], "name": ["A", "B", "C"]}).to_csv(

@@ -28,8 +28,8 @@ from stages import (
     profile,
     project,
     scoring,
-    serialize,
     stability,
+    text,
 )
 from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
 from stages.comparison import compare, kprototypes, kprototypes_cost, mca, tabular
@@ -253,9 +253,8 @@ def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path, b
         + row.encode()
         + b"\n"
     )
-    texts = serialize.serialize(
-        typed(read_table(path, bank, Path("bank.yaml"))[0], bank), bank.text_template
-    )
+    customers = typed(read_table(path, bank, Path("bank.yaml"))[0], bank)
+    texts = text.write_texts(customers, bank, text.fit_writing(customers, bank, "value"))
     assert texts.to_dict("records") == [
         {
             "customer_id": "0",
@@ -468,9 +467,11 @@ def _six_customers(**columns) -> pd.DataFrame:
 def test_segment_names_state_what_is_over_represented(bank):
     table = profile.profile(_six_customers(), pd.Series([1, 1, 2, 2, 3, 3]), bank)
     assert table["name"].tolist() == [
-        "Managers in their 40s: university-educated, married, high balance",
-        "Students in their 20s: housing loan, secondary education, low balance",
-        "Service workers in their 30s: no contact channel on file, primary education, low balance",
+        # Strongest differences first, as many as fit 72 characters: "no housing loan" (1.0 SD,
+        # tied with "married") would make the first name 73.
+        "Managers in their 40s: university-educated, high balance",
+        "Students in their 20s: low balance, secondary education, housing loan",
+        "Service workers in their 30s: no contact channel on file",
     ]
 
 
@@ -499,10 +500,11 @@ def test_segment_names_follow_the_data_set_file(telco):
         }
     )
     table = profile.profile(customers, pd.Series([1, 1, 2, 2, 3, 3]), telco)
-    assert table["name"].tolist()[:2] == [
-        "Month-to-month customers: pay by electronic check, recently joined, high monthly charges",
-        "Two-year contract customers: pay by mailed check, seniors, long-standing, low monthly "
-        "charges",
+    assert table["name"].tolist() == [
+        "Month-to-month customers: pay by electronic check, high monthly charges",
+        "Two-year contract customers: pay by mailed check, seniors, long-standing",
+        # no contract dominates the third segment: its name has no lead phrase
+        "Pay by bank transfer",
     ]
     assert table["Churn_Yes_rate"].tolist() == [1.0, 0.0, 0.5]
 
@@ -564,17 +566,30 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
         "plots": "../../plots/bank",
         "stability": StabilityParams(),
         "n_init": 10,
-        "split_on": profile.split_on(
-            pd.DataFrame({"feature": ["housing", "age", "job"], "mean_abs_shap": [3.0, 0.6, 0.4]}),
+        "drivers": profile.drivers_section(
+            pd.DataFrame(
+                {
+                    "feature": ["housing", "age", "job"],
+                    "mean_abs_shap": [3.0, 0.6, 0.4],
+                    "share": [0.75, 0.15, 0.1],
+                }
+            ),
+            {"numeric_shap_share": 0.15, "eta_squared_mean": 0.1, "eta_squared_age": 0.02},
             bank,
+            "value",
         ),
         "warnings": profile.warning_section(["column 'default' is constant"], "datasets/bank.yaml"),
     }
     report = profile.render_report(table, drivers, shares, base, metrics, context, bank)
+    drivers_part = report.split("## What drives the segments")[1].split("## How far")[0]
     assert (
         "The segments split mainly on Housing loan (75%), Age (15%), Job (10%) of the "
-        "surrogate's explanation (mean |SHAP| over 3 segmentation columns)"
-    ) in report
+        "surrogate's explanation (mean |SHAP| over 3 segmentation columns). One column, Housing "
+        "loan, carries 75% of it"
+    ) in drivers_part
+    assert "`dvc exp run -S text.numbers=band`" in drivers_part
+    assert "| Housing loan | 75.0% |  |" in drivers_part
+    assert "| Age | 15.0% | 0.020 |" in drivers_part
     assert "## Warnings about the data" in report and "- column 'default' is constant" in report
     assert "`my-model`" in report and "k = 4" in report
     assert (
@@ -582,7 +597,7 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
         in report
     )
     assert "with `contact`, which the text also carries, accuracy is 0.950" in report
-    assert "Subscribed a term deposit: yes: 12.5% of all customers; by segment from" in report
+    assert "Subscribed a term deposit: 12.5% of all customers; by segment from" in report
     trust = report.split("## How far to trust these segments")[1].split("## Segments")[0]
     assert (
         "k = 4 is a near tie (inertia gap 0.04%, ARI 0.73 between the two best partitions)" in trust
@@ -598,9 +613,9 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
         "segment 2 is weak (0.55)."
     ) in trust
     assert "| Share | Stability (Jaccard) |" in report and "| 0.55 weak |" in report
-    summary = report.split("## The segments at a glance")[0]
+    summary = report.split("\n## Segments\n")[1].split("## The segments at a glance")[0]
     assert summary.count("\n| ") == 5  # header + 4 segments
-    assert "| Subscribed a term deposit: yes |" in summary
+    assert "| Subscribed a term deposit |" in summary
     cards = report.split("## Segment cards")[1]
     assert [line.split(".")[0] for line in cards.splitlines() if line.startswith("### ")] == [
         "### 1",
@@ -613,7 +628,7 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
         "- Stability: clusterwise Jaccard **0.93**, stable: it comes back in almost every" in cards
     )
     assert (
-        f"Subscribed a term deposit: yes **{table['y_yes_rate'][0]:.1%}** (all customers: 12.5%)"
+        f"Subscribed a term deposit **{table['y_yes_rate'][0]:.1%}** (all customers: 12.5%)"
         in cards
     )
     # Segment 1 is housing=yes, loan=no: it has more housing loans and none of the personal ones.
@@ -668,7 +683,7 @@ def test_representation_gives_shares_and_ratios_against_all_customers(bank):
     )
 
 
-def test_bands_are_declared_or_quartiles_and_read_like_ranges():
+def test_bands_are_declared_or_quintiles_and_read_like_ranges(bank):
     assert profile.band_labels([30, 40], integer=True) == ["under 30", "30-39", "40 and over"]
     assert profile.band_labels([35, 70.5], integer=False) == [
         "under 35",
@@ -681,9 +696,12 @@ def test_bands_are_declared_or_quartiles_and_read_like_ranges():
         "1,000-4,999",
         "5,000 and over",
     ]
+    # A band of one whole number prints as that number, not "0-0".
+    assert profile.band_labels([0, 1, 3], integer=True) == ["under 0", "0", "1-2", "3 and over"]
     values = pd.Series(np.arange(1, 101, dtype=float))
-    assert profile.band_edges(values, None) == [26.0, 50.0, 75.0]
-    assert profile.band_edges(values, [10.0]) == [10.0]
+    undeclared = bank.columns["age"].model_copy(update={"bands": None})
+    assert text.band_edges(values, undeclared) == [21.0, 41.0, 60.0, 80.0]
+    assert text.band_edges(values, bank.columns["age"]) == [30, 40, 50, 60]
 
 
 def test_standardized_differences_and_heatmap(tmp_path, bank):
@@ -720,7 +738,11 @@ def test_standardized_differences_and_heatmap(tmp_path, bank):
     assert (values.loc[1, "job"], differences.loc[1, "job"]) == ("student", pytest.approx(1.0))
     assert differences.loc[1, "marital"] == 0 and values.loc[1, "marital"] == ""
     path = tmp_path / "heatmap.png"
-    write_png(path, profile.heatmap_figure(differences, values, ["Young students", "Older staff"]))
+    labels = [bank.label(column) for column in differences.columns]
+    figure = profile.heatmap_figure(differences, values, ["Young students", "Older staff"], labels)
+    ticks = [tick.get_text() for tick in figure.axes[0].get_xticklabels()]
+    assert ticks[:2] == ["Age", "Job"] and "Has credit in\ndefault" in ticks
+    write_png(path, figure)
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
@@ -928,7 +950,7 @@ def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) ->
 
 def test_verdict_follows_the_numbers(bank):
     measures = compare.measures(bank)
-    assert len(measures) == 10 and "Separates Subscribed a term deposit: yes (Cramér V)" in {
+    assert len(measures) == 10 and "Separates Subscribed a term deposit (Cramér V)" in {
         n for n, _ in measures.values()
     }
     embedding_best = compare.verdict(_comparison_metrics(0.95, 0.8, 0.5), measures, k=4)
