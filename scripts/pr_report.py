@@ -4,9 +4,11 @@
         [--image-url URL] [--run-url URL]
 
 Compares the base revision with the workspace (normally a checkout of the pull request after
-`dvc repro`) and writes ``<out>/report.md`` with `dvc metrics diff --md --all`,
-`dvc params diff --md`, the image plots of ``dvc.yaml`` whose bytes changed (base and new side by
-side), and the git-tracked outputs that `dvc repro` rewrote (results that were committed stale).
+`dvc repro`) and writes ``<out>/report.md`` with what drives each data set's segments (each
+column's share of the surrogate's explanation, base and new, and the segment report's warnings),
+`dvc metrics diff --md --all`, `dvc params diff --md`, the image plots of ``dvc.yaml`` whose bytes
+changed (base and new side by side), and the git-tracked outputs that `dvc repro` rewrote
+(results that were committed stale).
 The images are copied to ``<out>/base`` and ``<out>/head`` and linked relatively, so the folder
 reads on its own; with ``--image-url`` (a template with ``{rev}`` and ``{path}``, e.g.
 ``https://github.com/OWNER/REPO/blob/{rev}/{path}?raw=true``) the links point at the committed
@@ -17,6 +19,8 @@ files of the two commits instead, which a pull-request comment can show without 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -25,9 +29,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from stages.artifacts import PipelineError, run, write_bytes, write_text
+from stages.config import PARAMS_FILE, load_params
+from stages.dataset import dataset_file, load_dataset
+from stages.profile import driver_sentences
+from stages.text import numbers_written
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 # Git-tracked stage outputs; a difference after `dvc repro` means the committed results are stale.
@@ -107,6 +116,48 @@ def changed_images(
     return changed
 
 
+# Columns shown per data set in the drivers table: the leading ones of either revision.
+DRIVERS_SHOWN = 5
+
+
+def _shares(table: pd.DataFrame) -> pd.Series:
+    shares = table.set_index("feature")["mean_abs_shap"]
+    return shares / shares.sum()
+
+
+def drivers(base: str, datasets: list[str]) -> list[str]:
+    """Per data set: the leading columns' share of the surrogate's explanation at ``base`` and now,
+    and the warnings the segment report gives about them."""
+    lines = []
+    for name in datasets:
+        path = Path("plots") / name / "importance.csv"
+        explained = Path("metrics") / name / "explain.json"
+        if not (path.exists() and explained.exists() and dataset_file(name).exists()):
+            continue
+        dataset, importance = load_dataset(name), pd.read_csv(path)
+        now = _shares(importance)
+        before_bytes = git_blob(base, path.as_posix())
+        before = _shares(pd.read_csv(io.BytesIO(before_bytes))) if before_bytes else None
+        shown = list(now.index[:DRIVERS_SHOWN])
+        if before is not None:
+            shown += [column for column in before.index[:DRIVERS_SHOWN] if column not in shown]
+        numbers = numbers_written(dataset, load_params(PARAMS_FILE).text.numbers)
+        importance = importance.assign(share=now.to_numpy())
+        sentences = driver_sentences(
+            importance, json.loads(explained.read_text(encoding="utf-8")), dataset, numbers
+        )
+        lines += [f"#### {dataset.title} (`{name}`)", "", " ".join(sentences), ""]
+        lines += ["| Column | base | this pull request |", "|---|---|---|"]
+        lines += [
+            f"| {dataset.label(column)} | "
+            f"{'-' if before is None or column not in before else f'{before[column]:.1%}'} | "
+            f"{now.get(column, 0.0):.1%} |"
+            for column in shown
+        ]
+        lines.append("")
+    return lines
+
+
 def render_report(
     base: str,
     head: str,
@@ -115,11 +166,18 @@ def render_report(
     images: list[ChangedImage],
     stale: list[str],
     run_url: str | None = None,
+    driver_lines: list[str] | None = None,
 ) -> str:
     short_base, short_head = base[:7], head[:7]
     lines = [
         f"## DVC report: `{short_base}` (base) → `{short_head}` (this pull request)",
         "",
+        "### What drives the segments",
+        "",
+        "Each column's share of the LightGBM surrogate's mean |SHAP| "
+        "(`plots/<data set>/importance.csv`).",
+        "",
+        *(driver_lines or ["No data set has a surrogate explanation.", ""]),
         f"### Metrics (`dvc metrics diff --md --all {short_base}`)",
         "",
         _table_or(metrics_md, "No metrics."),
@@ -210,7 +268,16 @@ def build_report(base_rev: str, out: Path, image_url: str | None, run_url: str |
         base, head, image_plots(pipeline, params.get("datasets", [])), out, image_url
     )
     dvc("plots", "diff", base, "--out", str(out / "plots"))
-    return render_report(base, head, metrics_md, params_md, images, stale_outputs(), run_url)
+    return render_report(
+        base,
+        head,
+        metrics_md,
+        params_md,
+        images,
+        stale_outputs(),
+        run_url,
+        drivers(base, params.get("datasets", [])),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

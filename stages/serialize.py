@@ -14,7 +14,7 @@ from __future__ import annotations
 from stages.artifacts import log, run, write_csv, write_json, write_metrics
 from stages.config import layout, load_params
 from stages.dataset import data_warnings, dataset_file, load_dataset, read_table, typed
-from stages.text import fit_writing, write_texts
+from stages.text import fit_writing, numbers_written, write_texts
 
 
 def main(name: str) -> None:
@@ -24,8 +24,7 @@ def main(name: str) -> None:
     write_csv(paths.customers, cells.reset_index())
     write_csv(paths.rejected, rejected)
     customers = typed(cells, dataset)
-    numbers = dataset.numbers if params.text.numbers == "dataset" else params.text.numbers
-    writing = fit_writing(customers, dataset, numbers)
+    writing = fit_writing(customers, dataset, numbers_written(dataset, params.text.numbers))
     write_json(paths.text_writing, writing.to_json())
     write_csv(paths.texts, write_texts(customers, dataset, writing))
     warnings, repeated = data_warnings(customers, dataset)

@@ -58,6 +58,11 @@ class TextWriting:
             ) from None
 
 
+def numbers_written(dataset: Dataset, param: str) -> NumberWriting:
+    """How the data set's numbers are written: its own choice, unless the param names one."""
+    return dataset.numbers if param == "dataset" else param
+
+
 def band_words(column: Column, bands: int) -> list[str]:
     """One word per band; the lowest and highest take the column's ``low`` and ``high`` phrases."""
     words = list(BAND_WORDS[bands])

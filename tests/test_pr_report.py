@@ -48,8 +48,31 @@ def pr_report(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return sh(repo, sys.executable, "-m", "scripts.pr_report", *args)
 
 
+SHOP = {
+    "title": "Shop",
+    "source": {"path": "shop.csv", "file": "shop.csv", "sha256": "0" * 64},
+    "columns": {
+        "region": {"kind": "categorical", "label": "Region"},
+        "income": {"kind": "numeric", "label": "Income"},
+        "spend": {"kind": "numeric", "label": "Yearly spend"},
+    },
+    "segment_on": ["region", "income", "spend"],
+}
+# What the surrogate leans on, at k = 5 and k = 6.
+SHARES = {5: [0.5, 0.3, 0.2], 6: [0.9, 0.06, 0.04]}
+
+
 def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
     (repo / "params.yaml").write_text(yaml.safe_dump({"datasets": ["shop"], "k": k, "seed": 42}))
+    (repo / "metrics" / "shop").mkdir(exist_ok=True)
+    (repo / "metrics" / "shop" / "explain.json").write_text(
+        json.dumps({"numeric_shap_share": sum(SHARES[k][1:]), "eta_squared_mean": 0.02})
+    )
+    (repo / "plots" / "shop").mkdir(exist_ok=True)
+    (repo / "plots" / "shop" / "importance.csv").write_text(
+        "feature,mean_abs_shap\n"
+        + "".join(f"{c},{v}\n" for c, v in zip(["region", "income", "spend"], SHARES[k]))
+    )
     (repo / "metrics" / "evaluate.json").write_text(
         json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0})
     )
@@ -74,6 +97,8 @@ def two_commits(tmp_path_factory):
     (repo / "plots").mkdir()
     (repo / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
     (repo / "plots" / "elbow.png").write_bytes(b"\x89PNG elbow, the same in both commits")
+    (repo / "datasets").mkdir()
+    (repo / "datasets" / "shop.yaml").write_text(yaml.safe_dump(SHOP))
     base = commit(repo, 5, 0.14166, b"\x89PNG five segments")
     head = commit(repo, 6, 0.13222, b"\x89PNG six segments")
     return repo, base, head
@@ -110,6 +135,10 @@ def test_report_shows_changed_metrics_params_and_images(two_commits):
     ).read_bytes() == b"\x89PNG six segments"
     assert (repo / "report" / "plots" / "index.html").exists()
     assert "reproduced every committed metric, plot and report" in report
+    # The reviewer first reads what drives the segments, base and new, with the report's warning.
+    drivers = report.split("### What drives the segments")[1].split("### Metrics")[0]
+    assert ("Region", "50.0%", "90.0%") in rows and ("Yearly spend", "20.0%", "4.0%") in rows
+    assert "One column, Region, carries 90% of it" in drivers
 
 
 def test_image_links_can_point_at_the_committed_files_and_stale_results_are_named(two_commits):
