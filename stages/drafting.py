@@ -1183,6 +1183,15 @@ def render(draft: Draft) -> str:
         "declared order.",
         0,
     )
+    if any(draft.columns[name].kind == "numeric" for name in segment_on(draft)):
+        lines += comment_lines(
+            "Numbers are written as band words ('Age: high'): a sentence model reads digits as "
+            "tokens, not quantities, and on the tables measured in docs/comparison.md the "
+            "segments follow the numbers more this way. 'value' writes the cells as read; "
+            "'both' writes '42 (high)'.",
+            0,
+        )
+        lines += ["numbers: band"]
     return "\n".join(lines) + "\n"
 
 

@@ -427,6 +427,8 @@ def test_the_credit_card_customers_draft(tmp_path):
     assert columns["Marital_Status"]["placeholders"] == ["Unknown"]
     assert "rare (under 1% of rows): Platinum (20)" in text
     assert spec["describe"] == {"Attrition_Flag": "Attrited Customer"}
+    # A table that segments on numbers writes them as band words.
+    assert spec["numbers"] == "band"
     kept, rejected = read_table(export, Dataset.model_validate(spec), tmp_path / "churners.yaml")
     assert len(kept) == 10127 and rejected.empty
 
