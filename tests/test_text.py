@@ -38,6 +38,10 @@ def shop(region_values: list[str] | None = None, top: dict | None = None, **extr
     )
 
 
+def number(label: str, **keys) -> dict:
+    return {"kind": "numeric", "label": label, **keys}
+
+
 def customers(rows: dict[str, list]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame.index = pd.Index([str(i) for i in range(len(frame))], name="customer_id")
@@ -73,15 +77,8 @@ def test_band_words_are_fitted_once_and_reused_for_customers_written_later():
 
 
 def test_declared_bands_and_phrases_name_the_bands():
-    dataset = shop(
-        visits={
-            "kind": "numeric",
-            "integer": True,
-            "label": "Visits",
-            "bands": [3, 8],
-            "phrases": {"low": "rare visitor", "high": "regular"},
-        }
-    )
+    phrases = {"low": "rare visitor", "high": "regular"}
+    dataset = shop(visits=number("Visits", integer=True, bands=[3, 8], phrases=phrases))
     writing = fit_writing(TRAINING, dataset, "band")
     assert writing.edges["visits"] == [3, 8] and writing.words["visits"] == [
         "rare visitor",
@@ -95,13 +92,8 @@ def test_declared_bands_and_phrases_name_the_bands():
 
 def test_both_writes_the_number_with_its_unit_then_the_band_and_years_without_separators():
     dataset = shop(
-        birth_year={
-            "kind": "numeric",
-            "integer": True,
-            "label": "Birth year",
-            "range": [1900, 2020],
-        },
-        age={"kind": "numeric", "label": "Age", "derive": {"age_from_year": "birth_year"}},
+        birth_year=number("Birth year", integer=True, range=[1900, 2020]),
+        age=number("Age", derive={"age_from_year": "birth_year"}),
         top={"reference_date": "2024-01-01"},
     )
     frame = TRAINING.assign(
@@ -119,7 +111,7 @@ def test_both_writes_the_number_with_its_unit_then_the_band_and_years_without_se
 
 def test_too_many_band_edges_are_refused():
     with pytest.raises(ValueError, match="bands takes 1 to 6 edges"):
-        shop(visits={"kind": "numeric", "label": "Visits", "bands": [1, 2, 3, 4, 5, 6, 7]})
+        shop(visits=number("Visits", bands=[1, 2, 3, 4, 5, 6, 7]))
 
 
 def test_band_words_find_groups_that_the_digits_miss(model):
