@@ -64,10 +64,12 @@ def numbers_written(dataset: Dataset, param: str) -> NumberWriting:
 
 
 def band_words(column: Column, bands: int) -> list[str]:
-    """One word per band; the lowest and highest take the column's ``low`` and ``high`` phrases."""
+    """One word per band; the lowest and highest take the column's ``low`` and ``high`` phrases
+    (a column with one value has one band, neither low nor high)."""
     words = list(BAND_WORDS[bands])
-    words[0] = column.phrases.get("low", words[0])
-    words[-1] = column.phrases.get("high", words[-1])
+    if bands > 1:
+        words[0] = column.phrases.get("low", words[0])
+        words[-1] = column.phrases.get("high", words[-1])
     return words
 
 

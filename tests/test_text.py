@@ -85,6 +85,11 @@ def test_declared_bands_and_phrases_name_the_bands():
         "medium",
         "regular",
     ]
+    # A column holding one value has one band, which is neither the low nor the high one.
+    constant = fit_writing(
+        TRAINING.assign(visits=4), shop(visits=number("Visits", phrases=phrases)), "band"
+    )
+    assert constant.edges["visits"] == [] and constant.words["visits"] == ["typical"]
     visits = [text.splitlines()[2] for text in write_texts(TRAINING, dataset, writing)["text"]]
     assert visits[1:4] == ["Visits: rare visitor", "Visits: medium", "Visits: medium"]
     assert visits[-1] == "Visits: regular"
