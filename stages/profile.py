@@ -122,7 +122,7 @@ def name_segments(
     for row in table.to_dict(orient="records"):
         lead = _lead(row, customers, dataset)
         own = differences[differences["segment"] == row["segment"]]
-        traits = _traits(own, row, dataset)
+        traits = _traits(own, dataset)
         names.append(_name(lead, traits) if lead or traits else dataset.naming.mixed)
     return [
         name if names.count(name) == 1 else f"{name} (#{s})"
@@ -147,7 +147,7 @@ def _lead(row: dict, customers: pd.DataFrame, dataset: Dataset) -> str:
     return lead
 
 
-def _traits(differences: pd.DataFrame, row: dict, dataset: Dataset) -> list[str]:
+def _traits(differences: pd.DataFrame, dataset: Dataset) -> list[str]:
     """The phrases of a segment's strong differences, strongest first."""
     found = []
     for column, value, difference, share in differences[
