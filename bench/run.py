@@ -47,7 +47,7 @@ from project_copy import copy_project  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
-from stages import embed, kmeans, outliers, scoring, serialize  # noqa: E402
+from stages import embed, kmeans, outliers, scoring  # noqa: E402
 from stages.config import validate_params  # noqa: E402
 from stages.dataset import Dataset  # noqa: E402
 from stages.encoders import make_encoder  # noqa: E402
@@ -197,10 +197,10 @@ def scale_check(
     """Step 5: the embed stage on generated customers next to the full-data run;
     a line and a table row."""
     big = project_copy(work / "synthetic", env, args.set)
-    template = Dataset.model_validate(
+    dataset = Dataset.model_validate(
         yaml.safe_load((ROOT / "datasets" / f"{DATASET}.yaml").read_text())
-    ).text_template
-    texts = serialize.serialize(synthetic.customers(args.synthetic_rows, seed=11), template)
+    )
+    texts = synthetic.texts(args.synthetic_rows, 11, dataset)
     (big / INTERIM).mkdir(parents=True)
     texts.to_csv(big / INTERIM / "texts.csv", index=False, lineterminator="\n")
     _, _, output = measured([sys.executable, "-m", "stages.embed", DATASET], big, env)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.text import fit_writing, write_texts
+
 HEADER = (
     "age",
     "job",
@@ -73,6 +75,13 @@ def customers(n: int, seed: int = 0) -> pd.DataFrame:
     frame["pdays"] = -1
     frame["previous"] = 0
     return frame.loc[:, list(HEADER)]
+
+
+def texts(n: int, seed: int, dataset) -> pd.DataFrame:
+    """``customers(n, seed)`` written as the data set's texts (customer id and text), numbers as
+    read, as the serialize stage writes the bank's."""
+    frame = customers(n, seed=seed)
+    return write_texts(frame, dataset, fit_writing(frame, dataset, "value"))
 
 
 def to_uci_csv(frame: pd.DataFrame) -> bytes:

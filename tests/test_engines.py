@@ -18,7 +18,7 @@ import pytest
 import synthetic
 import yaml
 
-from stages import embed, encoders, ray_engine, serialize
+from stages import embed, encoders, ray_engine
 from stages.artifacts import PipelineError
 from stages.config import DEFAULT_MODEL, validate_params
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def texts(bank):
-    frame = serialize.serialize(synthetic.customers(200, seed=11), bank.text_template)
+    frame = synthetic.texts(200, 11, bank)
     return frame["text"].tolist()
 
 
@@ -292,7 +292,7 @@ def test_a_ray_run_killed_with_sigkill_resumes_to_the_identical_matrix(
     (project / "data" / "bank" / "interim").mkdir(parents=True)
     (project / "datasets").mkdir()
     (project / "datasets" / "bank.yaml").write_bytes((ROOT / "datasets" / "bank.yaml").read_bytes())
-    serialize.serialize(synthetic.customers(200, seed=11), bank.text_template).to_csv(
+    synthetic.texts(200, 11, bank).to_csv(
         project / "data" / "bank" / "interim" / "texts.csv", index=False
     )
     params = {"datasets": ["bank"], "embed": {"engine": "ray", "chunk_rows": 10, "ray_actors": 2}}

@@ -16,7 +16,7 @@ import synthetic
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
-from stages import embed, encoders, project, scoring, serialize
+from stages import embed, encoders, project, scoring
 from stages.config import DEFAULT_MODEL, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def texts(bank):
-    frame = serialize.serialize(synthetic.customers(160, seed=3), bank.text_template)
+    frame = synthetic.texts(160, 3, bank)
     return frame["text"].tolist() + frame["text"].tolist()[:40]  # 40 customers share a text
 
 
