@@ -153,10 +153,11 @@ def best_jaccard(reference: np.ndarray, other: np.ndarray, segments: np.ndarray)
     return np.divide(table, union, out=np.zeros_like(table), where=union > 0).max(axis=1)
 
 
-def clusterwise_jaccard(reference: np.ndarray, refits: Refits) -> dict[int, float]:
-    """Hennig's clusterwise Jaccard of each segment of ``reference`` (one per sample row): in each
-    resample, its best Jaccard with a refitted cluster on the customers drawn; the mean of those."""
-    segments = np.unique(reference)
+def clusterwise_jaccard(reference: np.ndarray, refits: Refits, k: int) -> dict[int, float]:
+    """Hennig's clusterwise Jaccard of each segment 1..k of ``reference`` (one per sample row): in
+    each resample, its best Jaccard with a refitted cluster on the customers drawn; the mean of
+    those. A segment with no customer in the sample scores 0, as in fpc."""
+    segments = np.arange(1, k + 1)
     total = np.zeros(len(segments))
     for drawn, labels in zip(refits.draws, refits.resampled):
         customers, first = _drawn_once(drawn)
@@ -426,7 +427,7 @@ def segment_stability(
     """The chosen k's refit ARIs, near tie and each segment's clusterwise Jaccard, as metrics."""
     sample = sample_rows(len(vectors), settings.rows, seed)
     refits = kmeans_refits(vectors[sample], [k], n_init, settings, seed)[k]
-    jaccard = clusterwise_jaccard(committed[sample], refits)
+    jaccard = clusterwise_jaccard(committed[sample], refits, k)
     return {
         **ari_scores(refits),
         **near_tie(vectors, committed, sample, refits, settings.near_tie_gap_pct, seed),

@@ -57,7 +57,7 @@ def test_clusterwise_jaccard_counts_each_drawn_customer_once_and_averages_the_re
     )
     # Resample 1, customers {0, 2, 3}: segment 1 = {0} best with cluster 7 = {0, 2}: 1/2;
     # segment 2 = {2, 3} with 7 = {0, 2}: 1/3, with 8 = {3}: 1/2, so 1/2.
-    assert stability.clusterwise_jaccard(reference, refits) == pytest.approx({1: 0.75, 2: 0.75})
+    assert stability.clusterwise_jaccard(reference, refits, 2) == pytest.approx({1: 0.75, 2: 0.75})
 
 
 def test_ari_scores_are_one_for_a_deterministic_fit_and_low_for_noise():
@@ -81,7 +81,7 @@ def test_ari_scores_are_one_for_a_deterministic_fit_and_low_for_noise():
     )
     scores = stability.ari_scores(noise)
     assert scores["seed_ari_mean"] < 0.2 and scores["bootstrap_ari_mean"] < 0.2
-    assert max(stability.clusterwise_jaccard(truth, noise).values()) < 0.5
+    assert max(stability.clusterwise_jaccard(truth, noise, 3).values()) < 0.5
 
 
 def test_well_separated_clusters_come_back_whole_and_are_no_near_tie(blobs):

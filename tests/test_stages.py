@@ -845,7 +845,7 @@ def test_mca_shares_are_ordered_and_the_first_axis_separates_the_groups(mixed_cu
 
 def test_refit_stability_scores_the_committed_segments_from_the_same_refits():
     truth = np.repeat([1, 2, 3], 30)
-    perfect = compare.refit_stability(lambda rows, seed: truth[rows], truth, 3, rounds=2, seed=0)
+    perfect = compare.refit_stability(lambda rows, seed: truth[rows], truth, 3, 3, rounds=2, seed=0)
     assert perfect == {
         "seed_ari_mean": 1.0,
         "seed_ari_min": 1.0,
@@ -858,7 +858,7 @@ def test_refit_stability_scores_the_committed_segments_from_the_same_refits():
     # Refits that agree with one another but always merge segments 2 and 3: the ARIs (refit against
     # refit) are 1; the Jaccards (committed segment against refit) show 1 whole, 2 and 3 halved.
     merged = compare.refit_stability(
-        lambda rows, seed: np.minimum(truth[rows], 2), truth, 2, 3, seed=0
+        lambda rows, seed: np.minimum(truth[rows], 2), truth, 3, 2, 3, seed=0
     )
     assert (
         merged["seed_ari_mean"]
@@ -868,6 +868,9 @@ def test_refit_stability_scores_the_committed_segments_from_the_same_refits():
     )
     assert merged["segment_2_jaccard"] == pytest.approx(0.5, abs=0.05)
     assert merged["segment_3_jaccard"] == pytest.approx(0.5, abs=0.05)
+    # A segment that none of the sampled customers is in still has its key, scored 0 (fpc).
+    absent = compare.refit_stability(lambda rows, seed: truth[rows], truth, 4, 2, 1, seed=0)
+    assert absent["segment_4_jaccard"] == 0.0 and absent["segment_3_jaccard"] == 1.0
 
 
 def test_comparison_scores_every_method_in_every_space(blobs):

@@ -183,16 +183,18 @@ def agreement(segments: dict[str, np.ndarray]) -> dict[str, float]:
 def refit_stability(
     fit: Callable[[np.ndarray, int], np.ndarray],
     segments: np.ndarray,
+    k: int,
     seeds: int,
     rounds: int,
     seed: int,
 ) -> dict[str, float]:
-    """One method's refits of the sampled customers, whose committed ``segments`` are given: ARI
-    across seeds and bootstrap resamples, and each segment's clusterwise Jaccard over the same
-    resamples. ``fit(row_indices, seed)`` returns the segments of those rows.
+    """One method's refits of the sampled customers, whose committed ``segments`` (1..k) are given:
+    ARI across seeds and bootstrap resamples, and each segment's clusterwise Jaccard over the same
+    resamples (0 for a segment none of the sampled customers is in). ``fit(row_indices, seed)``
+    returns the segments of those rows.
     """
     refits = stability.refit(fit, len(segments), seeds, rounds, seed)
-    jaccard = stability.clusterwise_jaccard(segments, refits)
+    jaccard = stability.clusterwise_jaccard(segments, refits, k)
     return stability.ari_scores(refits) | {f"segment_{s}_jaccard": v for s, v in jaccard.items()}
 
 
@@ -550,6 +552,7 @@ def main(name: str) -> None:
         scores = refit_stability(
             fit,
             segments[method][sample],
+            params.k,
             settings.stability_seeds,
             settings.bootstrap_rounds,
             params.seed,
