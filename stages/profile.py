@@ -320,7 +320,7 @@ def standardized_differences(
     everyone = sorted(segments.unique())
     return (
         differences.reindex(index=everyone, columns=columns).fillna(0.0),
-        values.reindex(index=everyone, columns=columns).fillna(""),
+        values.reindex(index=everyone, columns=columns).astype(object).fillna(""),
     )
 
 
