@@ -128,7 +128,7 @@ def _shares(table: pd.DataFrame) -> pd.Series:
 def drivers(base: str, datasets: list[str]) -> list[str]:
     """Per data set: the leading columns' share of the surrogate's explanation at ``base`` and now,
     and the warnings the segment report gives about them."""
-    lines = []
+    lines, numbers_param = [], load_params(PARAMS_FILE).text.numbers
     for name in datasets:
         path = Path("plots") / name / "importance.csv"
         explained = Path("metrics") / name / "explain.json"
@@ -141,7 +141,8 @@ def drivers(base: str, datasets: list[str]) -> list[str]:
         shown = list(now.index[:DRIVERS_SHOWN])
         if before is not None:
             shown += [column for column in before.index[:DRIVERS_SHOWN] if column not in shown]
-        numbers = numbers_written(dataset, load_params(PARAMS_FILE).text.numbers)
+        numbers = numbers_written(dataset, numbers_param)
+        # Shares from mean |SHAP| on both sides: a base revision's file may lack the share column.
         importance = importance.assign(share=now.to_numpy())
         sentences = driver_sentences(
             importance, json.loads(explained.read_text(encoding="utf-8")), dataset, numbers
