@@ -20,8 +20,7 @@ from sklearn.cluster import KMeans
 from sklearn.manifold import TSNE
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from stages import elbow, evaluate, project
-from stages.artifacts import (
+from segmentation.artifacts import (
     CUSTOMER_ID,
     read_csv,
     run,
@@ -32,8 +31,11 @@ from stages.artifacts import (
     write_npy,
     write_png,
 )
-from stages.config import layout, load_params, read_inlier_vectors
-from stages.encoders import load_model
+from segmentation.config import layout, load_params, read_inlier_vectors
+from segmentation.embedding.encoders import load_model
+from segmentation.evaluation import elbow
+from segmentation.evaluation import maps as evaluate
+from segmentation.evaluation import projection as project
 
 ARTICLE_BATCH_SIZE = 32
 SKLEARN_TSNE_ITER = (

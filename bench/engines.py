@@ -29,16 +29,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from sklearn.metrics import adjusted_rand_score
+
+from segmentation.config import DEFAULT_MODEL, layout, validate_params
+from segmentation.embedding import chunks as embed
+from segmentation.embedding import ray_engine
+from segmentation.embedding.encoders import TorchEncoder, load_model, resolve_tokenizer_processes
+from segmentation.model import (
+    kmeans,
+    outliers,
+)
+from segmentation.testing.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from project_copy import copy_project  # noqa: E402
-from sklearn.metrics import adjusted_rand_score  # noqa: E402
-
-from stages import embed, kmeans, outliers, ray_engine  # noqa: E402
-from stages.config import DEFAULT_MODEL, layout, validate_params  # noqa: E402
-from stages.encoders import TorchEncoder, load_model, resolve_tokenizer_processes  # noqa: E402
 
 STAGE_LINE = re.compile(r"stage embed finished in ([\d.]+) s")
 DATASET = "bank"
@@ -239,7 +242,7 @@ def capacity(args) -> None:
 
 def stage_run(folder: Path, precision: str) -> tuple[float, np.ndarray]:
     """The embed stage in a scratch project copy; its own logged wall time and its matrix."""
-    copy_project(folder, ("stages", "datasets", "params.yaml"))
+    copy_project(folder, ("stages", "segmentation", "datasets", "params.yaml"))
     (folder / TEXTS).parent.mkdir(parents=True, exist_ok=True)
     (folder / TEXTS).write_bytes(TEXTS.read_bytes())
     params = yaml.safe_load((folder / "params.yaml").read_text())

@@ -38,22 +38,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.neighbors import NearestNeighbors
+
+from segmentation.config import validate_params
+from segmentation.data.dataset import Dataset
+from segmentation.embedding import chunks as embed
+from segmentation.embedding.encoders import make_encoder
+from segmentation.evaluation import validity as scoring
+from segmentation.model import (
+    kmeans,
+    outliers,
+)
+from segmentation.testing import synthetic
+from segmentation.testing.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-import synthetic  # noqa: E402
-from project_copy import copy_project  # noqa: E402
-from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
-from sklearn.neighbors import NearestNeighbors  # noqa: E402
-
-from stages import embed, kmeans, outliers, scoring  # noqa: E402
-from stages.config import validate_params  # noqa: E402
-from stages.dataset import Dataset  # noqa: E402
-from stages.encoders import make_encoder  # noqa: E402
 
 PROJECT_FILES = (
     "stages",
+    "segmentation",
     "bench",
     "datasets",
     "dvc.yaml",

@@ -11,7 +11,7 @@ float32, a seeded mixture of 300 clusters in 384 dimensions, written a block at 
 3. evaluate's validity scores (``stages.evaluate.validity_scores``: streamed Davies-Bouldin,
    Calinski-Harabasz and sampled silhouette; the stage's maps need the t-SNE of every inlier,
    which this scale leaves out);
-4. assignment: ``assign``'s own model and function (``committed_model``, ``assign_vectors``) over
+4. assignment: the segment model (the stages' saved ECOD reference and centroids) predicting over
    every customer of the memory-mapped matrix, written to a CSV.
 
 Each step is a child process; its peak RSS and CPU time come from ``wait4``. The targets: peak RSS
@@ -34,12 +34,11 @@ import time
 from pathlib import Path
 
 import yaml
+from run import measured, verdict
+
+from segmentation.testing.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
-
-from project_copy import copy_project  # noqa: E402
-from run import measured, verdict  # noqa: E402
 
 DATASET = "synthetic"
 RSS_LIMIT_MB = 2048
@@ -59,30 +58,31 @@ def own_peak():
 atexit.register(own_peak)
 """
 STAGE = """
-from stages.artifacts import run
+from segmentation.artifacts import run
 from stages.{stage} import main
 run(main)
 """
 EVALUATE = """
 import json, sys
-from stages.artifacts import read_csv
-from stages.config import layout, load_params
-from stages.evaluate import validity_scores
+from segmentation.artifacts import read_csv
+from segmentation.config import layout, load_params
+from segmentation.evaluation.maps import validity_scores
 params, paths = load_params(), layout(sys.argv[1])
 segments = read_csv(paths.labels, usecols=["segment"])["segment"].to_numpy()
 print(json.dumps(validity_scores(paths, params, segments)))
 """
 ASSIGN = """
 import sys
-from stages.artifacts import CUSTOMER_ID, read_csv, read_npy, write_csv_chunks
-from stages.assign import assign_vectors, committed_model
-from stages.config import layout, load_params
-from stages.streaming import BLOCK_ROWS, MatrixRows
+from segmentation.artifacts import CUSTOMER_ID, read_csv, read_npy, write_csv_chunks
+from segmentation.config import layout, load_params
+from segmentation.model.sampling import BLOCK_ROWS, MatrixRows
+from segmentation.model.segment_model import OutlierDetector, SegmentModel
 params, paths = load_params(), layout(sys.argv[1])
-centroids, detector, names = committed_model(params, paths)
+model = SegmentModel.assembled(OutlierDetector.load(paths.outlier_detector),
+                               read_npy(paths.centroids), params.kmeans.n_init, 0, 0)
 blocks = MatrixRows(read_npy(paths.embeddings, mmap_mode="r")).blocks()
 with read_csv(paths.texts, usecols=[CUSTOMER_ID], chunksize=BLOCK_ROWS) as ids:
-    assigned = (assign_vectors(chunk[CUSTOMER_ID].to_numpy(), block, centroids, detector, names)
+    assigned = (model.predict(block).assign(**{CUSTOMER_ID: chunk[CUSTOMER_ID].to_numpy()})
                 for (_, block), chunk in zip(blocks, ids))
     write_csv_chunks("assigned.csv", assigned)
 """
@@ -95,7 +95,7 @@ STEPS = {
 GENERATE = """
 import sys
 from pathlib import Path
-import synthetic
+from segmentation.testing import synthetic
 synthetic.write_embedding_stand_ins(Path(sys.argv[1]), int(sys.argv[2]))
 """
 OWN_PEAK_LINE = re.compile(r"own peak RSS (\d+) MB")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.artifacts import PipelineError, metric_key, run
-from stages.dataset import Dataset, load_dataset
+from segmentation.artifacts import PipelineError, metric_key, run
+from segmentation.data.dataset import Dataset, load_dataset
 
 ROWS = (
     ("Outcome Cramér's V", "comparison", "embedding_outcome_{outcome}_association"),

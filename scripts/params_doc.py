@@ -19,7 +19,7 @@ import yaml
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 
-from stages.config import PARAMS_FILE, Params
+from segmentation.config import PARAMS_FILE, Params
 
 DOC_FILE = Path("docs/params.md")
 PARAMS_HEADER = """\

@@ -32,11 +32,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from stages.artifacts import PipelineError, run, write_bytes, write_text
-from stages.config import PARAMS_FILE, load_params
-from stages.dataset import dataset_file, load_dataset
-from stages.profile import driver_sentences
-from stages.text import numbers_written
+from segmentation.artifacts import PipelineError, run, write_bytes, write_text
+from segmentation.config import PARAMS_FILE, load_params
+from segmentation.data.dataset import dataset_file, load_dataset
+from segmentation.reporting.profile import driver_sentences
+from segmentation.text import numbers_written
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 # Git-tracked stage outputs; a difference after `dvc repro` means the committed results are stale.

@@ -1,1 +1,2 @@
-"""DVC pipeline stages: one module per stage, each a pure function plus a thin ``main()``."""
+"""DVC pipeline stages: one thin file per stage that reads its inputs, calls the ``segmentation``
+package and writes its outputs; ``assign`` and ``draft`` are the two commands."""

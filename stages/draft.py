@@ -12,9 +12,9 @@ import os
 import re
 from pathlib import Path
 
-from stages.artifacts import PipelineError, run, write_text
-from stages.dataset import dataset_file, load_dataset
-from stages.drafting import draft
+from segmentation.artifacts import PipelineError, run, write_text
+from segmentation.data.dataset import dataset_file, load_dataset
+from segmentation.data.drafting import draft
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")

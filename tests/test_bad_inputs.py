@@ -26,9 +26,10 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-import synthetic
 import yaml
-from project_copy import copy_project
+
+from segmentation.testing import synthetic
+from segmentation.testing.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -216,7 +217,8 @@ DELETE = object()
 @pytest.fixture
 def project(tmp_path, server):
     return Project(
-        copy_project(tmp_path, ("stages", "datasets", "params.yaml", "dvc.yaml")), server
+        copy_project(tmp_path, ("stages", "segmentation", "datasets", "params.yaml", "dvc.yaml")),
+        server,
     )
 
 

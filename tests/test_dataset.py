@@ -11,14 +11,14 @@ import re
 from pathlib import Path
 
 import pytest
-import synthetic
 import yaml
-from conftest import load_spec
 from pydantic import ValidationError
 
-from stages.artifacts import PipelineError
-from stages.config import validated
-from stages.dataset import MISSING_CATEGORY, Dataset, fill, read_table, typed
+from scripts import code_deps
+from segmentation.artifacts import PipelineError
+from segmentation.config import validated
+from segmentation.data.dataset import MISSING_CATEGORY, Dataset, fill, read_table, typed
+from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -224,7 +224,12 @@ def test_no_stage_module_names_a_column_of_any_data_set():
     found = []
     # The draft command makes up column names for the numbers it derives (an `Age` from a birth
     # year) and reads any table's names; every other module learns them from the data-set file.
-    modules = [path for path in (ROOT / "stages").rglob("*.py") if path.name != "drafting.py"]
+    modules = [
+        path
+        for package in ("stages", "segmentation")
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "drafting.py" and "testing" not in path.parts
+    ]
     for module in sorted(modules):
         text = module.read_text()
         for name in sorted(names):
@@ -240,68 +245,39 @@ def test_no_stage_module_names_a_column_of_any_data_set():
 # --- DVC knows every input ------------------------------------------------------------------------
 
 
-def module_file(module: str) -> Path:
-    return ROOT / (module.replace(".", "/") + ".py")
-
-
-def stage_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """The project modules (dotted names) ``module`` imports, directly or through one another.
-
-    A package's ``__init__`` holds only its docstring (checked below), so it is not followed.
-    """
-    seen = set() if seen is None else seen
-    for node in ast.walk(ast.parse(module_file(module).read_text())):
-        found: list[str] = []
-        if (
-            isinstance(node, ast.ImportFrom)
-            and node.module
-            and node.module.split(".")[0] == "stages"
-        ):
-            found = [
-                f"{node.module}.{alias.name}"
-                if module_file(f"{node.module}.{alias.name}").exists()
-                else node.module
-                for alias in node.names
-            ]
-        elif isinstance(node, ast.Import):
-            found = [alias.name for alias in node.names if alias.name.startswith("stages.")]
-        for name in found:
-            if module_file(name).exists() and name not in seen:
-                seen.add(name)
-                stage_imports(name, seen)
-    return seen
-
-
 def test_packages_hold_no_code_of_their_own():
-    for init in (ROOT / "stages").rglob("__init__.py"):
-        body = ast.parse(init.read_text()).body
-        assert all(
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body
-        ), init
+    """Package ``__init__`` files hold only a docstring, so importing one runs no code that the
+    derived code deps would miss."""
+    for package in ("stages", "segmentation"):
+        for init in (ROOT / package).rglob("__init__.py"):
+            body = ast.parse(init.read_text()).body
+            assert all(
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body
+            ), init
 
 
 @pytest.mark.parametrize("stage", sorted(PIPELINE["stages"]))
-def test_each_stage_lists_every_module_it_imports_and_its_data_set_file(stage):
+def test_each_stage_lists_exactly_the_code_it_runs_and_its_data_set_file(stage):
     definition = PIPELINE["stages"][stage]
-    module = re.fullmatch(r"python -m (stages(?:\.\w+)+) \$\{item\.ds\}", definition["cmd"]).group(
-        1
+    module = re.fullmatch(r"python -m (stages\.\w+) \$\{item\.ds\}", definition["cmd"]).group(1)
+    deps = definition["deps"]
+    listed = [dep for dep in deps if dep.endswith(".py")]
+    assert listed == code_deps.code_deps(module), (
+        f"{stage}: run `python scripts/code_deps.py` to list the code it imports"
     )
-    deps = set(definition["deps"])
-    modules = {
-        module_file(name).relative_to(ROOT).as_posix() for name in stage_imports(module) | {module}
-    }
-    assert modules - deps == set(), f"{stage} imports {sorted(modules - deps)} without listing them"
-    assert {dep for dep in deps if dep.startswith("stages/")} <= modules, (
-        f"{stage} lists modules it does not import"
-    )
-    reads_dataset = "load_dataset(" in module_file(module).read_text()
+    text = code_deps.module_file(module).read_text()
+    reads_dataset = "load_dataset(" in text or "dataset_file(" in text
     assert ("datasets/${item.ds}.yaml" in deps) == reads_dataset
 
 
+def test_stages_never_import_one_another():
+    for stage in (ROOT / "stages").glob("*.py"):
+        imported = code_deps.imported_modules(f"stages.{stage.stem}")
+        assert not {name for name in imported if name.startswith("stages.")}, stage
+
+
 def test_the_import_walk_finds_indirect_imports():
-    """compare reaches outliers only through tabular: the walk must see it."""
-    compare = "stages.comparison.compare"
-    assert "outliers" not in module_file(
-        compare
-    ).read_text() and "stages.outliers" in stage_imports(compare)
-    assert load_spec("bank").title == "UCI Bank Marketing"
+    """compare reaches the projection module only through another module: the walk must see it."""
+    compare = "segmentation.baselines.compare"
+    assert "projection" not in code_deps.module_file(compare).read_text()
+    assert "segmentation.evaluation.projection" in code_deps.imported_modules(compare)

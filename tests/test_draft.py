@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages import drafting
-from stages.dataset import Dataset, read_table
+from segmentation.data import drafting
+from segmentation.data.dataset import Dataset, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

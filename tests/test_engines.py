@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import synthetic
 import yaml
 
-from stages import embed, encoders, ray_engine
-from stages.artifacts import PipelineError
-from stages.config import DEFAULT_MODEL, validate_params
+from segmentation.artifacts import PipelineError
+from segmentation.config import DEFAULT_MODEL, validate_params
+from segmentation.embedding import chunks as embed
+from segmentation.embedding import encoders, ray_engine
+from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

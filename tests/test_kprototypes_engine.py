@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import synthetic
 from kmodes.kprototypes import KPrototypes
 
-from stages.comparison import kprototypes, kprototypes_engine
-from stages.comparison.kprototypes_engine import fit_kprototypes
-from stages.kmeans import number_by_size
+from segmentation.baselines import kprototypes, kprototypes_engine
+from segmentation.baselines.kprototypes_engine import fit_kprototypes
+from segmentation.model.kmeans import number_by_size
+from segmentation.testing import synthetic
 
 LETTERS = np.array(list("abcdefgh"), dtype=object)
 

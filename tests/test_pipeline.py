@@ -23,13 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import synthetic
 import yaml
-from project_copy import copy_project
+
+from segmentation.testing import synthetic
+from segmentation.testing.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = (
     "stages",
+    "segmentation",
     "datasets",
     "scripts",
     "dvc.yaml",
@@ -112,7 +114,6 @@ def repo(tmp_path_factory, served_tables):
     params["evaluate"].update(map_points=100)
     params["explain"].update(n_estimators=20)
     params["comparison"]["kprototypes"].update(k_max=4, n_init=1, max_iter=20)
-    params["comparison"].update(stability_rows=100, stability_seeds=2, bootstrap_rounds=1)
     params["stability"].update(rows=200, seeds=2, bootstrap_rounds=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stages.artifacts import PipelineError
-from stages.dataset import Dataset, data_warnings, read_table, typed
+from segmentation.artifacts import PipelineError
+from segmentation.data.dataset import Dataset, data_warnings, read_table, typed
 
 SPEC_FILE = Path("datasets/shop.yaml")
 HEADER = "id,age,plan,size,joined,born,left"
@@ -356,7 +356,7 @@ def test_nothing_in_a_data_set_file_is_run_as_code(tmp_path):
     for columns, changes in attempts:
         with pytest.raises(ValidationError):
             shop(columns, **REFERENCE | {"segment_on": ["age", "plan", "size"]} | changes)
-    source = (Path(__file__).parents[1] / "stages" / "dataset.py").read_text()
+    source = (Path(__file__).parents[1] / "segmentation" / "data" / "dataset.py").read_text()
     assert "eval(" not in source and "exec(" not in source
     assert not marker.exists()
 

@@ -7,17 +7,23 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import synthetic
 import yaml
-from project_copy import copy_project
 from pyod.models.ecod import ECOD
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
 
-from stages import assign, elbow, evaluate, kmeans, outliers, scoring
-from stages.artifacts import write_csv, write_csv_chunks
-from stages.config import layout, load_params
-from stages.ecod import ECODReference
-from stages.streaming import MatrixRows, sample_rows
+import stages.elbow
+import stages.evaluate
+import stages.kmeans
+import stages.outliers
+from segmentation.artifacts import write_csv, write_csv_chunks
+from segmentation.config import layout, load_params
+from segmentation.evaluation import validity as scoring
+from segmentation.model import kmeans
+from segmentation.model.ecod import ECODReference
+from segmentation.model.sampling import MatrixRows, sample_rows
+from segmentation.model.segment_model import OutlierDetector, SegmentModel
+from segmentation.testing import synthetic
+from segmentation.testing.project_copy import copy_project
 
 # --- streaming ECOD -----------------------------------------------------------------------------
 
@@ -65,7 +71,7 @@ def test_scores_do_not_depend_on_how_rows_are_batched(tmp_path, monkeypatch):
     cuts = [0, 1, 8, 333, 334, 900, 1000]
     pieces = np.concatenate([detector.scores(rows[a:b]) for a, b in zip(cuts, cuts[1:])])
     assert np.array_equal(whole, pieces)
-    monkeypatch.setattr("stages.ecod.BLOCK_ROWS", 7)
+    monkeypatch.setattr("segmentation.model.ecod.BLOCK_ROWS", 7)
     np.save(tmp_path / "rows.npy", rows)
     assert np.array_equal(detector.scores(np.load(tmp_path / "rows.npy", mmap_mode="r")), whole)
 
@@ -163,14 +169,14 @@ def run_stages(folder, monkeypatch) -> None:
     """outliers, elbow, kmeans and evaluate in ``folder`` (the maps get stand-in coordinates)."""
     monkeypatch.chdir(folder)
     paths = layout("bank")
-    outliers.main("bank")
-    elbow.main("bank")
-    kmeans.main("bank")
+    stages.outliers.main("bank")
+    stages.elbow.main("bank")
+    stages.kmeans.main("bank")
     labels = pd.read_csv(paths.labels, dtype={"customer_id": str})
     coordinates = np.random.default_rng(0).normal(size=(len(labels), 4))
     maps = pd.DataFrame(coordinates, columns=["pca_1", "pca_2", "tsne_1", "tsne_2"])
     write_csv(paths.projections, maps.assign(customer_id=labels["customer_id"]))
-    evaluate.main("bank")
+    stages.evaluate.main("bank")
 
 
 @pytest.fixture(scope="module")
@@ -220,20 +226,21 @@ def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):
     assert metrics(sample_fitted, "evaluate")["silhouette_sampled"] == 1
 
 
-def test_assign_reproduces_the_stages_flags_and_segments_from_the_recomputed_sample(
-    sample_fitted, monkeypatch
-):
-    """assign draws the outliers stage's sample again from the seed: same reference, same scores."""
+def test_the_segment_model_reproduces_the_stages_flags_and_segments(sample_fitted, monkeypatch):
+    """Above sample_fit_rows every customer is scored against the saved sample: the model
+    assembled from the stages' outputs gives their scores, flags and segments exactly."""
     monkeypatch.chdir(sample_fitted)
     params, paths = load_params(), layout("bank")
-    centroids, detector, _ = assign.committed_model(params, paths)
-    assert detector.rows == THRESHOLD
+    detector = OutlierDetector.load(paths.outlier_detector)
+    assert detector.fit_rows == THRESHOLD
+    model = SegmentModel.assembled(
+        detector, np.load(paths.centroids), params.kmeans.n_init, CUSTOMERS, THRESHOLD
+    )
     matrix = np.load(paths.embeddings, mmap_mode="r")
     flags = read(sample_fitted, "data/bank/interim/outliers.csv")
-    ids = flags["customer_id"].to_numpy()
-    assigned = assign.assign_vectors(ids, np.asarray(matrix), centroids, detector)
+    assigned = model.predict(np.asarray(matrix))
     assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()
-    assert np.allclose(assigned["ecod_score"], flags["ecod_score"], rtol=1e-5)
+    assert np.allclose(assigned["ecod_score"], flags["ecod_score"], rtol=1e-5)  # %.6g in csv
     labels = read(sample_fitted, "data/bank/processed/labels.csv")
     inliers = flags["inlier"].to_numpy() == 1
     assert assigned.loc[inliers, "segment"].tolist() == labels["segment"].tolist()

@@ -12,12 +12,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-import synthetic
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
-from stages import embed, encoders, project, scoring
-from stages.config import DEFAULT_MODEL, validate_params
+from segmentation.config import DEFAULT_MODEL, validate_params
+from segmentation.embedding import chunks as embed
+from segmentation.embedding import encoders
+from segmentation.evaluation import projection as project
+from segmentation.evaluation import validity as scoring
+from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +119,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_identical_matrix(texts, tmp_pa
     """A real subprocess embeds chunks of 10 texts with the onnx backend
     and is killed with SIGKILL."""
     script = (
-        "import sys, pathlib; from stages import embed, encoders\n"
+        "import sys, pathlib\n"
+        "from segmentation.embedding import chunks as embed, encoders\n"
         "texts = pathlib.Path(sys.argv[1]).read_text().split('\\x1e')\n"
         "codes, uniques = embed.distinct_texts(texts)\n"
         "encoder = encoders.make_encoder(encoders.DEFAULT_MODEL, 'onnx', 'cpu', 4)\n"

@@ -8,8 +8,8 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from stages import elbow, stability
-from stages.config import StabilityParams
+from segmentation.config import StabilityParams
+from segmentation.evaluation import elbow, stability
 
 SETTINGS = StabilityParams(rows=400, seeds=3, bootstrap_rounds=5)
 

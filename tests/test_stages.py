@@ -12,29 +12,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import synthetic
 from pydantic import BaseModel
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from stages import (
-    download,
-    elbow,
-    encoders,
-    evaluate,
-    explain,
-    kmeans,
-    outliers,
-    profile,
-    project,
-    scoring,
-    stability,
-    text,
+from segmentation import text
+from segmentation.artifacts import PipelineError, atomic_path, write_metrics, write_png
+from segmentation.baselines import compare, kprototypes, kprototypes_cost, mca, tabular
+from segmentation.config import (
+    ExplainParams,
+    MCAParams,
+    StabilityParams,
+    TabularParams,
+    validate_params,
 )
-from stages.artifacts import PipelineError, atomic_path, write_metrics, write_png
-from stages.comparison import compare, kprototypes, kprototypes_cost, mca, tabular
-from stages.config import ExplainParams, MCAParams, StabilityParams, TabularParams, validate_params
-from stages.dataset import read_table, typed
+from segmentation.data import download
+from segmentation.data.dataset import read_table, typed
+from segmentation.embedding import encoders
+from segmentation.evaluation import elbow, stability
+from segmentation.evaluation import maps as evaluate
+from segmentation.evaluation import projection as project
+from segmentation.evaluation import surrogate as explain
+from segmentation.evaluation import validity as scoring
+from segmentation.model import kmeans, outliers
+from segmentation.reporting import profile
+from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTICLE_TEMPLATE = (
@@ -132,7 +134,8 @@ def test_a_terminated_stage_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
     stage = (
-        "import time\nfrom pathlib import Path\nfrom stages.artifacts import atomic_path, run\n"
+        "import time\nfrom pathlib import Path\n"
+        "from segmentation.artifacts import atomic_path, run\n"
         "def main():\n"
         f"    with atomic_path(Path({str(target)!r})) as tmp:\n"
         "        tmp.write_text('half')\n"
@@ -1061,7 +1064,7 @@ def test_params_yaml_and_the_params_doc_are_the_schema_s_defaults():
 
 def test_every_param_has_a_meaning():
     from scripts.params_doc import _sections
-    from stages.config import Params
+    from segmentation.config import Params
 
     for prefix, section in _sections(Params):
         for name, field in section.model_fields.items():

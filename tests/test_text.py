@@ -10,10 +10,11 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from stages import explain, profile
-from stages.dataset import Dataset
-from stages.encoders import TorchEncoder
-from stages.text import TextWriting, fit_writing, write_texts
+from segmentation.data.dataset import Dataset
+from segmentation.embedding.encoders import TorchEncoder
+from segmentation.evaluation import surrogate as explain
+from segmentation.reporting import profile
+from segmentation.text import TextWriting, fit_writing, write_texts
 
 SOURCE = {"path": "customers.csv", "file": "customers.csv", "sha256": "0" * 64}
 

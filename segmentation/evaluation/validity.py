@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, pairwise_distances
 
-from stages.streaming import MatrixRows, as_rows
+from segmentation.model.sampling import MatrixRows, as_rows, sample_rows
 
 BLOCK_ROWS = 2048
 Z_95 = 1.959964
@@ -129,7 +129,7 @@ def sampled_silhouettes(
     """
     data = as_rows(vectors)
     codes, spans = _cluster_codes(labelings)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(data), size=rows, replace=False))
+    chosen = sample_rows(len(data), rows, seed)
     mean = np.zeros(data.dimension)
     for _, block in data.blocks():
         mean += block.sum(axis=0, dtype=np.float64)

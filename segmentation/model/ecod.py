@@ -44,9 +44,21 @@ class ECODReference:
         # in place, pyod's ECDF values (np.linspace(1/n, 1, n), so ties share the last one's value);
         # for a new row, (count + 1) / (n + 1).
         self._in_place = np.concatenate([[np.inf], -np.log(np.linspace(1 / rows, 1, rows))])
-        self._joined = -np.log(np.arange(1, rows + 2) / (rows + 1))
+        self._joined = joined_tail(rows)
         self.reference_scores = self._scores(reference, self._in_place)
         self.threshold = float(np.percentile(self.reference_scores, 100 * (1 - contamination)))
+
+    @classmethod
+    def restored(
+        cls, sorted_columns: np.ndarray, skew_signs: np.ndarray, threshold: float
+    ) -> ECODReference:
+        """The reference as saved: its sorted columns, their skewness signs and the threshold."""
+        reference = cls.__new__(cls)
+        reference.sorted_columns, reference.skew_signs = sorted_columns, skew_signs
+        reference.rows = sorted_columns.shape[1]
+        reference._joined = joined_tail(reference.rows)
+        reference.threshold = threshold
+        return reference
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """The ECOD score of each row of ``vectors`` as if it alone joined the reference."""
@@ -87,3 +99,8 @@ class ECODReference:
         u_skew = u_left * -1 * np.sign(self.skew_signs - 1) + u_right * np.sign(self.skew_signs + 1)
         combined = np.maximum(np.maximum(u_left, u_right), u_skew)
         return np.ascontiguousarray(combined).sum(axis=1)
+
+
+def joined_tail(rows: int) -> np.ndarray:
+    """-log of a new row's tail probability, (count + 1) / (n + 1), for each count 0..n."""
+    return -np.log(np.arange(1, rows + 2) / (rows + 1))

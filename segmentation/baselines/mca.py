@@ -12,10 +12,7 @@ import numpy as np
 import pandas as pd
 import prince
 
-from stages.artifacts import CUSTOMER_ID, run, write_csv, write_metrics
-from stages.comparison.kprototypes import read_tabular_inliers
-from stages.config import MCAParams, layout, load_params
-from stages.dataset import load_dataset
+from segmentation.config import MCAParams
 
 
 def correspondence_map(
@@ -27,22 +24,3 @@ def correspondence_map(
     )
     coordinates = mca.row_coordinates(categories).to_numpy()
     return coordinates, np.asarray(mca.percentage_of_variance_) / 100
-
-
-def main(name: str) -> None:
-    params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    categories = read_tabular_inliers(paths, dataset).loc[:, dataset.categorical]
-    coordinates, shares = correspondence_map(categories, params.comparison.mca, params.seed)
-    metrics = {f"inertia_share_{i + 1}": share for i, share in enumerate(shares)}
-    metrics[f"inertia_share_first{len(shares)}"] = shares.sum()
-    write_metrics(paths.metrics / "mca.json", metrics)
-    write_csv(
-        paths.mca_coordinates,
-        pd.DataFrame(
-            {CUSTOMER_ID: categories.index, "mca_1": coordinates[:, 0], "mca_2": coordinates[:, 1]}
-        ),
-    )
-
-
-if __name__ == "__main__":
-    run(main)

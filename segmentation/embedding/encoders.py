@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts import PipelineError, atomic_path
-from stages.config import DEFAULT_MODEL
+from segmentation.artifacts import PipelineError, atomic_path
+from segmentation.config import DEFAULT_MODEL
 
 log = logging.getLogger("segments")
 

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from stages.artifacts import CUSTOMER_ID, PipelineError
-from stages.dataset import Column, Dataset, NumberWriting, fill
+from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.data.dataset import Column, Dataset, NumberWriting, fill
 
 # Words for the bands of a column, lowest first, by how many bands it has.
 BAND_WORDS = {

@@ -7,6 +7,7 @@ customer table holds is not a param: it is described by its data-set file (``sta
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -14,9 +15,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_npy
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_npy
 
 PARAMS_FILE = Path("params.yaml")
+PIPELINE_FILE = Path("dvc.yaml")
 DATASETS_DIR = Path("datasets")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -32,9 +34,11 @@ class Layout(NamedTuple):
     embeddings: Path
     embedding_info: Path
     outliers: Path
+    outlier_detector: Path
     projections: Path
     labels: Path
     centroids: Path
+    segment_model: Path
     tabular_matrix: Path
     tabular_outliers: Path
     tabular_labels: Path
@@ -60,9 +64,11 @@ def layout(name: str) -> Layout:
         embeddings=interim / "embeddings.npy",
         embedding_info=interim / "embedding_info.json",
         outliers=interim / "outliers.csv",
+        outlier_detector=interim / "outlier_detector.zip",
         projections=interim / "projections.csv",
         labels=processed / "labels.csv",
         centroids=processed / "centroids.npy",
+        segment_model=processed / "segment_model.zip",
         tabular_matrix=interim / "tabular.npy",
         tabular_outliers=interim / "tabular_outliers.csv",
         tabular_labels=processed / "tabular_labels.csv",
@@ -301,11 +307,6 @@ class ComparisonParams(_Section):
     tabular: TabularParams = TabularParams()
     kprototypes: KPrototypesParams = KPrototypesParams()
     mca: MCAParams = MCAParams()
-    stability_rows: int = param(
-        10000, "seeded sample of the common customers refitted for each method's stability", ge=100
-    )
-    stability_seeds: int = param(5, "refits per method with seeds seed, seed + 1, ...", ge=2)
-    bootstrap_rounds: int = param(5, "refits per method on bootstrap resamples", ge=1)
 
 
 class Params(_Section):
@@ -388,13 +389,61 @@ def validate_params(raw: object, source: Path = PARAMS_FILE) -> Params:
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
+    """params.yaml, validated; in a DVC stage, only the params dvc.yaml declares for it."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found; run the stage from the repository root") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    return validate_params(raw, path)
+    params = validate_params(raw, path)
+    stage = running_stage()
+    declared = declared_params(stage) if stage else None
+    return params if declared is None else DeclaredParams(params, declared, stage)
+
+
+def running_stage() -> str | None:
+    """The stage run as ``python -m stages.<name>``, or None outside one."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", "") or ""
+    return name.removeprefix("stages.") if name.startswith("stages.") else None
+
+
+def declared_params(stage: str) -> frozenset[str] | None:
+    """The params dvc.yaml lists for ``stage`` (dotted), or None where it does not define it."""
+    if not PIPELINE_FILE.exists():
+        return None
+    definition = (yaml.safe_load(PIPELINE_FILE.read_text()) or {}).get("stages", {}).get(stage)
+    if definition is None:
+        return None
+    return frozenset(key for entry in definition.get("params", []) for key in _param_keys(entry))
+
+
+def _param_keys(entry: str | dict) -> list[str]:
+    # an entry is a key, or {params file: [keys]}
+    return [entry] if isinstance(entry, str) else [key for keys in entry.values() for key in keys]
+
+
+class DeclaredParams:
+    """A stage's view of the params: reading one that dvc.yaml does not declare for the stage is
+    an error, so that DVC reruns every stage whose params change and no other."""
+
+    def __init__(self, section: BaseModel, declared: frozenset[str], stage: str, prefix: str = ""):
+        self._section, self._declared, self._stage, self._prefix = section, declared, stage, prefix
+
+    def __getattr__(self, name: str):
+        value = getattr(self._section, name)
+        key = f"{self._prefix}{name}"
+        if any(key == entry or key.startswith(f"{entry}.") for entry in self._declared):
+            return value
+        if isinstance(value, BaseModel) and any(
+            entry.startswith(f"{key}.") for entry in self._declared
+        ):
+            return DeclaredParams(value, self._declared, self._stage, f"{key}.")
+        raise PipelineError(
+            f"stage {self._stage} reads the param '{key}', which dvc.yaml does not list in its "
+            f"params; add '{key}' there, so that changing it reruns the stage"
+        )
 
 
 def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

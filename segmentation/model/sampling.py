@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from stages.artifacts import PipelineError, read_csv, read_npy
-from stages.config import Layout, Params
+from segmentation.artifacts import PipelineError, read_csv, read_npy
+from segmentation.config import Layout, Params
 
 BLOCK_ROWS = 8192
 
@@ -23,12 +23,13 @@ BLOCK_ROWS = 8192
 def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
     """Sorted positions of a seeded sample of ``size`` of ``rows`` rows; all of them if fewer.
 
-    The same arguments give the same sample, so a later command (``assign``) draws the rows a
-    stage fitted on again instead of storing them.
+    The one sampling rule of the project: the fits above ``sample_fit_rows``, the stability
+    refits, the comparison, the sampled silhouette and the surrogate's SHAP rows all draw with it,
+    so the same seed and sizes give the same rows everywhere.
     """
     if size >= rows:
         return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+    return np.sort(np.random.default_rng(seed).permutation(rows)[:size])
 
 
 def fits_on_sample(paths: Layout, params: Params) -> bool:

@@ -14,29 +14,18 @@ import pandas as pd
 from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score
 
-from stages import stability
-from stages.artifacts import (
-    CUSTOMER_ID,
+from segmentation.artifacts import (
     metric_key,
-    read_csv,
-    read_json,
-    read_npy,
-    run,
     subplots,
-    write_metrics,
-    write_png,
-    write_text,
 )
-from stages.comparison.kprototypes import fit_prototypes, numeric_columns, prototype_frame
-from stages.comparison.tabular import encoding_description
-from stages.config import ExplainParams, Params, layout, load_params
-from stages.dataset import Dataset, load_dataset, read_customers
-from stages.evaluate import scatter_segments
-from stages.explain import explain, surrogate_features
-from stages.kmeans import fit_segments
-from stages.profile import outcome_title, outcome_values
-from stages.project import pca_projection
-from stages.scoring import cluster_metrics
+from segmentation.baselines.tabular import encoding_description
+from segmentation.config import ExplainParams
+from segmentation.data.dataset import Dataset
+from segmentation.evaluation import stability
+from segmentation.evaluation.maps import scatter_segments
+from segmentation.evaluation.surrogate import explain, surrogate_features
+from segmentation.evaluation.validity import cluster_metrics
+from segmentation.reporting.profile import outcome_title, outcome_values
 
 METHODS = {
     "embedding": "Embeddings + KMeans",
@@ -177,6 +166,16 @@ def agreement(segments: dict[str, np.ndarray]) -> dict[str, float]:
     return {
         f"ari_{a}_{b}": adjusted_rand_score(segments[a], segments[b])
         for a, b in itertools.combinations(segments, 2)
+    }
+
+
+def refit_scores(found: dict[str, float]) -> dict[str, float]:
+    """The refit ARIs and clusterwise Jaccards among the stability stage's metrics."""
+    return {
+        key: value
+        for key, value in found.items()
+        if key.endswith(("_ari_mean", "_ari_min")) and key.startswith(("seed_", "bootstrap_"))
+        or (key.startswith("segment_") and key.endswith("_jaccard"))
     }
 
 
@@ -447,11 +446,13 @@ Every method's segments scored in the Method-1 tabular matrix and in the embeddi
 same {metrics["common_rows"]:,} customers. Davies-Bouldin: lower is better; \
 the others: higher is better; the
 best of each row is in bold. Silhouettes: {context["silhouette"]}. \
-Stability: segments refitted on a seeded sample of
-{context["stability_rows"]:,} customers, with {context["stability_seeds"]} seeds \
+Stability: the two baselines refitted on a seeded sample of
+{context["stability_rows"]:,} of these customers, with {context["stability_seeds"]} seeds \
 (all pairs compared) and on
 {context["bootstrap_rounds"]} bootstrap resamples \
-(compared with the first seed's fit on the customers each drew).
+(compared with the first seed's fit on the customers each drew); the embedding segments' refits
+are the stability stage's, with the same settings on a sample of all their inliers
+(`metrics/{context["name"]}/stability.json`).
 An adjusted Rand index (ARI) of 1 means identical segments, 0 what chance gives.
 
 {_table(["Measure", *names], compared)}
@@ -493,118 +494,3 @@ Embeddings + KMeans on all its inliers (`metrics/{context["name"]}/stability.jso
 
 {verdict(metrics, compared_measures, context["k"])}
 """
-
-
-def main(name: str) -> None:
-    params: Params = load_params()
-    dataset, paths = load_dataset(name), layout(name)
-    customers = read_customers(paths.customers, dataset)
-    labels = {
-        method: read_csv(path).set_index(CUSTOMER_ID)["segment"]
-        for method, path in (
-            ("embedding", paths.labels),
-            ("tabular", paths.tabular_labels),
-            ("kprototypes", paths.kprototypes_labels),
-        )
-    }
-    ids = common_rows(labels, customers.index)
-    # the customers' rows in the embedding and tabular matrices
-    rows = customers.index.get_indexer(ids)
-    segments = {method: series.loc[ids].to_numpy() for method, series in labels.items()}
-    tabular_matrix, embeddings = read_npy(paths.tabular_matrix), read_npy(paths.embeddings)
-    spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
-    settings = params.comparison
-
-    metrics: dict[str, float] = {"common_rows": len(ids)}
-    metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
-    common = customers.loc[ids]
-    surrogates, top = surrogate_scores(common, dataset, segments, params.explain, params.seed)
-    metrics.update(surrogates)
-    metrics.update(agreement(segments))
-    metrics.update(outcome_scores(common, segments, dataset))
-
-    sample = stability.sample_rows(len(ids), settings.stability_rows, params.seed)
-    tabular_sample, embedding_sample = spaces["tabular"][sample], spaces["embeddings"][sample]
-    # K-Prototypes sees the frame it was fitted on: power transform fitted on all Method-1 inliers.
-    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index], dataset).loc[
-        ids[sample]
-    ]
-    refits = {
-        "embedding": lambda picked, seed: fit_segments(
-            embedding_sample[picked], params.k, params.kmeans.n_init, seed
-        )[0],
-        "tabular": lambda picked, seed: fit_segments(
-            tabular_sample[picked],
-            params.k,
-            params.comparison.tabular.n_init,
-            seed,
-            max_iter=params.comparison.tabular.max_iter,
-        )[0],
-        "kprototypes": lambda picked, seed: fit_prototypes(
-            frame_sample.iloc[picked],
-            params.k,
-            params.comparison.kprototypes.n_init,
-            params.comparison.kprototypes.max_iter,
-            seed,
-        )[0],
-    }
-    for method, fit in refits.items():
-        scores = refit_stability(
-            fit,
-            segments[method][sample],
-            params.k,
-            settings.stability_seeds,
-            settings.bootstrap_rounds,
-            params.seed,
-        )
-        metrics.update({f"{method}_{measure}": value for measure, value in scores.items()})
-    write_metrics(paths.metrics / "comparison.json", metrics)
-
-    coordinates = (
-        read_csv(paths.projections).set_index(CUSTOMER_ID).loc[ids, ["pca_1", "pca_2"]].to_numpy()
-    )
-    maps = {
-        "tabular": pca_projection(spaces["tabular"], params.seed)[0][:, :2],
-        "embeddings": coordinates,
-    }
-    write_png(paths.plots / "comparison_pca.png", comparison_figure(maps, segments, params.k))
-
-    own = {
-        "embedding": {
-            **read_json(paths.metrics / "evaluate.json"),
-            "rows": len(labels["embedding"]),
-        },
-        "tabular": {**read_json(paths.metrics / "tabular.json"), "rows": len(labels["tabular"])},
-        "kprototypes": {
-            **read_json(paths.metrics / "kprototypes.json"),
-            "rows": len(labels["kprototypes"]),
-        },
-    }
-    context = {
-        "name": name,
-        "k": params.k,
-        "seed": params.seed,
-        "model": params.model,
-        "encoding": params.comparison.tabular.encoding,
-        "silhouette": silhouette_note(len(ids), params.silhouette_max_rows),
-        "stability_rows": len(sample),
-        "stability_seeds": settings.stability_seeds,
-        "bootstrap_rounds": settings.bootstrap_rounds,
-        "near_tie": stability.near_tie_sentence(
-            params.k, read_json(paths.metrics / "stability.json"), params.stability.near_tie_gap_pct
-        ),
-        "test_share": params.explain.test_size,
-        "plots": f"../../{paths.plots.as_posix()}",
-        "own_spaces": {
-            "embedding": f"{embeddings.shape[1]}-d embeddings",
-            "tabular": f"{tabular_matrix.shape[1]} encoded columns",
-            "kprototypes": (
-                f"{', '.join(numeric_columns(frame_sample))}, one-hot categories × √(γ/2)"
-            ),
-        },
-    }
-    write_text(paths.reports / "comparison.md", render_report(metrics, own, top, context, dataset))
-
-
-if __name__ == "__main__":
-    run(main)

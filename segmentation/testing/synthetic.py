@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.text import fit_writing, write_texts
+from segmentation.text import fit_writing, write_texts
 
 HEADER = (
     "age",

@@ -33,8 +33,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.stats.contingency import association
 
-from stages.artifacts import CUSTOMER_ID, PipelineError
-from stages.config import DATASETS_DIR, validated
+from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.config import DATASETS_DIR, validated
 
 Kind = Literal["numeric", "categorical", "ordinal", "date"]
 Policy = Literal["refuse", "drop"]

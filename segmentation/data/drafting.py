@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stages.artifacts import PipelineError
-from stages.dataset import (
+from segmentation.artifacts import PipelineError
+from segmentation.data.dataset import (
     MISSING_CATEGORY,
     PLAIN_NUMBER,
     WHOLE_NUMBER,

@@ -14,13 +14,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, PowerTransformer
 
-from stages.artifacts import CUSTOMER_ID, run, write_csv, write_metrics, write_npy
-from stages.config import TabularParams, layout, load_params
-from stages.dataset import Dataset, load_dataset, read_customers
-from stages.kmeans import fit_segments
-from stages.outliers import detect_outliers
-from stages.project import pca_projection
-from stages.scoring import cluster_metrics
+from segmentation.config import TabularParams
+from segmentation.data.dataset import Dataset
+from segmentation.evaluation.projection import pca_projection
+from segmentation.evaluation.validity import cluster_metrics
+from segmentation.model.kmeans import fit_segments
 
 
 def encode_tabular(customers: pd.DataFrame, dataset: Dataset, encoding: str) -> np.ndarray:
@@ -83,28 +81,3 @@ def segment_tabular(
     metrics.update({f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)})
     metrics["pca_variance_first3"] = variance.sum()
     return segments, metrics
-
-
-def main(name: str) -> None:
-    params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    customers = read_customers(paths.customers, dataset)
-    matrix = encode_tabular(customers, dataset, params.comparison.tabular.encoding)
-    flags = detect_outliers(matrix, params.outliers.contamination, customers.index.to_numpy())
-    rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
-    segments, metrics = segment_tabular(
-        matrix[rows], params.k, params.comparison.tabular, params.seed, params.silhouette_max_rows
-    )
-    write_npy(paths.tabular_matrix, matrix)
-    write_csv(paths.tabular_outliers, flags)
-    write_csv(
-        paths.tabular_labels,
-        pd.DataFrame({CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[rows], "segment": segments}),
-    )
-    write_metrics(
-        paths.metrics / "tabular.json",
-        {"inliers": len(rows), "columns": matrix.shape[1], **metrics},
-    )
-
-
-if __name__ == "__main__":
-    run(main)

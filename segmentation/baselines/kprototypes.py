@@ -11,22 +11,16 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
-from stages.artifacts import (
+from segmentation.artifacts import (
     CUSTOMER_ID,
     PipelineError,
     read_csv,
-    read_json,
-    run,
-    write_csv,
-    write_metrics,
-    write_png,
 )
-from stages.comparison.kprototypes_engine import fit_kprototypes
-from stages.config import Layout, layout, load_params
-from stages.dataset import Dataset, load_dataset, read_customers
-from stages.evaluate import map_figure
-from stages.kmeans import number_by_size
-from stages.scoring import cluster_metrics
+from segmentation.baselines.kprototypes_engine import fit_kprototypes
+from segmentation.config import Layout
+from segmentation.data.dataset import Dataset, read_customers
+from segmentation.evaluation.maps import map_figure
+from segmentation.model.kmeans import number_by_size
 
 
 def read_tabular_inliers(paths: Layout, dataset: Dataset) -> pd.DataFrame:
@@ -116,38 +110,3 @@ def mca_figure(coordinates: pd.DataFrame, segments: pd.Series, shares: dict[str,
     )
     title = "MCA of the categorical columns, coloured by K-Prototypes segment"
     return map_figure(points, (axes[0], axes[1]), title)
-
-
-def main(name: str) -> None:
-    params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    customers = read_tabular_inliers(paths, dataset)
-    frame = prototype_frame(customers, dataset)
-    settings = params.comparison.kprototypes
-    segments, cost = fit_prototypes(
-        frame, params.k, settings.n_init, settings.max_iter, params.seed
-    )
-    shares = np.bincount(segments)[1:] / len(segments)
-    write_csv(
-        paths.kprototypes_labels, pd.DataFrame({CUSTOMER_ID: customers.index, "segment": segments})
-    )
-    labels = pd.Series(segments, index=customers.index)
-    figure = mca_figure(
-        read_csv(paths.mca_coordinates), labels, read_json(paths.metrics / "mca.json")
-    )
-    write_png(paths.plots / "mca_map.png", figure)
-    write_metrics(
-        paths.metrics / "kprototypes.json",
-        {
-            "cost": cost,
-            "gamma": categorical_weight(frame),
-            **cluster_metrics(
-                prototype_space(frame), [segments], params.silhouette_max_rows, params.seed
-            )[0],
-            "largest_segment_share": shares.max(),
-            "smallest_segment_share": shares.min(),
-        },
-    )
-
-
-if __name__ == "__main__":
-    run(main)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts import PipelineError
-from stages.encoders import CACHE_ENV, cache_root, make_encoder, resolve_batch_size
+from segmentation.artifacts import PipelineError
+from segmentation.embedding.encoders import CACHE_ENV, cache_root, make_encoder, resolve_batch_size
 
 log = logging.getLogger("segments")
 

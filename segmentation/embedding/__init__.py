@@ -1,0 +1,1 @@
+"""Sentence embeddings of the customers' texts: encoders, the Ray engine and resumable chunks."""

@@ -1,0 +1,90 @@
+"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k.
+
+Besides inertia and the validity scores, each k's stability: how far its segments come back when a
+seeded sample is refitted with other seeds and on bootstrap resamples (``stages/stability.py``),
+which, with the knee, makes the suggested k. Above ``sample_fit_rows`` customers the curve is that
+of the seeded inlier sample kmeans fits on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+
+from segmentation.artifacts import PipelineError, subplots
+from segmentation.config import StabilityParams
+from segmentation.evaluation import stability
+from segmentation.evaluation.validity import cluster_metrics
+from segmentation.model.sampling import sample_rows
+
+log = logging.getLogger("segments")
+
+CURVES = ("inertia", "silhouette", "davies_bouldin", "calinski_harabasz")
+
+
+def elbow_curve(
+    vectors: np.ndarray, ks: range, n_init: int, seed: int, silhouette_max_rows: int
+) -> pd.DataFrame:
+    """Inertia and the three internal validity scores for each k
+    (silhouette for all k in one pass)."""
+    if ks.stop - 1 >= len(vectors):
+        raise PipelineError(
+            f"elbow.k_max={ks.stop - 1} must be below the number of inliers ({len(vectors)}); "
+            "lower it"
+        )
+    models = [
+        KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(vectors)
+        for k in ks
+    ]
+    scores = cluster_metrics(
+        vectors, [model.labels_ for model in models], silhouette_max_rows, seed
+    )
+    rows = [
+        {"n_clusters": k, "inertia": model.inertia_, **score}
+        for k, model, score in zip(ks, models, scores)
+    ]
+    for row in rows:
+        log.info(
+            "elbow k=%d %s", row["n_clusters"], {key: round(value, 4) for key, value in row.items()}
+        )
+    return pd.DataFrame(rows).loc[
+        :, ["n_clusters", *CURVES, "silhouette_ci95", "silhouette_sampled"]
+    ]
+
+
+def stability_curve(
+    vectors: np.ndarray, ks: range, n_init: int, settings: StabilityParams, seed: int
+) -> pd.DataFrame:
+    """Each k's mean ARI across bootstrap resamples and across seeds, and its stability."""
+    sample = sample_rows(len(vectors), settings.rows, seed)
+    refits = stability.kmeans_refits(vectors[sample], ks, n_init, settings, seed)
+    curve = stability.stability_per_k(refits)
+    for row in curve.to_dict(orient="records"):
+        log.info("stability k=%d %s", row["n_clusters"], {n: round(v, 4) for n, v in row.items()})
+    return curve
+
+
+def elbow_figure(curve: pd.DataFrame, suggestion: dict[str, int | float]):
+    suggested = suggestion["suggested_k"]
+    figure, axes = subplots(1, len(CURVES) + 1, figsize=(4 * (len(CURVES) + 1), 3.2))
+    for axis, name in zip(axes, CURVES):
+        axis.plot(curve["n_clusters"], curve[name], marker="o")
+        axis.set_title(name.replace("_", " "))
+    stable = axes[-1]
+    for name, label in (("bootstrap_ari", "bootstrap resamples"), ("seed_ari", "seeds")):
+        stable.plot(curve["n_clusters"], curve[name], marker="o", label=f"across {label}")
+    stable.axhline(stability.STABLE_ARI, color="grey", linestyle=":", linewidth=1)
+    stable.set_title("stability (mean ARI of refits)")
+    stable.legend(fontsize="small")
+    for axis in axes:
+        axis.axvline(suggested, color="grey", linestyle="--", linewidth=1)
+        axis.set_xlabel("number of segments")
+    figure.suptitle(
+        f"Elbow study (dashed: suggested k = {suggested}; knee "
+        f"{suggestion['elbow_k']}, most stable k = {suggestion['most_stable_k']}; "
+        f"dotted: stable from ARI {stability.STABLE_ARI})"
+    )
+    return figure

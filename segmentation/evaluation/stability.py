@@ -1,0 +1,430 @@
+"""Do the segments come back? Refits on resamples, the choice of k, near ties, stable segments.
+
+Shared by the elbow study (stability per k, the suggested k), compare (every method's refits) and
+profile (the words), and a stage of its own for the chosen k: ``python -m stages.stability <name>``
+measures whether the committed segments are a near tie and each segment's clusterwise Jaccard.
+
+Refits follow Ben-Hur, Elisseeff & Guyon (2002) and Hennig (2007, R's ``fpc::clusterboot``): a
+seeded sample of customers is fitted once per seed and once per bootstrap resample; the adjusted
+Rand index (ARI) says how much the segments move, the clusterwise Jaccard which segments come back.
+Every refit is seeded and runs on one thread, so the results do not depend on the number of jobs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from kneed import KneeLocator
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
+
+from segmentation.config import StabilityParams
+from segmentation.model.sampling import sample_rows
+
+# ARI between refits: from STABLE_ARI on the segments barely change, so a k is stable and two
+# partitions that agree less are different ones; below SHAKY_ARI many customers move.
+STABLE_ARI, SHAKY_ARI = 0.9, 0.75
+# Mean clusterwise Jaccard of a segment, read as Hennig (2007) does: 0.85 and above highly stable,
+# 0.6 to 0.75 a pattern whose membership is doubtful, 0.5 and below dissolved. Each gap gets a word
+# of its own (0.75 to 0.85 Hennig still calls valid; 0.5 to 0.6 he says not to trust), so every
+# value has exactly one reading. Highest band first.
+JACCARD_BANDS = (
+    (0.85, "stable"),
+    (0.75, "moderately stable"),
+    (0.6, "fuzzy"),
+    (0.5, "weak"),
+    (0.0, "dissolved"),
+)
+BAND_MEANINGS = {
+    "stable": "comes back in almost every resample",
+    "moderately stable": "comes back, with some customers changing",
+    "fuzzy": "exists as a pattern, but its membership is fuzzy",
+    "weak": "should not be trusted",
+    "dissolved": "does not come back",
+}
+N_JOBS = -1  # every core: refits are independent single-threaded fits
+
+
+# --- refits -----------------------------------------------------------------------------------
+
+
+class Refits(NamedTuple):
+    """Segments of the refits of one sample of ``rows`` customers (row numbers 0..rows-1)."""
+
+    by_seed: list[np.ndarray]  # every row, one fit per seed: seed, seed + 1, ...
+    draws: list[np.ndarray]  # each bootstrap resample's rows, with repeats
+    resampled: list[np.ndarray]  # the segments of each resample's rows, fitted with ``seed``
+
+
+def _plan(
+    rows: int, seeds: int, rounds: int, seed: int
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, int]]]:
+    """The bootstrap draws and each refit's (rows, seed): all rows per seed, then each draw."""
+    draws_rng = np.random.default_rng(seed)
+    draws = [draws_rng.integers(0, rows, rows) for _ in range(rounds)]
+    everyone = np.arange(rows)
+    return draws, [(everyone, seed + offset) for offset in range(seeds)] + [
+        (drawn, seed) for drawn in draws
+    ]
+
+
+def refit(
+    fit: Callable[[np.ndarray, int], np.ndarray], rows: int, seeds: int, rounds: int, seed: int
+) -> Refits:
+    """Refits of any method, one by one: ``fit(row_numbers, seed)`` returns their segments."""
+    draws, fits = _plan(rows, seeds, rounds, seed)
+    labels = [fit(picked, fit_seed) for picked, fit_seed in fits]
+    return Refits(labels[:seeds], draws, labels[seeds:])
+
+
+def _kmeans_labels(
+    vectors: np.ndarray, k: int, n_init: int, picked: np.ndarray, seed: int
+) -> np.ndarray:
+    with threadpool_limits(1):
+        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(vectors[picked]).labels_
+
+
+def kmeans_refits(
+    vectors: np.ndarray,
+    ks: Sequence[int],
+    n_init: int,
+    settings: StabilityParams,
+    seed: int,
+    n_jobs: int = N_JOBS,
+) -> dict[int, Refits]:
+    """KMeans refits of ``vectors`` (the sample) for every k, in parallel; alike for any n_jobs."""
+    draws, fits = _plan(len(vectors), settings.seeds, settings.bootstrap_rounds, seed)
+    labels = Parallel(n_jobs=n_jobs)(
+        delayed(_kmeans_labels)(vectors, k, n_init, picked, fit_seed)
+        for k in ks
+        for picked, fit_seed in fits
+    )
+    per_k = len(fits)
+    return {
+        k: Refits(
+            labels[i * per_k : i * per_k + settings.seeds],
+            draws,
+            labels[i * per_k + settings.seeds : (i + 1) * per_k],
+        )
+        for i, k in enumerate(ks)
+    }
+
+
+def _drawn_once(drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The customers a resample drew, each once, and the first position of each in the draw."""
+    return np.unique(drawn, return_index=True)
+
+
+def ari_scores(refits: Refits) -> dict[str, float]:
+    """Mean and lowest ARI between every pair of seeds, and between each resample's segments and
+    the first seed's, on the customers it drew."""
+    across_seeds = [adjusted_rand_score(a, b) for a, b in itertools.combinations(refits.by_seed, 2)]
+    across_resamples = []
+    for drawn, labels in zip(refits.draws, refits.resampled):
+        customers, first = _drawn_once(drawn)
+        across_resamples.append(adjusted_rand_score(refits.by_seed[0][customers], labels[first]))
+    return {
+        "seed_ari_mean": np.mean(across_seeds),
+        "seed_ari_min": np.min(across_seeds),
+        "bootstrap_ari_mean": np.mean(across_resamples),
+        "bootstrap_ari_min": np.min(across_resamples),
+    }
+
+
+def best_jaccard(reference: np.ndarray, other: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """For each of ``segments``, its largest Jaccard |A ∩ B| / |A ∪ B| with a cluster B of ``other``
+    on the same customers; 0 for a segment with no customer here (fpc's ``zerobyzero``)."""
+    rows = np.searchsorted(segments, reference)
+    _, columns = np.unique(other, return_inverse=True)
+    table = np.zeros((len(segments), columns.max() + 1))
+    np.add.at(table, (rows, columns), 1.0)
+    union = table.sum(axis=1, keepdims=True) + table.sum(axis=0, keepdims=True) - table
+    return np.divide(table, union, out=np.zeros_like(table), where=union > 0).max(axis=1)
+
+
+def clusterwise_jaccard(reference: np.ndarray, refits: Refits, k: int) -> dict[int, float]:
+    """Hennig's clusterwise Jaccard of each segment 1..k of ``reference`` (one per sample row): in
+    each resample, its best Jaccard with a refitted cluster on the customers drawn; the mean of
+    those. A segment with no customer in the sample scores 0, as in fpc."""
+    segments = np.arange(1, k + 1)
+    total = np.zeros(len(segments))
+    for drawn, labels in zip(refits.draws, refits.resampled):
+        customers, first = _drawn_once(drawn)
+        total += best_jaccard(reference[customers], labels[first], segments)
+    return {
+        int(segment): float(value) for segment, value in zip(segments, total / len(refits.draws))
+    }
+
+
+# --- the choice of k --------------------------------------------------------------------------
+
+
+def stability_per_k(refits: dict[int, Refits]) -> pd.DataFrame:
+    """Per k: the mean ARI across bootstrap resamples and across seeds, and the lower of the two,
+    which is the k's stability (its segments must come back under both)."""
+    rows = []
+    for k, found in refits.items():
+        scores = ari_scores(found)
+        rows.append(
+            {
+                "n_clusters": k,
+                "bootstrap_ari": scores["bootstrap_ari_mean"],
+                "seed_ari": scores["seed_ari_mean"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return frame.assign(stability=frame[["bootstrap_ari", "seed_ari"]].min(axis=1))
+
+
+def suggest_k(curve: pd.DataFrame) -> dict[str, int | float]:
+    """The suggested k: of the stable k (stability at least STABLE_ARI), the one nearest the elbow
+    (the knee of the inertia curve, or the best silhouette where it has none), the more stable on a
+    tie, then the smaller; with no stable k, the most stable k (on a tie, the smaller).
+    """
+    best_silhouette = int(curve.loc[curve["silhouette"].idxmax(), "n_clusters"])
+    knee = KneeLocator(
+        curve["n_clusters"], curve["inertia"], curve="convex", direction="decreasing"
+    ).knee
+    elbow = best_silhouette if knee is None else int(knee)
+    stability = dict(zip(curve["n_clusters"].astype(int), curve["stability"]))
+    most_stable = min(stability, key=lambda k: (-stability[k], k))
+    stable = [k for k, value in stability.items() if value >= STABLE_ARI]
+    suggested = (
+        min(stable, key=lambda k: (abs(k - elbow), -stability[k], k)) if stable else most_stable
+    )
+    return {
+        "suggested_k": suggested,
+        "elbow_k": elbow,
+        "best_silhouette_k": best_silhouette,
+        "most_stable_k": most_stable,
+        "suggested_stability": stability[suggested],
+        "most_stable_stability": stability[most_stable],
+        "stable_k_count": len(stable),
+    }
+
+
+# --- the chosen k: near tie -------------------------------------------------------------------
+
+
+def _centres(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each cluster's mean, in label order."""
+    _, codes = np.unique(labels, return_inverse=True)
+    sums = np.zeros((codes.max() + 1, points.shape[1]))
+    np.add.at(sums, codes, points)
+    return sums / np.bincount(codes)[:, None]
+
+
+def partition_inertia(vectors: np.ndarray, labels: np.ndarray) -> float:
+    """The k-means objective of a partition: squared distances to each cluster's mean, in float64.
+
+    Clusters are summed in the order of their first row, so a partition's value does not depend on
+    how its clusters are numbered.
+    """
+    _, first = np.unique(labels, return_index=True)
+    total = 0.0
+    for cluster in labels[np.sort(first)]:
+        members = vectors[labels == cluster].astype(np.float64)
+        total += float(((members - members.mean(axis=0)) ** 2).sum())
+    return total
+
+
+def _polished(vectors: np.ndarray, centres: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Lloyd's iterations on all rows from ``centres``: the partition reached and its inertia."""
+    with threadpool_limits(1):
+        labels = (
+            KMeans(n_clusters=len(centres), init=centres, n_init=1, random_state=seed)
+            .fit(vectors)
+            .labels_
+        )
+    return labels, partition_inertia(vectors, labels)
+
+
+def near_tie(
+    vectors: np.ndarray,
+    committed: np.ndarray,
+    sample: np.ndarray,
+    refits: Refits,
+    gap_pct: float,
+    seed: int,
+    n_jobs: int = N_JOBS,
+) -> dict[str, float | int]:
+    """The best partition of all rows and the best one that differs from it (ARI below STABLE_ARI).
+
+    The candidates: the committed segments, and every refit of the sample (each seed's, each
+    resample's) polished on all rows from its cluster means, so restarts and resamples both
+    explore other partitions. ``near_tie`` is 1 when the two are less than ``gap_pct`` percent
+    apart in inertia; the gap and ARI are absent when every candidate agrees with the best.
+    """
+    points = vectors[sample]
+    starts = [_centres(points, labels) for labels in refits.by_seed]
+    starts += [
+        _centres(points[drawn], labels) for drawn, labels in zip(refits.draws, refits.resampled)
+    ]
+    polished = Parallel(n_jobs=n_jobs)(
+        delayed(_polished)(vectors, centres, seed) for centres in starts
+    )
+    partitions = [committed, *(labels for labels, _ in polished)]
+    inertias = [partition_inertia(vectors, committed), *(inertia for _, inertia in polished)]
+    best = int(np.argmin(inertias))  # the committed segments win a tie
+    agreement = [adjusted_rand_score(partitions[best], partition) for partition in partitions]
+    found: dict[str, float | int] = {
+        "near_tie_candidates": len(partitions),
+        "best_inertia": inertias[best],
+        "committed_inertia_gap_pct": 100 * (inertias[0] - inertias[best]) / inertias[best],
+        "committed_ari_to_best": agreement[0],
+        "near_tie": 0,
+    }
+    different = [i for i, ari in enumerate(agreement) if ari < STABLE_ARI]
+    if different:
+        runner_up = min(different, key=lambda i: (inertias[i], i))
+        gap = 100 * (inertias[runner_up] - inertias[best]) / inertias[best]
+        found |= {
+            "near_tie_inertia_gap_pct": gap,
+            "near_tie_ari": agreement[runner_up],
+            "near_tie": int(gap < gap_pct),
+        }
+    return found
+
+
+# --- words from the numbers -------------------------------------------------------------------
+
+
+def reading(jaccard: float) -> str:
+    """The band a mean clusterwise Jaccard falls in."""
+    return next(word for floor, word in JACCARD_BANDS if jaccard >= floor)
+
+
+def bands_legend() -> str:
+    edges = [floor for floor, _ in JACCARD_BANDS]
+    parts = [f"≥ {edges[0]} {JACCARD_BANDS[0][1]}"]
+    parts += [f"{low}–{high} {word}" for (low, word), high in zip(JACCARD_BANDS[1:-1], edges)]
+    parts.append(f"< {edges[-2]} {JACCARD_BANDS[-1][1]}")
+    return ", ".join(parts)
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def segments_sentence(jaccard: dict[int, float]) -> str:
+    """E.g. "Segments 3 and 4 are stable (Jaccard 0.93, 0.88); segment 1 is weak (0.55)."."""
+    groups = []
+    for _, word in JACCARD_BANDS:
+        members = [segment for segment, value in jaccard.items() if reading(value) == word]
+        if not members:
+            continue
+        values = ", ".join(f"{jaccard[segment]:.2f}" for segment in members)
+        subject = (
+            f"segment {members[0]} is"
+            if len(members) == 1
+            else f"segments {_listed([str(m) for m in members])} are"
+        )
+        if len(members) == len(jaccard):
+            subject = "every segment is" if len(members) > 1 else subject
+        groups.append(f"{subject} {word} ({'Jaccard ' if not groups else ''}{values})")
+    sentence = "; ".join(groups)
+    return sentence[0].upper() + sentence[1:] + "."
+
+
+def near_tie_sentence(k: int, found: dict[str, float], gap_pct: float) -> str:
+    """Whether k's segmentation is a near tie, in one sentence."""
+    if "near_tie_inertia_gap_pct" not in found:
+        return (
+            f"k = {k} is not a near tie: all {found['near_tie_candidates']} partitions found (the "
+            "committed one and every refit polished on all customers) agree at ARI "
+            f"{STABLE_ARI} or more."
+        )
+    numbers = (
+        f"inertia gap {found['near_tie_inertia_gap_pct']:.2f}%, ARI {found['near_tie_ari']:.2f} "
+        "between the two best partitions"
+    )
+    if found["near_tie"]:
+        return (
+            f"k = {k} is a near tie ({numbers}): the seed, or a small change of data, can flip "
+            "the segments."
+        )
+    return f"k = {k} is not a near tie ({numbers}; a near tie is below {gap_pct:g}%)."
+
+
+def committed_sentence(found: dict[str, float]) -> str:
+    """A sentence when the committed segments are not the best partition found, else nothing."""
+    if found["committed_ari_to_best"] >= STABLE_ARI:
+        return ""
+    return (
+        f" The committed segments are not the best partition found: one with "
+        f"{found['committed_inertia_gap_pct']:.2f}% less inertia agrees with them at ARI "
+        f"{found['committed_ari_to_best']:.2f}."
+    )
+
+
+def choice_sentence(k: int, elbow: dict[str, float], chosen: dict[str, float]) -> str:
+    """How stable k is, and which k the elbow study suggests (and why), the most stable one too."""
+    text = (
+        f"At k = {k} the segments come back with ARI {chosen['bootstrap_ari_mean']:.2f} across "
+        f"bootstrap resamples and {chosen['seed_ari_mean']:.2f} across seeds."
+    )
+    suggested, most_stable = elbow["suggested_k"], elbow["most_stable_k"]
+    if elbow["stable_k_count"]:
+        text += (
+            f" The elbow study suggests k = {suggested}, the stable k (stability "
+            f"{elbow['suggested_stability']:.2f} ≥ {STABLE_ARI}) nearest its elbow at k = "
+            f"{elbow['elbow_k']}"
+        )
+        text += (
+            ", and the most stable."
+            if most_stable == suggested
+            else f"; k = {most_stable} is the most stable ({elbow['most_stable_stability']:.2f})."
+        )
+    else:
+        text += (
+            f" No k reaches stability {STABLE_ARI}; the elbow study suggests the most stable, "
+            f"k = {suggested} ({elbow['suggested_stability']:.2f})."
+        )
+    if suggested != k:
+        text += (
+            f" These segments keep k = {k} (`k` in params.yaml); `dvc exp run -S k={suggested}` "
+            "shows the alternative."
+        )
+    return text
+
+
+def segment_jaccards(metrics: dict[str, float], k: int, prefix: str = "") -> dict[int, float]:
+    """Segments 1..k's clusterwise Jaccard from metrics keyed ``<prefix>segment_<s>_jaccard``."""
+    return {segment: metrics[f"{prefix}segment_{segment}_jaccard"] for segment in range(1, k + 1)}
+
+
+def summary(k: int, elbow: dict[str, float], chosen: dict[str, float], gap_pct: float) -> str:
+    """The paragraph a report opens its stability with: near tie, choice of k, segments."""
+    return (
+        near_tie_sentence(k, chosen, gap_pct)
+        + committed_sentence(chosen)
+        + f" {choice_sentence(k, elbow, chosen)} {segments_sentence(segment_jaccards(chosen, k))}"
+    )
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+def segment_stability(
+    vectors: np.ndarray,
+    committed: np.ndarray,
+    k: int,
+    n_init: int,
+    settings: StabilityParams,
+    seed: int,
+) -> dict[str, float | int]:
+    """The chosen k's refit ARIs, near tie and each segment's clusterwise Jaccard, as metrics."""
+    sample = sample_rows(len(vectors), settings.rows, seed)
+    refits = kmeans_refits(vectors[sample], [k], n_init, settings, seed)[k]
+    jaccard = clusterwise_jaccard(committed[sample], refits, k)
+    return {
+        **ari_scores(refits),
+        **near_tie(vectors, committed, sample, refits, settings.near_tie_gap_pct, seed),
+        **{f"segment_{segment}_jaccard": value for segment, value in jaccard.items()},
+    }

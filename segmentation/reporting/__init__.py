@@ -1,0 +1,1 @@
+"""The segment profile and the reports written from it."""

@@ -1,0 +1,688 @@
+"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap
+for a marketing manager.
+
+Which columns are shown, their labels, the phrases that name segments and the outcomes described
+per segment all come from the data-set file.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+
+from segmentation.artifacts import (
+    metric_key,
+    subplots,
+)
+from segmentation.config import StabilityParams
+from segmentation.data.dataset import Dataset
+from segmentation.evaluation import stability
+from segmentation.text import band_edges
+
+# A segment's name carries its naming subject's phrase when that value dominates the segment (held
+# by more than half of it, or by a third and this many times commoner than overall), then the
+# phrases of its strongest differences from all customers: values most of the segment holds and
+# numbers whose mean is at least half a standard deviation away (Cohen's "medium" difference),
+# strongest first, as many as fit a readable length.
+SUBJECT_MAJORITY, SUBJECT_MIN_SHARE, SUBJECT_MIN_LIFT = 0.5, 1 / 3, 1.5
+TRAIT_MIN_SHARE, TRAIT_MIN_DIFFERENCE = 0.5, 0.5
+NAME_MAX_TRAITS, NAME_MAX_CHARACTERS = 3, 72
+# One column carries "most" of the surrogate's explanation above this share; the numeric columns
+# carry "almost none" below this one while they are at least half of the segmentation columns.
+DOMINANT_SHARE, NEGLECTED_NUMBERS_SHARE = 0.5, 0.1
+FIGURES = ("elbow", "pca_map", "tsne_map", "importance")
+HEATMAP = "segment_heatmap"
+# A value is listed on a card when its share in the segment is this many times (or this fraction of)
+# its share among all segmented customers, and it concerns at least MIN_SHARE of either group.
+OVER_RATIO, UNDER_RATIO, MIN_SHARE, VALUES_PER_CARD = 1.25, 0.8, 0.05, 5
+
+
+def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical columns a profile shows: those segmented on, then those the
+    text also carries."""
+    shown = dataset.segment_on + dataset.context_columns
+    return dataset.of_kind(shown, "numeric"), dataset.of_kind(shown, "categorical", "ordinal")
+
+
+def outcome_key(dataset: Dataset, column: str) -> str:
+    """The profile column of a described outcome: the rate of its value, or the mean of a number."""
+    value = dataset.describe[column]
+    return (
+        metric_key(column, "mean")
+        if dataset.columns[column].kind == "numeric"
+        else metric_key(column, value, "rate")
+    )
+
+
+def outcome_values(customers: pd.DataFrame, dataset: Dataset, column: str) -> pd.Series:
+    """Per customer, the described outcome as a number:
+    1/0 for the described value, or the number."""
+    if dataset.columns[column].kind == "numeric":
+        return customers[column].astype(float)
+    return customers[column].eq(dataset.describe[column]).astype(float)
+
+
+def profile(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
+    """Size, share, outcome rates, means of the numbers and the most frequent value (with its share)
+    of each categorical column, per segment."""
+    numeric, categorical = profile_columns(dataset)
+    frame = customers.assign(segment=segments.to_numpy())
+    rows = []
+    for segment, group in frame.groupby("segment", sort=True):
+        row = {"segment": int(segment), "customers": len(group), "share": len(group) / len(frame)}
+        for column in dataset.describe:
+            row[outcome_key(dataset, column)] = outcome_values(group, dataset, column).mean()
+        for column in numeric:
+            row[f"mean_{column}"] = group[column].mean()
+        for column in categorical:
+            counts = group[column].value_counts()
+            # Ties broken alphabetically so the profile does not depend on row order.
+            top = sorted(counts[counts == counts.max()].index)[0]
+            row[f"top_{column}"] = top
+            row[f"top_{column}_share"] = counts[top] / len(group)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.insert(1, "name", name_segments(table, customers, segments, dataset))
+    return table
+
+
+def with_stability(table: pd.DataFrame, found: dict[str, float]) -> pd.DataFrame:
+    """The profile with each segment's clusterwise Jaccard and its reading, after its share."""
+    jaccard = [found[f"segment_{segment}_jaccard"] for segment in table["segment"]]
+    at = table.columns.get_loc("share") + 1
+    added = pd.DataFrame(
+        {"jaccard": jaccard, "stability": [stability.reading(v) for v in jaccard]},
+        index=table.index,
+    )
+    return pd.concat([table.iloc[:, :at], added, table.iloc[:, at:]], axis=1)
+
+
+def name_segments(
+    table: pd.DataFrame, customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+) -> list[str]:
+    """Plain-language names such as "Managers in their 30s: university-educated, high income".
+
+    The lead is the naming subject's phrase when its value dominates the segment, with the decade
+    of the naming decade column; there is no lead otherwise. The traits are the phrases of the
+    segment's strongest differences from all customers (``TRAIT_MIN_DIFFERENCE`` standard
+    deviations or more), strongest first, as many as fit ``NAME_MAX_CHARACTERS``. A segment where
+    nothing stands out takes the data set's ``mixed`` name; names that clash get their number.
+    """
+    differences = value_differences(customers, segments, dataset)
+    names = []
+    for row in table.to_dict(orient="records"):
+        lead = _lead(row, customers, dataset)
+        own = differences[differences["segment"] == row["segment"]]
+        traits = _traits(own, dataset)
+        names.append(_name(lead, traits) if lead or traits else dataset.naming.mixed)
+    return [
+        name if names.count(name) == 1 else f"{name} (#{s})"
+        for name, s in zip(names, table["segment"])
+    ]
+
+
+def _lead(row: dict, customers: pd.DataFrame, dataset: Dataset) -> str:
+    naming, lead = dataset.naming, ""
+    if naming.subject is not None:
+        value, share = row[f"top_{naming.subject}"], row[f"top_{naming.subject}_share"]
+        phrase = dataset.columns[naming.subject].phrases.get(value)
+        lift = share / customers[naming.subject].eq(value).mean()
+        dominant = share > SUBJECT_MAJORITY or (
+            share >= SUBJECT_MIN_SHARE and lift >= SUBJECT_MIN_LIFT
+        )
+        if phrase and dominant:
+            lead = phrase
+    if naming.decade is not None:
+        decade = f"in their {int(row[f'mean_{naming.decade}'] // 10 * 10)}s"
+        lead = f"{lead} {decade}" if lead else decade.capitalize()
+    return lead
+
+
+def _traits(differences: pd.DataFrame, dataset: Dataset) -> list[str]:
+    """The phrases of a segment's strong differences, strongest first."""
+    found = []
+    for column, value, difference, share in differences[
+        ["column", "value", "difference", "segment_share"]
+    ].itertuples(index=False):
+        if column == dataset.naming.subject or abs(difference) < TRAIT_MIN_DIFFERENCE:
+            continue
+        phrases = dataset.columns[column].phrases
+        if dataset.columns[column].kind == "numeric":
+            phrase = phrases.get("high" if difference > 0 else "low")
+        elif difference > 0 and share >= TRAIT_MIN_SHARE:
+            phrase = phrases.get(value)
+        else:
+            phrase = None
+        if phrase:
+            found.append((abs(difference), column, phrase))
+    ranked = [phrase for _, _, phrase in sorted(found, key=lambda item: (-item[0], item[1]))]
+    return list(dict.fromkeys(ranked))[:NAME_MAX_TRAITS]
+
+
+def _name(lead: str, traits: list[str]) -> str:
+    """The lead and as many traits as fit the readable length (at least one)."""
+    kept = traits[:1]
+    for trait in traits[1:]:
+        if len(_joined(lead, [*kept, trait])) > NAME_MAX_CHARACTERS:
+            break
+        kept.append(trait)
+    return _joined(lead, kept)
+
+
+def _joined(lead: str, traits: list[str]) -> str:
+    listed = ", ".join(traits)
+    if not lead:
+        return listed[:1].upper() + listed[1:]
+    return f"{lead}: {listed}" if listed else lead
+
+
+def band_labels(edges: list[float], integer: bool) -> list[str]:
+    """'under 30', '30-39', ..., '60 and over' (whole numbers; a one-number band is that number),
+    or 'under 35', '35 to 70', ..."""
+
+    def shown(value: float) -> str:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+
+    def between(low: float, high: float) -> str:
+        if not (integer and float(high).is_integer() and float(low).is_integer()):
+            return f"{shown(low)} to {shown(high)}"
+        return shown(low) if high - 1 == low else f"{shown(low)}-{shown(high - 1)}"
+
+    inner = [between(low, high) for low, high in zip(edges, edges[1:])]
+    return [f"under {shown(edges[0])}", *inner, f"{shown(edges[-1])} and over"]
+
+
+def banded(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """The profile columns, numbers replaced by their bands, as text."""
+    numeric, categorical = profile_columns(dataset)
+    bands = customers.loc[:, numeric + categorical].copy()
+    for column in numeric:
+        spec = dataset.columns[column]
+        edges = band_edges(customers[column], spec)
+        bands[column] = pd.cut(
+            customers[column],
+            [-np.inf, *edges, np.inf],
+            labels=band_labels(edges, spec.integer),
+            right=False,
+        ).astype(str)
+    return bands
+
+
+def representation(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
+    """Per segment, column and value: its share in the segment, among all customers,
+    and their ratio."""
+    bands = banded(customers, dataset)
+    frame = bands.assign(segment=segments.to_numpy())
+    rows = []
+    for column in bands.columns:
+        base = bands[column].value_counts(normalize=True)
+        within = (
+            frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
+        )
+        for segment, shares in within.iterrows():
+            for value, base_share in base.items():
+                share = shares.get(value, 0.0)
+                rows.append(
+                    {
+                        "segment": int(segment),
+                        "column": column,
+                        "value": value,
+                        "segment_share": share,
+                        "base_share": base_share,
+                        "ratio": share / base_share,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One segment's over- and under-represented values, strongest first
+    (ties by column and value)."""
+    over = shares[(shares["ratio"] >= OVER_RATIO) & (shares["segment_share"] >= MIN_SHARE)]
+    under = shares[(shares["ratio"] <= UNDER_RATIO) & (shares["base_share"] >= MIN_SHARE)]
+    over = over.sort_values(
+        ["ratio", "column", "value"], ascending=[False, True, True], kind="stable"
+    )
+    under = under.sort_values(["ratio", "column", "value"], kind="stable")
+    return over.head(VALUES_PER_CARD), under.head(VALUES_PER_CARD)
+
+
+def value_differences(
+    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+) -> pd.DataFrame:
+    """How far each segment sits from all customers, in standard deviations, per profile column
+    (and per value of a categorical one).
+
+    Numbers: (segment mean - overall mean) / overall standard deviation. Categories: for each value
+    held by some but not all customers, (segment share - overall share) / sqrt(overall share x
+    (1 - overall share)), the standardized difference of a yes/no indicator.
+    Rows: segment, column, value ("" for a number), difference, segment_share.
+    """
+    numeric, _ = profile_columns(dataset)
+    frame = customers.assign(segment=segments.to_numpy())
+    parts = []
+    for column in dataset.segment_on + dataset.context_columns:
+        if column in numeric:
+            spread = customers[column].std(ddof=0)
+            means = frame.groupby("segment")[column].mean()
+            scaled = (means - customers[column].mean()) / spread if spread > 0 else means * 0.0
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "segment": scaled.index,
+                        "column": column,
+                        "value": "",
+                        "difference": scaled.to_numpy(),
+                        "segment_share": np.nan,
+                    }
+                )
+            )
+            continue
+        base = customers[column].value_counts(normalize=True)
+        base = base[(base > 0) & (base < 1)]
+        within = (
+            frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
+        ).reindex(columns=base.index, fill_value=0.0)
+        scaled = (within - base) / np.sqrt(base * (1 - base))
+        long = scaled.stack().rename("difference").reset_index()
+        long.columns = ["segment", "value", "difference"]
+        long["segment_share"] = within.stack().to_numpy()
+        parts.append(long.assign(column=column))
+    columns = ["segment", "column", "value", "difference", "segment_share"]
+    return pd.concat([part[columns] for part in parts], ignore_index=True)
+
+
+def standardized_differences(
+    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The heatmap's cells: per segment and profile column, the difference of a number, or of the
+    categorical column's most over-represented value (for yes/no columns both values differ equally
+    in size, and "more of X" reads better than "less of not-X"; ties go to the first value
+    alphabetically). Returns the differences and the value each refers to, segments as rows."""
+    columns = dataset.segment_on + dataset.context_columns
+    found = value_differences(customers, segments, dataset).sort_values(
+        ["segment", "column", "difference", "value"],
+        ascending=[True, True, False, True],
+        kind="stable",
+    )
+    strongest = found.drop_duplicates(["segment", "column"])
+    differences = strongest.pivot(index="segment", columns="column", values="difference")
+    values = strongest.pivot(index="segment", columns="column", values="value")
+    everyone = sorted(segments.unique())
+    return (
+        differences.reindex(index=everyone, columns=columns).fillna(0.0),
+        values.reindex(index=everyone, columns=columns).astype(object).fillna(""),
+    )
+
+
+def heatmap_figure(
+    differences: pd.DataFrame, values: pd.DataFrame, names: list[str], labels: list[str]
+):
+    figure, axis = subplots(
+        figsize=(1.15 * len(differences.columns) + 3.5, 0.75 * len(differences) + 2)
+    )
+    limit = max(1.0, float(np.abs(differences.to_numpy()).max()))
+    image = axis.imshow(
+        differences.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto"
+    )
+    axis.set_xticks(
+        range(len(differences.columns)),
+        [textwrap.fill(label, 18) for label in labels],
+        rotation=30,
+        ha="left",
+    )
+    axis.set_yticks(
+        range(len(differences)),
+        [textwrap.fill(f"{s}. {n}", 36) for s, n in zip(differences.index, names)],
+        fontsize=8,
+    )
+    axis.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
+    for row, segment in enumerate(differences.index):
+        for col, column in enumerate(differences.columns):
+            value = differences.loc[segment, column]
+            label = f"{textwrap.fill(str(values.loc[segment, column]), 12)}\n{value:+.1f}".strip()
+            axis.text(
+                col,
+                row,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(value) > 0.6 * limit else "black",
+            )
+    figure.colorbar(image, ax=axis, label="standardized difference from all customers")
+    axis.set_title(
+        "How each segment differs from all customers (categories: its most over-represented value)",
+        fontsize=9,
+    )
+    return figure
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += [
+        "| " + " | ".join(str(value) for value in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def _amount(value: float, unit: str) -> str:
+    number = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+    return f"{number} {unit}".strip()
+
+
+def _outcome(value: float, dataset: Dataset, column: str) -> str:
+    spec = dataset.columns[column]
+    return _amount(value, spec.unit) if spec.kind == "numeric" else f"{value:.1%}"
+
+
+def outcome_title(dataset: Dataset, column: str) -> str:
+    """'Subscribed a term deposit' (the described value's phrase), 'Churned: Yes', or
+    'Revenue: mean'."""
+    value = dataset.describe[column]
+    phrase = dataset.columns[column].phrases.get(value)
+    return phrase or f"{dataset.label(column)}: {value}"
+
+
+def segment_card(
+    row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float], dataset: Dataset
+) -> str:
+    """One segment in words: size, outcomes, profile, its SHAP drivers, and what it has more or less
+    of than all customers."""
+    numeric, categorical = profile_columns(dataset)
+    means = " · ".join(
+        f"{dataset.label(c)} {_amount(row[f'mean_{c}'], dataset.columns[c].unit)} on average "
+        f"(all: {_amount(base[c], dataset.columns[c].unit)})"
+        for c in numeric
+    )
+    outcomes = "; ".join(
+        f"{outcome_title(dataset, c)} **{_outcome(row[outcome_key(dataset, c)], dataset, c)}** "
+        f"(all customers: {_outcome(base[outcome_key(dataset, c)], dataset, c)})"
+        for c in dataset.describe
+    )
+    typical = "; ".join(
+        f"{dataset.label(c)}: {row[f'top_{c}']} ({row[f'top_{c}_share']:.0%})" for c in categorical
+    )
+    own = drivers[drivers["segment"] == row["segment"]].sort_values("rank")
+    shap = (
+        ", ".join(f"**{f}** ({v:.2f})" for f, v in zip(own["feature"], own["mean_abs_shap"])) or "-"
+    )
+    over, under = distinctive_values(shares)
+    lines = [
+        f"### {row['segment']}. {row['name']}",
+        "",
+        " · ".join(
+            part
+            for part in (f"**{row['customers']:,} customers** ({row['share']:.1%})", means)
+            if part
+        ),
+        "",
+    ]
+    if outcomes:
+        lines += [f"- Outcome: {outcomes}."]
+    band = stability.reading(row["jaccard"])
+    lines += [
+        f"- Most frequent values: {typical}.",
+        f"- Top SHAP features (mean |SHAP| for this segment, log-odds): {shap}.",
+        f"- Stability: clusterwise Jaccard **{row['jaccard']:.2f}**, {band}: "
+        f"it {stability.BAND_MEANINGS[band]}.",
+        "",
+    ]
+    if over.empty and under.empty:
+        return "\n".join(lines + ["No value is markedly over- or under-represented.", ""])
+    lines += ["| | Value | In segment | All customers | Ratio |", "|---|---|---|---|---|"]
+    for word, found in (("more", over), ("fewer", under)):
+        lines += [
+            f"| {word} | {dataset.label(c)}: {v} | {s:.0%} | {b:.0%} | ×{r:.2f} |"
+            for c, v, s, b, r in found[
+                ["column", "value", "segment_share", "base_share", "ratio"]
+            ].itertuples(index=False)
+        ]
+    return "\n".join(lines + [""])
+
+
+def summary_table(table: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    numeric, categorical = profile_columns(dataset)
+    return pd.DataFrame(
+        {
+            "Segment": table["segment"],
+            "Name": table["name"],
+            "Customers": table["customers"].map("{:,}".format),
+            "Share": table["share"].map("{:.1%}".format),
+            "Stability (Jaccard)": [f"{v:.2f} {stability.reading(v)}" for v in table["jaccard"]],
+            **{
+                outcome_title(dataset, c): [
+                    _outcome(v, dataset, c) for v in table[outcome_key(dataset, c)]
+                ]
+                for c in dataset.describe
+            },
+            **{
+                f"{dataset.label(c)} (mean)": [
+                    _amount(v, dataset.columns[c].unit) for v in table[f"mean_{c}"]
+                ]
+                for c in numeric
+            },
+            **{
+                dataset.label(c): [
+                    f"{value} ({share:.0%})"
+                    for value, share in zip(table[f"top_{c}"], table[f"top_{c}_share"])
+                ]
+                for c in categorical
+            },
+        }
+    )
+
+
+def accounting(rows: dict, outliers: dict, rejected_file: str) -> str:
+    """customers = segmented + outliers + rejected, in one sentence."""
+    return (
+        f"{rows['table_rows']:,} customers in the table: {outliers['inliers']:,} segmented, "
+        f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} "
+        "rejected by a missing-cell or invalid-value policy (listed with their line, column and "
+        "reason in "
+        f"[`{rejected_file}`]({rejected_file}))"
+    )
+
+
+# How numbers are written -> the other way the report points to, and what it writes.
+OTHER_WAY = {
+    "value": ("band", "band words (`{label}: high`)"),
+    "band": ("both", "values with their band words (`{label}: 42 (high)`)"),
+    "both": ("band", "band words alone (`{label}: high`)"),
+}
+
+
+def driver_sentences(
+    importance: pd.DataFrame, explain: dict, dataset: Dataset, numbers: str
+) -> list[str]:
+    """What the segments follow, in plain sentences: the leading columns, and a warning when one
+    column carries most of the explanation or the numbers carry almost none of it, pointing to the
+    other way of writing numbers."""
+    shares = importance.set_index("feature")["share"]
+    leading = ", ".join(
+        f"{dataset.label(column)} ({share:.0%})" for column, share in shares.head(3).items()
+    )
+    sentences = [
+        f"The segments split mainly on {leading} of the surrogate's explanation "
+        f"(mean |SHAP| over {len(shares)} segmentation columns)."
+    ]
+    top, top_share = shares.index[0], shares.iloc[0]
+    if top_share >= DOMINANT_SHARE:
+        sentences.append(
+            f"One column, {dataset.label(top)}, carries {top_share:.0%} of it: the segments are "
+            f"mostly its groups, and the other columns barely tell them apart."
+        )
+    numeric = dataset.numeric
+    numeric_share = explain.get("numeric_shap_share", 0.0)
+    if len(numeric) >= len(dataset.segment_on) / 2 and numeric_share < NEGLECTED_NUMBERS_SHARE:
+        part = len(numeric) / len(dataset.segment_on)
+        sentences.append(
+            f"The {len(numeric)} numeric columns are {part:.0%} of the segmentation columns but "
+            f"carry {numeric_share:.0%} of the explanation, and the segments explain "
+            f"{explain['eta_squared_mean']:.1%} of their variance on average (mean η²): the "
+            "segments barely follow the numbers."
+        )
+    if len(sentences) > 1 and numeric:
+        other, how = OTHER_WAY[numbers]
+        sentences.append(
+            f"The texts write numbers as `{numbers}`; try "
+            f"{how.format(label=dataset.label(numeric[0]))} with "
+            f"`dvc exp run -S text.numbers={other}` (docs/comparison.md measures both ways)."
+        )
+    return sentences
+
+
+def drivers_section(importance: pd.DataFrame, explain: dict, dataset: Dataset, numbers: str) -> str:
+    sentences = " ".join(driver_sentences(importance, explain, dataset, numbers))
+    table = _markdown_table(driver_table(importance, explain, dataset))
+    return (
+        f"## What drives the segments\n\n{sentences}\n\nEach segmentation column's share of the "
+        "LightGBM surrogate's mean |SHAP| and, for a number, the share of its variance between "
+        f"the segments (η²):\n\n{table}\n"
+    )
+
+
+def driver_table(importance: pd.DataFrame, explain: dict, dataset: Dataset) -> pd.DataFrame:
+    """Each segmentation column's share of the explanation and, for a number, its η²."""
+    return pd.DataFrame(
+        {
+            "Column": [dataset.label(column) for column in importance["feature"]],
+            "Share of the explanation": importance["share"].map("{:.1%}".format),
+            "η² (numbers)": [
+                f"{explain[metric_key('eta_squared', column)]:.3f}"
+                if metric_key("eta_squared", column) in explain
+                else ""
+                for column in importance["feature"]
+            ],
+        }
+    )
+
+
+def warning_section(warnings: list[str], dataset_file: str) -> str:
+    if not warnings:
+        return ""
+    listed = "\n".join(f"- {warning}" for warning in warnings)
+    return (
+        f"\n## Warnings about the data\n\nFound by the serialize stage in the customers kept; none "
+        f"stops the pipeline. Change `{dataset_file}` or the export to act on them.\n\n{listed}\n"
+    )
+
+
+def outcome_lines(table: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> list[str]:
+    lines = []
+    for column in dataset.describe:
+        key = outcome_key(dataset, column)
+        low, high = table.loc[table[key].idxmin()], table.loc[table[key].idxmax()]
+        lines.append(
+            f"- {outcome_title(dataset, column)}: {_outcome(base[key], dataset, column)} "
+            "of all customers; by segment "
+            f"from {_outcome(low[key], dataset, column)} (segment {low['segment']}) to "
+            f"{_outcome(high[key], dataset, column)} (segment {high['segment']})."
+        )
+    return lines
+
+
+def stability_note(settings: StabilityParams, n_init: int, inliers: int, name: str) -> str:
+    """How the stability numbers were made and where the rest of them are, in one paragraph."""
+    return (
+        f"Refits of a seeded sample of {min(settings.rows, inliers):,} segmented customers: "
+        f"{settings.seeds} seeds and {settings.bootstrap_rounds} bootstrap resamples, each with "
+        f"the segments' own KMeans ({n_init} restarts). A k's stability is the lower of its mean "
+        f"ARIs across resamples and across seeds (every k: `plots/{name}/elbow.csv`); the near tie "
+        "compares the committed segments with every refit polished on all customers "
+        f"(`metrics/{name}/stability.json`). A segment's clusterwise Jaccard is its mean overlap "
+        f"with its best match in each resample (Hennig 2007): {stability.bands_legend()}. How to "
+        "read it all: [`docs/stability.md`](../../docs/stability.md)."
+    )
+
+
+def render_report(
+    table: pd.DataFrame,
+    drivers: pd.DataFrame,
+    shares: pd.DataFrame,
+    base: dict[str, float],
+    metrics: dict[str, dict],
+    context: dict,
+    dataset: Dataset,
+) -> str:
+    cards = "\n".join(
+        segment_card(row, drivers, shares[shares["segment"] == row["segment"]], base, dataset)
+        for row in table.to_dict(orient="records")
+    )
+    outliers, evaluate, explain = metrics["outliers"], metrics["evaluate"], metrics["explain"]
+    figures = "\n\n".join(f"![{name}]({context['plots']}/{name}.png)" for name in FIGURES)
+    columns = dataset.segment_on
+    surrogate = (
+        f"- A LightGBM model on the {len(columns)} segmentation columns recovers the segment of "
+        f"held-out customers with accuracy {explain['holdout_accuracy']:.3f} and macro-F1 "
+        f"{explain['holdout_macro_f1']:.3f} (majority-class baseline "
+        f"{explain['majority_class_accuracy']:.3f})"
+    )
+    text_only = dataset.context_columns
+    if text_only:
+        carried = ", ".join(f"`{c}`" for c in text_only)
+        surrogate += (
+            f"; with {carried}, which the text also carries, accuracy is "
+            f"{explain[metric_key('holdout_accuracy_with', *text_only)]:.3f}"
+        )
+    outcomes = "\n".join(outcome_lines(table, base, dataset))
+    settings = context["stability"]
+    trust = stability.summary(
+        context["k"], metrics["elbow"], metrics["stability"], settings.near_tie_gap_pct
+    )
+    # Python drops a backslash at a template line's end with the line break, so the report
+    # keeps long list items and paragraphs on one markdown line.
+    return f"""# Customer segments: {dataset.title}
+
+Generated by `dvc repro` (stage `profile@{context["name"]}`); do not edit by hand.
+
+- {accounting(metrics["rows"], outliers, context["rejected"])}.
+- Model: `{context["model"]}`; k = {context["k"]} segments.
+- Davies-Bouldin {evaluate["davies_bouldin"]:.4f} (lower is better), \
+Calinski-Harabasz {evaluate["calinski_harabasz"]:.1f}, \
+silhouette {evaluate["silhouette"]:.4f} (on the embeddings).
+{surrogate}.
+{outcomes}
+{context["warnings"]}
+{context["drivers"]}
+## How far to trust these segments
+
+{trust}
+
+{stability_note(settings, context["n_init"], outliers["inliers"], context["name"])}
+
+## Segments
+
+Segments are numbered from largest to smallest. \
+Each categorical column shows the most frequent value and its share within the segment.
+
+{_markdown_table(summary_table(table, dataset))}
+
+## The segments at a glance
+
+Each cell: how far the segment is from all {outliers["inliers"]:,} segmented customers, \
+in standard deviations (red: more, blue: less). \
+For a number, the difference of the means; for a categorical column, \
+the value the segment has most more of than all customers, and by how much.
+
+![{HEATMAP}]({context["plots"]}/{HEATMAP}.png)
+
+## Segment cards
+
+"All customers" means the {outliers["inliers"]:,} segmented customers, except for outcomes, \
+which are compared with every customer kept ({base["kept"]:,}). \
+A card lists up to {VALUES_PER_CARD} values the segment has **more** of \
+(at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of \
+(at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); \
+numbers are in bands. \
+The SHAP features are the columns the LightGBM surrogate leans on most \
+to recognise the segment's own members.
+
+{cards}
+## Figures
+
+{figures}
+"""

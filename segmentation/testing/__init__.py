@@ -1,0 +1,1 @@
+"""Synthetic customers and scratch project copies for the tests and the benchmarks."""
