@@ -264,11 +264,11 @@ def stage_run(folder: Path, precision: str) -> tuple[float, np.ndarray]:
 def segments_on_inliers(
     vectors: np.ndarray, params, seed: int
 ) -> tuple[np.ndarray, pd.Series, float]:
-    """ECOD inlier flags of every customer, each inlier's k-segment (by customer id), inertia."""
+    """ECOD outlier flags of every customer, each inlier's k-segment (by customer id), inertia."""
     flags = outliers.detect_outliers(
         vectors, params.outliers.contamination, np.arange(len(vectors))
-    )["inlier"].to_numpy()
-    inliers = np.flatnonzero(flags)
+    )["outlier"].to_numpy()
+    inliers = np.flatnonzero(flags == 0)
     segments, _, inertia = kmeans.fit_segments(
         vectors[inliers], params.k, params.kmeans.n_init, seed
     )

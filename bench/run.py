@@ -173,7 +173,7 @@ def int8_agreement(folder: Path, vectors: np.ndarray, labels: pd.DataFrame) -> s
     seconds = time.perf_counter() - started
     cosine = np.einsum("ij,ij->i", int8, vectors)
     flags = outliers.detect_outliers(int8, params.outliers.contamination, np.arange(len(int8)))
-    inliers = np.flatnonzero(flags["inlier"] == 1)
+    inliers = np.flatnonzero(flags["outlier"] == 0)
     segments, _, _ = kmeans.fit_segments(int8[inliers], params.k, params.kmeans.n_init, params.seed)
     both = labels.merge(
         pd.DataFrame({"customer_id": inliers, "segment_int8": segments}), on="customer_id"

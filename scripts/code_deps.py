@@ -5,8 +5,8 @@
 
 A stage's code is its file in ``stages/`` and every ``segmentation`` module it imports, directly or
 through one another. Package ``__init__`` files hold only a docstring (a test checks), so they are
-not followed. Only the ``.py`` lines of each stage's ``deps`` are touched; data, data-set files and
-comments stay as written.
+not followed. A stage that renders a report depends on the templates folder too. Only those lines
+of each stage's ``deps`` are touched; data, data-set files and comments stay as written.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ PACKAGES = ("stages", "segmentation")
 DVC_FILE = ROOT / "dvc.yaml"
 STAGE_COMMAND = re.compile(r"^    cmd: python -m (stages\.\w+) ")
 STAGE_NAME = re.compile(r"^  (\w+):\s*$")
-CODE_DEP = re.compile(r"^      - (stages|segmentation)/[\w/]+\.py\s*$")
+CODE_DEP = re.compile(r"^      - (stages|segmentation)/[\w/]+(\.py|/templates)\s*$")
+RENDERER = "segmentation.reporting.render"
+TEMPLATES = "segmentation/reporting/templates"
 
 
 def module_file(module: str) -> Path:
@@ -55,10 +57,12 @@ def imported_modules(module: str, seen: set[str] | None = None) -> set[str]:
 
 
 def code_deps(stage_module: str) -> list[str]:
-    """The stage's own file first, then the package modules it runs, sorted."""
+    """The stage's own file first, then the package modules it runs, sorted, then the report
+    templates folder when it renders one."""
     modules = imported_modules(stage_module) - {stage_module}
     files = sorted(module_file(name).relative_to(ROOT).as_posix() for name in modules)
-    return [module_file(stage_module).relative_to(ROOT).as_posix(), *files]
+    templates = [TEMPLATES] if RENDERER in modules else []
+    return [module_file(stage_module).relative_to(ROOT).as_posix(), *files, *templates]
 
 
 def with_derived_deps(text: str) -> tuple[str, list[str]]:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from segmentation.artifacts import PipelineError, metric_key, run
 from segmentation.data.dataset import Dataset, load_dataset
+from segmentation.reporting.tables import markdown_table
 
 ROWS = (
     ("Outcome Cramér's V", "comparison", "embedding_outcome_{outcome}_association"),
@@ -61,21 +62,31 @@ def _value(root: Path, name: str, stage: str, key: str | None, dataset: Dataset)
 def study(ways: dict[str, Path], name: str) -> str:
     dataset = load_dataset(name)
     outcome = metric_key(next(iter(dataset.describe)))
-    numeric = dataset.numeric
-
-    def header(first: str) -> str:
-        return f"| {first} | " + " | ".join(ways) + " |\n|---|" + "---|" * len(ways)
-
-    lines = [f"**{dataset.title}** (`{name}`)", "", header("Measure")]
+    measures = []
     for title, stage, key in ROWS:
         key = key.format(outcome=outcome) if key else None
-        cells = [_value(root, name, stage, key, dataset) for root in ways.values()]
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    lines += ["", "η² per numeric column:", "", header("Column")]
-    for column in numeric:
-        key = metric_key("eta_squared", column)
-        cells = [f"{_metrics(root, name, 'explain')[key]:.3f}" for root in ways.values()]
-        lines.append(f"| {dataset.label(column)} | " + " | ".join(cells) + " |")
+        measures.append(
+            [title, *(_value(root, name, stage, key, dataset) for root in ways.values())]
+        )
+    eta_squared = [
+        [
+            dataset.label(column),
+            *(
+                f"{_metrics(root, name, 'explain')[metric_key('eta_squared', column)]:.3f}"
+                for root in ways.values()
+            ),
+        ]
+        for column in dataset.numeric
+    ]
+    lines = [
+        f"**{dataset.title}** (`{name}`)",
+        "",
+        markdown_table(["Measure", *ways], measures),
+        "",
+        "η² per numeric column:",
+        "",
+        markdown_table(["Column", *ways], eta_squared),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 
 from segmentation.config import PARAMS_FILE, Params
+from segmentation.reporting.tables import markdown_table
 
 DOC_FILE = Path("docs/params.md")
 PARAMS_HEADER = """\
@@ -96,12 +97,12 @@ def _bounds(field) -> str:
 def params_doc() -> str:
     out = [DOC_INTRO]
     for prefix, section in _sections(Params):
-        rows = [
+        fields = [
             (name, field)
             for name, field in section.model_fields.items()
             if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))
         ]
-        if not rows:
+        if not fields:
             continue
         title = f"`{prefix.rstrip('.')}`" if prefix else "Top level"
         doc = (
@@ -110,13 +111,15 @@ def params_doc() -> str:
             else ""
         )
         out += [f"## {title}", ""] + ([doc, ""] if doc else [])
-        out += ["| key | default | meaning |", "|---|---|---|"]
-        for name, field in rows:
-            meaning = (field.description or "").replace("|", "\\|")
-            out.append(
-                f"| `{prefix}{name}` | `{_scalar(field.default)}` | {meaning}{_bounds(field)} |"
-            )
-        out.append("")
+        rows = [
+            [
+                f"`{prefix}{name}`",
+                f"`{_scalar(field.default)}`",
+                (field.description or "").replace("|", "\\|") + _bounds(field),
+            ]
+            for name, field in fields
+        ]
+        out += [markdown_table(["key", "default", "meaning"], rows), ""]
     return "\n".join(out)
 
 

@@ -36,6 +36,7 @@ from segmentation.artifacts import PipelineError, run, write_bytes, write_text
 from segmentation.config import PARAMS_FILE, load_params
 from segmentation.data.dataset import dataset_file, load_dataset
 from segmentation.reporting.profile import driver_sentences
+from segmentation.reporting.tables import markdown_table
 from segmentation.text import numbers_written
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
@@ -147,15 +148,16 @@ def drivers(base: str, datasets: list[str]) -> list[str]:
         sentences = driver_sentences(
             importance, json.loads(explained.read_text(encoding="utf-8")), dataset, numbers
         )
-        lines += [f"#### {dataset.title} (`{name}`)", "", " ".join(sentences), ""]
-        lines += ["| Column | base | this pull request |", "|---|---|---|"]
-        lines += [
-            f"| {dataset.label(column)} | "
-            f"{'-' if before is None or column not in before else f'{before[column]:.1%}'} | "
-            f"{now.get(column, 0.0):.1%} |"
+        rows = [
+            [
+                dataset.label(column),
+                "-" if before is None or column not in before else f"{before[column]:.1%}",
+                f"{now.get(column, 0.0):.1%}",
+            ]
             for column in shown
         ]
-        lines.append("")
+        lines += [f"#### {dataset.title} (`{name}`)", "", " ".join(sentences), ""]
+        lines += [markdown_table(["Column", "base", "this pull request"], rows), ""]
     return lines
 
 
@@ -199,14 +201,11 @@ def render_report(
             else "(new plot)"
         )
         note = "" if image.committed else " (as reproduced here; the committed file differs)"
-        lines += [
-            f"#### `{image.path}`{note}",
-            "",
-            f"| base `{short_base}` | this pull request `{short_head}` |",
-            "|---|---|",
-            f"| {base_cell} | ![{image.path} at {short_head}]({image.head_link}) |",
-            "",
-        ]
+        side_by_side = markdown_table(
+            [f"base `{short_base}`", f"this pull request `{short_head}`"],
+            [[base_cell, f"![{image.path} at {short_head}]({image.head_link})"]],
+        )
+        lines += [f"#### `{image.path}`{note}", "", side_by_side, ""]
     lines += ["### Reproducibility", ""]
     if stale:
         lines += [

@@ -147,9 +147,22 @@ def read_csv(path: Path, **options) -> pd.DataFrame:
 
     ``options`` go to ``pd.read_csv`` (``usecols``; ``chunksize`` for a reader of chunks).
     """
-    return pd.read_csv(
-        _existing(path), dtype={CUSTOMER_ID: str}, keep_default_na=False, na_values=[""], **options
-    )
+    try:
+        return pd.read_csv(
+            _existing(path),
+            dtype={CUSTOMER_ID: str},
+            keep_default_na=False,
+            na_values=[""],
+            **options,
+        )
+    except ValueError as error:
+        if "Usecols do not match" not in str(error):
+            raise
+        missing = str(error).split("not found:", 1)[-1].strip()
+        raise PipelineError(
+            f"{path}: no column {missing}; it was written by another version of the pipeline, "
+            "so rerun 'dvc repro'"
+        ) from None
 
 
 def read_json(path: Path) -> dict:

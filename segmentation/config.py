@@ -455,5 +455,5 @@ def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarr
             f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {len(vectors)}; "
             "rerun 'dvc repro'"
         )
-    rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
+    rows = np.flatnonzero(flags["outlier"].to_numpy() == 0)
     return flags[CUSTOMER_ID].to_numpy()[rows], rows, vectors[rows]

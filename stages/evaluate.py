@@ -23,8 +23,8 @@ from segmentation.evaluation.maps import MAPS, map_figure, map_points, validity_
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    flags = read_csv(paths.outliers, usecols=[CUSTOMER_ID, "inlier"])
-    ids = flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()
+    flags = read_csv(paths.outliers, usecols=[CUSTOMER_ID, "outlier"])
+    ids = flags.loc[flags["outlier"] == 0, CUSTOMER_ID].to_numpy()
     labels = read_csv(paths.labels)
     coordinates = read_csv(paths.projections).merge(labels, on=CUSTOMER_ID, validate="one_to_one")
     if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids) or len(coordinates) != len(ids):

@@ -29,6 +29,7 @@ from segmentation.reporting.profile import (
     render_report,
     representation,
     standardized_differences,
+    value_differences,
     warning_section,
     with_stability,
 )
@@ -40,7 +41,8 @@ def main(name: str) -> None:
     everyone = read_customers(paths.customers, dataset)
     customers = everyone.loc[labels[CUSTOMER_ID]]
     segments = labels["segment"]
-    table = profile(customers, segments, dataset)
+    differences = value_differences(customers, segments, dataset)
+    table = profile(customers, segments, dataset, differences)
     metrics = {
         stage: read_json(paths.metrics / f"{stage}.json")
         for stage in ("rows", "outliers", "evaluate", "explain", "elbow", "stability")
@@ -84,14 +86,14 @@ def main(name: str) -> None:
         context,
         dataset,
     )
-    differences, values = standardized_differences(customers, segments, dataset)
+    strongest, values = standardized_differences(differences, segments, dataset)
     write_png(
         paths.plots / f"{HEATMAP}.png",
         heatmap_figure(
-            differences,
+            strongest,
             values,
             table["name"].tolist(),
-            [dataset.label(column) for column in differences.columns],
+            [dataset.label(column) for column in strongest.columns],
         ),
     )
     write_csv(paths.reports / "profiles.csv", table)

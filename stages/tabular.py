@@ -22,7 +22,7 @@ def main(name: str) -> None:
     customers = read_customers(paths.customers, dataset)
     matrix = encode_tabular(customers, dataset, params.comparison.tabular.encoding)
     flags = detect_outliers(matrix, params.outliers.contamination, customers.index.to_numpy())
-    rows = np.flatnonzero(flags["inlier"].to_numpy() == 1)
+    rows = np.flatnonzero(flags["outlier"].to_numpy() == 0)
     segments, metrics = segment_tabular(
         matrix[rows], params.k, params.comparison.tabular, params.seed, params.silhouette_max_rows
     )

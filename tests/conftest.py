@@ -1,7 +1,13 @@
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from sklearn.datasets import make_blobs
+
+from segmentation.data.dataset import typed
+from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +50,43 @@ def model_cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("segments-cache")
     os.environ["SEGMENTS_CACHE"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def bank_customers(bank):
+    """Turns synthetic UCI rows into customers as the serialize stage hands them on: the used
+    columns, typed, by id."""
+
+    def by_id(frame: pd.DataFrame) -> pd.DataFrame:
+        customers = typed(
+            frame.loc[:, bank.used_columns].astype({c: str for c in bank.used_columns}), bank
+        )
+        customers.index = pd.Index(frame.index.astype(str), name="customer_id")
+        return customers
+
+    return by_id
+
+
+@pytest.fixture(scope="module")
+def segmented(bank_customers):
+    """Bank customers segmented by two columns: housing loan or not, personal loan or not."""
+    customers = bank_customers(synthetic.customers(600, seed=3))
+    segments = np.where(customers["housing"] == "yes", 1, 2) + (customers["loan"] == "yes") * 2
+    return customers, pd.Series(segments)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """300 points in three well-separated blobs of 6 dimensions, and their true labels."""
+    vectors, truth = make_blobs(
+        n_samples=300, centers=3, n_features=6, cluster_std=0.5, random_state=1
+    )
+    return vectors.astype(np.float32), truth
+
+
+def profiled(customers, segments, dataset):
+    """The profile table as the profile stage builds it, with the differences computed once."""
+    from segmentation.reporting import profile
+
+    differences = profile.value_differences(customers, segments, dataset)
+    return profile.profile(customers, segments, dataset, differences)

@@ -65,8 +65,8 @@ def test_the_model_fits_as_the_stages_do(trained):
     _, customers, vectors, fitted = trained
     flags = outliers.detect_outliers(vectors, PARAMS.outliers.contamination, customers.index)
     assert np.array_equal(fitted.decision_scores_, flags["ecod_score"])
-    assert np.array_equal(fitted.outlier_labels_, 1 - flags["inlier"])
-    inliers = np.flatnonzero(flags["inlier"] == 1)
+    assert np.array_equal(fitted.outlier_labels_, flags["outlier"])
+    inliers = np.flatnonzero(flags["outlier"] == 0)
     labels, centroids, _ = kmeans.fit_segments(
         vectors[inliers], PARAMS.k, PARAMS.kmeans.n_init, PARAMS.seed
     )

@@ -310,7 +310,7 @@ def _inliers(p: Project, rows: int = 20) -> None:
     )
     p.write(
         "data/bank/interim/outliers.csv",
-        "customer_id,ecod_score,inlier\n" + "".join(f"{i},0.5,1\n" for i in range(rows)),
+        "customer_id,ecod_score,outlier\n" + "".join(f"{i},0.5,0\n" for i in range(rows)),
     )
 
 

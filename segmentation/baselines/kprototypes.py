@@ -33,7 +33,7 @@ def read_tabular_inliers(paths: Layout, dataset: Dataset) -> pd.DataFrame:
             f"{paths.tabular_outliers} has {len(flags)} rows but {paths.customers} has "
             f"{len(customers)}; rerun 'dvc repro'"
         )
-    return customers.loc[flags.loc[flags["inlier"] == 1, CUSTOMER_ID].to_numpy()]
+    return customers.loc[flags.loc[flags["outlier"] == 0, CUSTOMER_ID].to_numpy()]
 
 
 def prototype_frame(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scipy.stats.contingency import association
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError
 from segmentation.config import DATASETS_DIR, validated
@@ -957,6 +956,9 @@ def _near_copies(customers: pd.DataFrame, dataset: Dataset) -> list[str]:
 
 
 def _cramers_v(first: pd.Series, second: pd.Series) -> float:
+    # scipy.stats takes most of a second to import, and only the serialize stage comes here
+    from scipy.stats.contingency import association
+
     return float(association(pd.crosstab(first, second).to_numpy(), method="cramer"))
 
 

@@ -16,7 +16,6 @@ percentile of those scores.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import skew
 
 # Rows scored at once: the per-block arrays are BLOCK_ROWS x columns float64 (12 MB at 384 columns).
 BLOCK_ROWS = 4096
@@ -28,6 +27,9 @@ class ECODReference:
     """ECOD fitted on ``reference``: ``scores`` for new rows, ``threshold`` from the reference."""
 
     def __init__(self, reference: np.ndarray, contamination: float):
+        # scipy.stats takes most of a second to import; a loaded model scores without it
+        from scipy.stats import skew
+
         rows, columns = reference.shape
         if rows < 2:
             raise ValueError(f"ECOD needs at least 2 reference rows, got {rows}")

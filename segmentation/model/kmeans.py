@@ -80,8 +80,8 @@ def fit_kmeans(
 def inlier_labels(paths: Layout, labels: np.ndarray) -> Iterator[pd.DataFrame]:
     """labels.csv's rows a chunk at a time, with the inliers' ids from the outliers stage's file."""
     done = 0
-    with read_csv(paths.outliers, usecols=[CUSTOMER_ID, "inlier"], chunksize=BLOCK_ROWS) as chunks:
+    with read_csv(paths.outliers, usecols=[CUSTOMER_ID, "outlier"], chunksize=BLOCK_ROWS) as chunks:
         for chunk in chunks:
-            ids = chunk.loc[chunk["inlier"] == 1, CUSTOMER_ID].to_numpy()
+            ids = chunk.loc[chunk["outlier"] == 0, CUSTOMER_ID].to_numpy()
             yield pd.DataFrame({CUSTOMER_ID: ids, "segment": labels[done : done + len(ids)]})
             done += len(ids)

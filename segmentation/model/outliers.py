@@ -11,12 +11,13 @@ from segmentation.model.segment_model import OutlierDetector
 
 
 def flag_table(ids: np.ndarray, detector: OutlierDetector) -> pd.DataFrame:
-    """ECOD score and inlier flag of each fitted customer (row ``i`` is customer ``ids[i]``)."""
+    """ECOD score and outlier flag (1 = outlier, as pyod's ``labels_``) of each fitted customer;
+    row ``i`` is customer ``ids[i]``."""
     return pd.DataFrame(
         {
             CUSTOMER_ID: ids,
             "ecod_score": detector.decision_scores_,
-            "inlier": (1 - detector.labels_).astype(np.int8),
+            "outlier": detector.labels_.astype(np.int8),
         }
     )
 
@@ -28,12 +29,12 @@ def detect_outliers(vectors: np.ndarray, contamination: float, ids: np.ndarray) 
 
 
 def outlier_metrics(flags: pd.DataFrame) -> dict[str, float | int]:
-    inliers = int(flags["inlier"].sum())
+    outliers = int(flags["outlier"].sum())
     return {
         "customers": len(flags),
-        "inliers": inliers,
-        "outliers": len(flags) - inliers,
-        "outlier_share": (len(flags) - inliers) / len(flags),
+        "inliers": len(flags) - outliers,
+        "outliers": outliers,
+        "outlier_share": outliers / len(flags),
     }
 
 

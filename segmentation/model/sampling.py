@@ -100,14 +100,14 @@ def _release(matrix: np.ndarray, start: int, stop: int) -> None:
 
 def inlier_rows(paths: Layout, customers: int) -> np.ndarray:
     """Positions of the customers ECOD kept, read from the outliers stage's file in chunks."""
-    with read_csv(paths.outliers, usecols=["inlier"], chunksize=BLOCK_ROWS) as chunks:
-        flags = np.concatenate([chunk["inlier"].to_numpy(dtype=np.int8) for chunk in chunks])
+    with read_csv(paths.outliers, usecols=["outlier"], chunksize=BLOCK_ROWS) as chunks:
+        flags = np.concatenate([chunk["outlier"].to_numpy(dtype=np.int8) for chunk in chunks])
     if len(flags) != customers:
         raise PipelineError(
             f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {customers}; "
             "rerun 'dvc repro'"
         )
-    return np.flatnonzero(flags == 1)
+    return np.flatnonzero(flags == 0)
 
 
 def read_inliers(paths: Layout) -> MatrixRows:

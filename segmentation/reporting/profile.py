@@ -2,7 +2,8 @@
 for a marketing manager.
 
 Which columns are shown, their labels, the phrases that name segments and the outcomes described
-per segment all come from the data-set file.
+per segment all come from the data-set file. The report's wording is in ``templates/segments.md.j2``
+and the templates it includes; this module prepares what they show.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from segmentation.artifacts import (
     metric_key,
     subplots,
 )
-from segmentation.config import StabilityParams
 from segmentation.data.dataset import Dataset
-from segmentation.evaluation import stability
+from segmentation.reporting import stability
+from segmentation.reporting.render import render
+from segmentation.reporting.tables import markdown_table
 from segmentation.text import band_edges
 
 # A segment's name carries its naming subject's phrase when that value dominates the segment (held
@@ -64,9 +66,12 @@ def outcome_values(customers: pd.DataFrame, dataset: Dataset, column: str) -> pd
     return customers[column].eq(dataset.describe[column]).astype(float)
 
 
-def profile(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
+def profile(
+    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset, differences: pd.DataFrame
+) -> pd.DataFrame:
     """Size, share, outcome rates, means of the numbers and the most frequent value (with its share)
-    of each categorical column, per segment."""
+    of each categorical column, per segment, and its name from ``differences``
+    (``value_differences``, which the heatmap draws too)."""
     numeric, categorical = profile_columns(dataset)
     frame = customers.assign(segment=segments.to_numpy())
     rows = []
@@ -84,7 +89,7 @@ def profile(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> p
             row[f"top_{column}_share"] = counts[top] / len(group)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.insert(1, "name", name_segments(table, customers, segments, dataset))
+    table.insert(1, "name", name_segments(table, customers, dataset, differences))
     return table
 
 
@@ -100,7 +105,7 @@ def with_stability(table: pd.DataFrame, found: dict[str, float]) -> pd.DataFrame
 
 
 def name_segments(
-    table: pd.DataFrame, customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+    table: pd.DataFrame, customers: pd.DataFrame, dataset: Dataset, differences: pd.DataFrame
 ) -> list[str]:
     """Plain-language names such as "Managers in their 30s: university-educated, high income".
 
@@ -110,7 +115,6 @@ def name_segments(
     deviations or more), strongest first, as many as fit ``NAME_MAX_CHARACTERS``. A segment where
     nothing stands out takes the data set's ``mixed`` name; names that clash get their number.
     """
-    differences = value_differences(customers, segments, dataset)
     names = []
     for row in table.to_dict(orient="records"):
         lead = _lead(row, customers, dataset)
@@ -295,14 +299,14 @@ def value_differences(
 
 
 def standardized_differences(
-    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
+    differences: pd.DataFrame, segments: pd.Series, dataset: Dataset
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The heatmap's cells: per segment and profile column, the difference of a number, or of the
     categorical column's most over-represented value (for yes/no columns both values differ equally
     in size, and "more of X" reads better than "less of not-X"; ties go to the first value
     alphabetically). Returns the differences and the value each refers to, segments as rows."""
     columns = dataset.segment_on + dataset.context_columns
-    found = value_differences(customers, segments, dataset).sort_values(
+    found = differences.sort_values(
         ["segment", "column", "difference", "value"],
         ascending=[True, True, False, True],
         kind="stable",
@@ -360,15 +364,6 @@ def heatmap_figure(
     return figure
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += [
-        "| " + " | ".join(str(value) for value in row) + " |"
-        for row in frame.itertuples(index=False)
-    ]
-    return "\n".join(lines)
-
-
 def _amount(value: float, unit: str) -> str:
     number = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
     return f"{number} {unit}".strip()
@@ -389,102 +384,88 @@ def outcome_title(dataset: Dataset, column: str) -> str:
 
 def segment_card(
     row: dict, drivers: pd.DataFrame, shares: pd.DataFrame, base: dict[str, float], dataset: Dataset
-) -> str:
-    """One segment in words: size, outcomes, profile, its SHAP drivers, and what it has more or less
-    of than all customers."""
+) -> dict[str, object]:
+    """One segment's card for segment_card.md.j2: size, outcomes, profile, its SHAP drivers, and a
+    table of what it has more or less of than all customers ("" when nothing stands out)."""
     numeric, categorical = profile_columns(dataset)
     means = " · ".join(
         f"{dataset.label(c)} {_amount(row[f'mean_{c}'], dataset.columns[c].unit)} on average "
         f"(all: {_amount(base[c], dataset.columns[c].unit)})"
         for c in numeric
     )
-    outcomes = "; ".join(
-        f"{outcome_title(dataset, c)} **{_outcome(row[outcome_key(dataset, c)], dataset, c)}** "
-        f"(all customers: {_outcome(base[outcome_key(dataset, c)], dataset, c)})"
-        for c in dataset.describe
-    )
-    typical = "; ".join(
-        f"{dataset.label(c)}: {row[f'top_{c}']} ({row[f'top_{c}_share']:.0%})" for c in categorical
-    )
+    size = f"**{row['customers']:,} customers** ({row['share']:.1%})"
     own = drivers[drivers["segment"] == row["segment"]].sort_values("rank")
-    shap = (
-        ", ".join(f"**{f}** ({v:.2f})" for f, v in zip(own["feature"], own["mean_abs_shap"])) or "-"
-    )
-    over, under = distinctive_values(shares)
-    lines = [
-        f"### {row['segment']}. {row['name']}",
-        "",
-        " · ".join(
-            part
-            for part in (f"**{row['customers']:,} customers** ({row['share']:.1%})", means)
-            if part
-        ),
-        "",
-    ]
-    if outcomes:
-        lines += [f"- Outcome: {outcomes}."]
     band = stability.reading(row["jaccard"])
-    lines += [
-        f"- Most frequent values: {typical}.",
-        f"- Top SHAP features (mean |SHAP| for this segment, log-odds): {shap}.",
-        f"- Stability: clusterwise Jaccard **{row['jaccard']:.2f}**, {band}: "
-        f"it {stability.BAND_MEANINGS[band]}.",
-        "",
-    ]
+    return {
+        "segment": row["segment"],
+        "name": row["name"],
+        "size": " · ".join(part for part in (size, means) if part),
+        "outcomes": "; ".join(
+            f"{outcome_title(dataset, c)} **{_outcome(row[outcome_key(dataset, c)], dataset, c)}** "
+            f"(all customers: {_outcome(base[outcome_key(dataset, c)], dataset, c)})"
+            for c in dataset.describe
+        ),
+        "typical": "; ".join(
+            f"{dataset.label(c)}: {row[f'top_{c}']} ({row[f'top_{c}_share']:.0%})"
+            for c in categorical
+        ),
+        "shap": ", ".join(
+            f"**{f}** ({v:.2f})" for f, v in zip(own["feature"], own["mean_abs_shap"])
+        )
+        or "-",
+        "jaccard": row["jaccard"],
+        "band": band,
+        "band_meaning": stability.BAND_MEANINGS[band],
+        "values_table": values_table(shares, dataset),
+    }
+
+
+def values_table(shares: pd.DataFrame, dataset: Dataset) -> str:
+    """A segment's over- and under-represented values against all customers; "" when none is."""
+    over, under = distinctive_values(shares)
     if over.empty and under.empty:
-        return "\n".join(lines + ["No value is markedly over- or under-represented.", ""])
-    lines += ["| | Value | In segment | All customers | Ratio |", "|---|---|---|---|---|"]
-    for word, found in (("more", over), ("fewer", under)):
-        lines += [
-            f"| {word} | {dataset.label(c)}: {v} | {s:.0%} | {b:.0%} | ×{r:.2f} |"
-            for c, v, s, b, r in found[
-                ["column", "value", "segment_share", "base_share", "ratio"]
-            ].itertuples(index=False)
-        ]
-    return "\n".join(lines + [""])
+        return ""
+    rows = [
+        [word, f"{dataset.label(c)}: {v}", f"{s:.0%}", f"{b:.0%}", f"×{r:.2f}"]
+        for word, found in (("more", over), ("fewer", under))
+        for c, v, s, b, r in found[
+            ["column", "value", "segment_share", "base_share", "ratio"]
+        ].itertuples(index=False)
+    ]
+    return markdown_table(["", "Value", "In segment", "All customers", "Ratio"], rows)
 
 
-def summary_table(table: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+def summary_table(table: pd.DataFrame, dataset: Dataset) -> str:
+    """One line per segment: size, stability, outcomes, the numbers' means and the most frequent
+    value of each categorical column."""
     numeric, categorical = profile_columns(dataset)
-    return pd.DataFrame(
-        {
-            "Segment": table["segment"],
-            "Name": table["name"],
-            "Customers": table["customers"].map("{:,}".format),
-            "Share": table["share"].map("{:.1%}".format),
-            "Stability (Jaccard)": [f"{v:.2f} {stability.reading(v)}" for v in table["jaccard"]],
-            **{
-                outcome_title(dataset, c): [
-                    _outcome(v, dataset, c) for v in table[outcome_key(dataset, c)]
-                ]
-                for c in dataset.describe
-            },
-            **{
-                f"{dataset.label(c)} (mean)": [
-                    _amount(v, dataset.columns[c].unit) for v in table[f"mean_{c}"]
-                ]
-                for c in numeric
-            },
-            **{
-                dataset.label(c): [
-                    f"{value} ({share:.0%})"
-                    for value, share in zip(table[f"top_{c}"], table[f"top_{c}_share"])
-                ]
-                for c in categorical
-            },
-        }
-    )
-
-
-def accounting(rows: dict, outliers: dict, rejected_file: str) -> str:
-    """customers = segmented + outliers + rejected, in one sentence."""
-    return (
-        f"{rows['table_rows']:,} customers in the table: {outliers['inliers']:,} segmented, "
-        f"{outliers['outliers']:,} set aside as outliers by ECOD, {rows['rejected_rows']:,} "
-        "rejected by a missing-cell or invalid-value policy (listed with their line, column and "
-        "reason in "
-        f"[`{rejected_file}`]({rejected_file}))"
-    )
+    columns = {
+        "Segment": table["segment"],
+        "Name": table["name"],
+        "Customers": table["customers"].map("{:,}".format),
+        "Share": table["share"].map("{:.1%}".format),
+        "Stability (Jaccard)": [f"{v:.2f} {stability.reading(v)}" for v in table["jaccard"]],
+        **{
+            outcome_title(dataset, c): [
+                _outcome(v, dataset, c) for v in table[outcome_key(dataset, c)]
+            ]
+            for c in dataset.describe
+        },
+        **{
+            f"{dataset.label(c)} (mean)": [
+                _amount(v, dataset.columns[c].unit) for v in table[f"mean_{c}"]
+            ]
+            for c in numeric
+        },
+        **{
+            dataset.label(c): [
+                f"{value} ({share:.0%})"
+                for value, share in zip(table[f"top_{c}"], table[f"top_{c}_share"])
+            ]
+            for c in categorical
+        },
+    }
+    return markdown_table(list(columns), zip(*columns.values()))
 
 
 # How numbers are written -> the other way the report points to, and what it writes.
@@ -536,67 +517,52 @@ def driver_sentences(
 
 
 def drivers_section(importance: pd.DataFrame, explain: dict, dataset: Dataset, numbers: str) -> str:
-    sentences = " ".join(driver_sentences(importance, explain, dataset, numbers))
-    table = _markdown_table(driver_table(importance, explain, dataset))
-    return (
-        f"## What drives the segments\n\n{sentences}\n\nEach segmentation column's share of the "
-        "LightGBM surrogate's mean |SHAP| and, for a number, the share of its variance between "
-        f"the segments (η²):\n\n{table}\n"
+    return render(
+        "segment_drivers.md.j2",
+        sentences=" ".join(driver_sentences(importance, explain, dataset, numbers)),
+        table=driver_table(importance, explain, dataset),
     )
 
 
-def driver_table(importance: pd.DataFrame, explain: dict, dataset: Dataset) -> pd.DataFrame:
+def driver_table(importance: pd.DataFrame, explain: dict, dataset: Dataset) -> str:
     """Each segmentation column's share of the explanation and, for a number, its η²."""
-    return pd.DataFrame(
-        {
-            "Column": [dataset.label(column) for column in importance["feature"]],
-            "Share of the explanation": importance["share"].map("{:.1%}".format),
-            "η² (numbers)": [
-                f"{explain[metric_key('eta_squared', column)]:.3f}"
-                if metric_key("eta_squared", column) in explain
-                else ""
-                for column in importance["feature"]
-            ],
-        }
-    )
+    rows = []
+    for column, share in zip(importance["feature"], importance["share"]):
+        eta_squared = explain.get(metric_key("eta_squared", column))
+        rows.append(
+            [
+                dataset.label(column),
+                f"{share:.1%}",
+                "" if eta_squared is None else f"{eta_squared:.3f}",
+            ]
+        )
+    return markdown_table(["Column", "Share of the explanation", "η² (numbers)"], rows)
 
 
 def warning_section(warnings: list[str], dataset_file: str) -> str:
     if not warnings:
         return ""
-    listed = "\n".join(f"- {warning}" for warning in warnings)
-    return (
-        f"\n## Warnings about the data\n\nFound by the serialize stage in the customers kept; none "
-        f"stops the pipeline. Change `{dataset_file}` or the export to act on them.\n\n{listed}\n"
-    )
+    return render("data_warnings.md.j2", warnings=warnings, dataset_file=dataset_file)
 
 
-def outcome_lines(table: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> list[str]:
-    lines = []
+def outcome_ranges(table: pd.DataFrame, base: dict[str, float], dataset: Dataset) -> list[dict]:
+    """Per described outcome: its value among all customers, and the segments lowest and highest
+    on it."""
+    ranges = []
     for column in dataset.describe:
         key = outcome_key(dataset, column)
         low, high = table.loc[table[key].idxmin()], table.loc[table[key].idxmax()]
-        lines.append(
-            f"- {outcome_title(dataset, column)}: {_outcome(base[key], dataset, column)} "
-            "of all customers; by segment "
-            f"from {_outcome(low[key], dataset, column)} (segment {low['segment']}) to "
-            f"{_outcome(high[key], dataset, column)} (segment {high['segment']})."
+        ranges.append(
+            {
+                "title": outcome_title(dataset, column),
+                "overall": _outcome(base[key], dataset, column),
+                "lowest": _outcome(low[key], dataset, column),
+                "lowest_segment": low["segment"],
+                "highest": _outcome(high[key], dataset, column),
+                "highest_segment": high["segment"],
+            }
         )
-    return lines
-
-
-def stability_note(settings: StabilityParams, n_init: int, inliers: int, name: str) -> str:
-    """How the stability numbers were made and where the rest of them are, in one paragraph."""
-    return (
-        f"Refits of a seeded sample of {min(settings.rows, inliers):,} segmented customers: "
-        f"{settings.seeds} seeds and {settings.bootstrap_rounds} bootstrap resamples, each with "
-        f"the segments' own KMeans ({n_init} restarts). A k's stability is the lower of its mean "
-        f"ARIs across resamples and across seeds (every k: `plots/{name}/elbow.csv`); the near tie "
-        "compares the committed segments with every refit polished on all customers "
-        f"(`metrics/{name}/stability.json`). A segment's clusterwise Jaccard is its mean overlap "
-        f"with its best match in each resample (Hennig 2007): {stability.bands_legend()}. How to "
-        "read it all: [`docs/stability.md`](../../docs/stability.md)."
-    )
+    return ranges
 
 
 def render_report(
@@ -608,81 +574,37 @@ def render_report(
     context: dict,
     dataset: Dataset,
 ) -> str:
-    cards = "\n".join(
-        segment_card(row, drivers, shares[shares["segment"] == row["segment"]], base, dataset)
-        for row in table.to_dict(orient="records")
-    )
-    outliers, evaluate, explain = metrics["outliers"], metrics["evaluate"], metrics["explain"]
-    figures = "\n\n".join(f"![{name}]({context['plots']}/{name}.png)" for name in FIGURES)
-    columns = dataset.segment_on
-    surrogate = (
-        f"- A LightGBM model on the {len(columns)} segmentation columns recovers the segment of "
-        f"held-out customers with accuracy {explain['holdout_accuracy']:.3f} and macro-F1 "
-        f"{explain['holdout_macro_f1']:.3f} (majority-class baseline "
-        f"{explain['majority_class_accuracy']:.3f})"
-    )
+    explain, settings = metrics["explain"], context["stability"]
     text_only = dataset.context_columns
-    if text_only:
-        carried = ", ".join(f"`{c}`" for c in text_only)
-        surrogate += (
-            f"; with {carried}, which the text also carries, accuracy is "
-            f"{explain[metric_key('holdout_accuracy_with', *text_only)]:.3f}"
-        )
-    outcomes = "\n".join(outcome_lines(table, base, dataset))
-    settings = context["stability"]
-    trust = stability.summary(
-        context["k"], metrics["elbow"], metrics["stability"], settings.near_tie_gap_pct
+    return render(
+        "segments.md.j2",
+        **context,
+        title=dataset.title,
+        rows=metrics["rows"],
+        outliers=metrics["outliers"],
+        evaluate=metrics["evaluate"],
+        explain=explain,
+        columns=len(dataset.segment_on),
+        text_only=", ".join(f"`{c}`" for c in text_only),
+        accuracy_with_text_only=(
+            explain[metric_key("holdout_accuracy_with", *text_only)] if text_only else None
+        ),
+        outcomes=outcome_ranges(table, base, dataset),
+        trust=stability.summary(
+            context["k"], metrics["elbow"], metrics["stability"], settings.near_tie_gap_pct
+        ),
+        sampled=min(settings.rows, metrics["outliers"]["inliers"]),
+        bands_legend=stability.bands_legend(),
+        summary_table=summary_table(table, dataset),
+        kept=base["kept"],
+        cards=[
+            segment_card(row, drivers, shares[shares["segment"] == row["segment"]], base, dataset)
+            for row in table.to_dict(orient="records")
+        ],
+        figures=FIGURES,
+        heatmap=HEATMAP,
+        values_per_card=VALUES_PER_CARD,
+        over_ratio=OVER_RATIO,
+        under_ratio=UNDER_RATIO,
+        min_share=MIN_SHARE,
     )
-    # Python drops a backslash at a template line's end with the line break, so the report
-    # keeps long list items and paragraphs on one markdown line.
-    return f"""# Customer segments: {dataset.title}
-
-Generated by `dvc repro` (stage `profile@{context["name"]}`); do not edit by hand.
-
-- {accounting(metrics["rows"], outliers, context["rejected"])}.
-- Model: `{context["model"]}`; k = {context["k"]} segments.
-- Davies-Bouldin {evaluate["davies_bouldin"]:.4f} (lower is better), \
-Calinski-Harabasz {evaluate["calinski_harabasz"]:.1f}, \
-silhouette {evaluate["silhouette"]:.4f} (on the embeddings).
-{surrogate}.
-{outcomes}
-{context["warnings"]}
-{context["drivers"]}
-## How far to trust these segments
-
-{trust}
-
-{stability_note(settings, context["n_init"], outliers["inliers"], context["name"])}
-
-## Segments
-
-Segments are numbered from largest to smallest. \
-Each categorical column shows the most frequent value and its share within the segment.
-
-{_markdown_table(summary_table(table, dataset))}
-
-## The segments at a glance
-
-Each cell: how far the segment is from all {outliers["inliers"]:,} segmented customers, \
-in standard deviations (red: more, blue: less). \
-For a number, the difference of the means; for a categorical column, \
-the value the segment has most more of than all customers, and by how much.
-
-![{HEATMAP}]({context["plots"]}/{HEATMAP}.png)
-
-## Segment cards
-
-"All customers" means the {outliers["inliers"]:,} segmented customers, except for outcomes, \
-which are compared with every customer kept ({base["kept"]:,}). \
-A card lists up to {VALUES_PER_CARD} values the segment has **more** of \
-(at least ×{OVER_RATIO} and {MIN_SHARE:.0%} of the segment) and **fewer** of \
-(at most ×{UNDER_RATIO}, among values held by {MIN_SHARE:.0%} of all customers); \
-numbers are in bands. \
-The SHAP features are the columns the LightGBM surrogate leans on most \
-to recognise the segment's own members.
-
-{cards}
-## Figures
-
-{figures}
-"""

@@ -1,0 +1,185 @@
+"""Benchmark: the card's ``dvc exp run -S k=6`` on the whole DAG, before and after, in one run.
+
+    python bench/k_experiment.py --before 77ddde8 [--after HEAD] [--set k=6]
+
+For each revision, a clone of this repository is made under a temporary folder, with this
+checkout's DVC cache, and ``dvc checkout`` puts that revision's outputs in place (so both
+revisions must have been reproduced once with this cache; the benchmark says so if not). Then:
+
+1. ``dvc exp run -S k=6`` runs with every data set of params.yaml. Its total wall time is measured,
+   and each stage's from the moment DVC announces it to the next announcement (the process start,
+   its imports, its work and DVC's bookkeeping);
+2. the workspace goes back to the revision's outputs, params.yaml gets the same values, and the
+   stages the experiment ran are run by hand, one process each, in the same order: each one's wall
+   time, its own work (the stage's "finished in" log line) and the difference, which is the
+   process start and its imports;
+3. every metrics, plots and reports file the experiment wrote is compared, byte for byte, with the
+   one the stages wrote by hand.
+
+It prints one table per revision, the totals side by side and the ratio, and PASS/FAIL against the
+target: at most 90 s for the experiment on the 2-core machine, and identical results by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SECONDS = 90.0
+ANNOUNCED = re.compile(r"^Running stage '([\w@-]+)'")
+FINISHED = re.compile(r"stage \w+ finished in ([\d.]+) s")
+RESULTS = ("metrics", "plots", "reports")
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed in {cwd}:\n{(done.stdout + done.stderr)[-3000:]}")
+    return done.stdout + done.stderr
+
+
+def clone(revision: str, folder: Path, env: dict[str, str]) -> Path:
+    """A clone at ``revision`` with this checkout's DVC cache and that revision's outputs."""
+    run(["git", "clone", "-q", str(ROOT), str(folder)], ROOT, env)
+    run(["git", "checkout", "-q", revision], folder, env)
+    run(["dvc", "config", "--local", "cache.dir", str(ROOT / ".dvc" / "cache")], folder, env)
+    done = subprocess.run(["dvc", "checkout"], cwd=folder, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(
+            f"{revision}: its outputs are not all in {ROOT / '.dvc' / 'cache'}; run "
+            f"'git checkout {revision} && dvc repro' in this checkout once, then benchmark again"
+        )
+    return folder
+
+
+def experiment(folder: Path, settings: list[str], env: dict[str, str]) -> tuple[float, dict]:
+    """``dvc exp run -S ...``: total wall seconds and each announced stage's wall seconds."""
+    command = ["dvc", "exp", "run", *(part for item in settings for part in ("-S", item))]
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    stages: dict[str, float] = {}
+    current, since = None, started
+    output = []
+    for line in child.stdout:
+        output.append(line)
+        if match := ANNOUNCED.match(line):
+            now = time.perf_counter()
+            if current:
+                stages[current] = now - since
+            current, since = match.group(1), now
+    child.wait()
+    total = time.perf_counter() - started
+    if current:
+        stages[current] = time.perf_counter() - since
+    if child.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed in {folder}:\n{''.join(output)[-3000:]}")
+    return total, stages
+
+
+def results(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for name in RESULTS
+        for path in sorted((folder / name).rglob("*"))
+        if path.is_file()
+    }
+
+
+def by_hand(
+    folder: Path, stages: list[str], settings: list[str], env: dict[str, str]
+) -> dict[str, tuple[float, float]]:
+    """The stages run one process each: (wall seconds, the stage's own seconds) per stage."""
+    run(["git", "checkout", "-q", "--", "."], folder, env)
+    run(["dvc", "checkout", "--force"], folder, env)
+    params = folder / "params.yaml"
+    text = params.read_text()
+    for item in settings:
+        key, value = item.split("=", 1)
+        text, found = re.subn(rf"(?m)^{re.escape(key)}: .*$", f"{key}: {value}", text)
+        if not found:
+            sys.exit(f"--set {item}: only top-level keys of params.yaml can be set here")
+    params.write_text(text)
+    timings = {}
+    for stage in stages:
+        name, dataset = stage.split("@")
+        started = time.perf_counter()
+        output = run([sys.executable, "-m", f"stages.{name}", dataset], folder, env)
+        wall = time.perf_counter() - started
+        own = FINISHED.findall(output)
+        timings[stage] = (wall, float(own[-1]) if own else wall)
+    return timings
+
+
+def measure(revision: str, folder: Path, settings: list[str], env: dict[str, str]) -> dict:
+    project = clone(revision, folder, env)
+    total, announced = experiment(project, settings, env)
+    written = results(project)
+    hand = by_hand(project, list(announced), settings, env)
+    again = results(project)
+    differing = sorted(
+        path for path in written.keys() | again.keys() if written.get(path) != again.get(path)
+    )
+    return {"total": total, "announced": announced, "hand": hand, "differing": differing}
+
+
+def report(revision: str, measured: dict) -> None:
+    print(f"\n## {revision}: dvc exp run {measured['total']:.1f} s\n")
+    print("| stage | in dvc exp run (s) | by hand (s) | its own work (s) | start and imports (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for stage, seconds in measured["announced"].items():
+        wall, own = measured["hand"][stage]
+        print(f"| {stage} | {seconds:.1f} | {wall:.1f} | {own:.1f} | {wall - own:.1f} |")
+    walls = [wall for wall, _ in measured["hand"].values()]
+    owns = [own for _, own in measured["hand"].values()]
+    print(
+        f"| total ({len(walls)} stages) | {measured['total']:.1f} | {sum(walls):.1f} | "
+        f"{sum(owns):.1f} | {sum(walls) - sum(owns):.1f} |"
+    )
+    same = not measured["differing"]
+    print(
+        f"\nresults by hand identical to the experiment's: {'yes' if same else 'NO'}"
+        + ("" if same else f" ({', '.join(measured['differing'][:10])})")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="the revision to compare with")
+    parser.add_argument("--after", default="HEAD", help="the revision measured (default HEAD)")
+    parser.add_argument("--set", action="append", default=None, help="KEY=VALUE, as dvc's -S")
+    args = parser.parse_args()
+    settings = args.set or ["k=6"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", SEGMENTS_LOG_LEVEL="INFO")
+    work = Path(tempfile.mkdtemp(prefix="k-experiment-"))
+    try:
+        measured = {
+            revision: measure(revision, work / label, settings, env)
+            for label, revision in (("before", args.before), ("after", args.after))
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for revision, numbers in measured.items():
+        report(revision, numbers)
+    before, after = (numbers["total"] for numbers in measured.values())
+    fast = after <= TARGET_SECONDS
+    same = not measured[args.after]["differing"]
+    print(
+        f"\ndvc exp run -S {' -S '.join(settings)}: {before:.1f} s before, {after:.1f} s after "
+        f"({after / before:.2f}x)\n"
+        f"{'PASS' if fast else 'FAIL'} at most {TARGET_SECONDS:.0f} s on this machine\n"
+        f"{'PASS' if same else 'FAIL'} the stages run by hand give the experiment's results"
+    )
+
+
+if __name__ == "__main__":
+    main()

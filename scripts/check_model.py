@@ -1,0 +1,63 @@
+"""Load each data set's saved segment model and predict every customer it was fitted on.
+
+    python scripts/check_model.py [NAME ...]    # default: every data set in params.yaml
+
+The prediction must put every inlier in its pipeline segment (``labels.csv``). A customer the
+outliers stage flagged is predicted as a newcomer joining the ECOD reference, which already holds
+it: its score can only drop, so a pipeline flag may clear but never appear. Exits 1, naming the
+data set, when either rule is broken; prints one line per data set otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+
+from segmentation.artifacts import CUSTOMER_ID, read_csv, read_npy
+from segmentation.config import layout, load_params
+from segmentation.model.sampling import MatrixRows
+from segmentation.model.segment_model import SegmentModel
+
+
+def check(name: str) -> tuple[bool, str]:
+    paths = layout(name)
+    model = SegmentModel.load(paths.segment_model)
+    matrix = read_npy(paths.embeddings, mmap_mode="r")
+    predicted = pd.concat(
+        [model.predict(block) for _, block in MatrixRows(matrix).blocks()], ignore_index=True
+    )
+    flags = read_csv(paths.outliers)
+    labels = read_csv(paths.labels)
+    inliers = flags["outlier"].to_numpy() == 0
+    same_customers = np.array_equal(flags.loc[inliers, CUSTOMER_ID], labels[CUSTOMER_ID])
+    placed = int((predicted.loc[inliers, "segment"].to_numpy() == labels["segment"]).sum())
+    flagged = ~inliers
+    appeared = int((predicted["outlier"].to_numpy()[inliers] == 1).sum())
+    cleared = int((predicted["outlier"].to_numpy()[flagged] == 0).sum())
+    ok = same_customers and placed == len(labels) and appeared == 0
+    return ok, (
+        f"{name}: {placed:,} of {len(labels):,} inliers predicted in their pipeline segment; "
+        f"{int(flagged.sum()):,} pipeline outliers, {cleared:,} of them cleared as newcomers; "
+        f"{appeared:,} new flags"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="data sets (default: params.yaml's datasets)")
+    names = parser.parse_args().names or load_params().datasets
+    failed = []
+    for name in names:
+        ok, line = check(name)
+        print(line)
+        if not ok:
+            failed.append(name)
+    if failed:
+        sys.exit(f"the saved segment model does not reproduce the pipeline for {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
