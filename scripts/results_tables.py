@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from segmentation.data.dataset import Dataset
-from segmentation.reporting.profile import outcome_key, outcome_title
+from segmentation.data.outcomes import outcome_key, outcome_title
 from segmentation.reporting.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,12 +18,11 @@ from segmentation.artifacts import (
 )
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import dataset_file, load_dataset, read_customers
+from segmentation.data.outcomes import outcome_key, outcome_values
 from segmentation.reporting.profile import (
     HEATMAP,
     drivers_section,
     heatmap_figure,
-    outcome_key,
-    outcome_values,
     profile,
     profile_columns,
     render_report,

@@ -23,13 +23,13 @@ from segmentation.artifacts import (
 from segmentation.baselines.kprototypes import fit_prototypes, numeric_columns, prototype_frame
 from segmentation.config import ExplainParams, Params
 from segmentation.data.dataset import Dataset
+from segmentation.data.outcomes import outcome_values
 from segmentation.evaluation import stability
 from segmentation.evaluation.maps import scatter_segments
 from segmentation.evaluation.surrogate import explain, surrogate_features
 from segmentation.evaluation.validity import cluster_metrics
 from segmentation.model.kmeans import fit_segments
 from segmentation.model.sampling import sample_rows
-from segmentation.reporting.profile import outcome_values
 
 METHODS = {
     "embedding": "Embeddings + KMeans",

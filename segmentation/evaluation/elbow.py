@@ -1,10 +1,6 @@
-"""Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k.
-
-Besides inertia and the validity scores, each k's stability: how far its segments come back when a
-seeded sample is refitted with other seeds and on bootstrap resamples (``stages/stability.py``),
-which, with the knee, makes the suggested k. Above ``sample_fit_rows`` customers the curve is that
-of the seeded inlier sample kmeans fits on.
-"""
+"""The elbow curve: KMeans over a range of k with inertia, the validity scores and each k's
+stability (refits with other seeds and on bootstrap resamples, ``evaluation/stability.py``), and
+its figure."""
 
 from __future__ import annotations
 

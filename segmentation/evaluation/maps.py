@@ -1,8 +1,5 @@
-"""Stage 7: internal validity of the segments, and PCA / t-SNE maps coloured by segment.
-
-Above ``sample_fit_rows`` customers the validity scores are streamed (``validity_scores``); the
-maps still read every inlier's projection.
-"""
+"""PCA and t-SNE maps coloured by segment, and the validity scores of a data set's segments,
+streamed above ``sample_fit_rows`` customers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Stage 8: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP),
-and how much each column drives them.
+"""A LightGBM surrogate that predicts the segments from the segmentation columns, its SHAP
+contributions, and how much each column drives the segments.
 
 Two measures of what drives a segmentation, written to the metrics: each column's share of the
 surrogate's mean |SHAP| (the largest share, and the numeric columns' together), and for each

@@ -1,8 +1,6 @@
-"""Stage 6: KMeans with the chosen k on the inliers; segments numbered 1..k, largest first.
-
-Above ``sample_fit_rows`` customers KMeans is fitted on a seeded sample of the inliers and every
-inlier then gets its nearest centroid, in blocks, as ``assign`` places new customers.
-"""
+"""KMeans segments numbered 1..k by size, largest first: fitted in memory, or on a seeded sample
+of rows read in blocks (``fit_kmeans``, the segment model's path for every size), and the nearest
+centroid of any vectors."""
 
 from __future__ import annotations
 

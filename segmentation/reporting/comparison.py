@@ -13,8 +13,8 @@ from segmentation.baselines.compare import METHODS, SPACES, VALIDITY, Comparison
 from segmentation.baselines.tabular import encoding_description
 from segmentation.config import Params, layout
 from segmentation.data.dataset import Dataset
+from segmentation.data.outcomes import outcome_title
 from segmentation.evaluation.stability import JACCARD_BANDS, SHAKY_ARI, STABLE_ARI, segment_jaccards
-from segmentation.reporting.profile import outcome_title
 from segmentation.reporting.render import render
 from segmentation.reporting.stability import (
     bands_legend,

@@ -1,5 +1,5 @@
-"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap
-for a marketing manager.
+"""What a marketing manager reads: the per-segment profile table, the segments' names, their
+cards and the heatmap of how each differs from all customers.
 
 Which columns are shown, their labels, the phrases that name segments and the outcomes described
 per segment all come from the data-set file. The report's wording is in ``templates/segments.md.j2``
@@ -18,6 +18,7 @@ from segmentation.artifacts import (
     subplots,
 )
 from segmentation.data.dataset import Dataset
+from segmentation.data.outcomes import outcome_key, outcome_title, outcome_values
 from segmentation.reporting import stability
 from segmentation.reporting.render import render
 from segmentation.reporting.tables import markdown_table
@@ -46,24 +47,6 @@ def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
     text also carries."""
     shown = dataset.segment_on + dataset.context_columns
     return dataset.of_kind(shown, "numeric"), dataset.of_kind(shown, "categorical", "ordinal")
-
-
-def outcome_key(dataset: Dataset, column: str) -> str:
-    """The profile column of a described outcome: the rate of its value, or the mean of a number."""
-    value = dataset.describe[column]
-    return (
-        metric_key(column, "mean")
-        if dataset.columns[column].kind == "numeric"
-        else metric_key(column, value, "rate")
-    )
-
-
-def outcome_values(customers: pd.DataFrame, dataset: Dataset, column: str) -> pd.Series:
-    """Per customer, the described outcome as a number:
-    1/0 for the described value, or the number."""
-    if dataset.columns[column].kind == "numeric":
-        return customers[column].astype(float)
-    return customers[column].eq(dataset.describe[column]).astype(float)
 
 
 def profile(
@@ -372,14 +355,6 @@ def _amount(value: float, unit: str) -> str:
 def _outcome(value: float, dataset: Dataset, column: str) -> str:
     spec = dataset.columns[column]
     return _amount(value, spec.unit) if spec.kind == "numeric" else f"{value:.1%}"
-
-
-def outcome_title(dataset: Dataset, column: str) -> str:
-    """'Subscribed a term deposit' (the described value's phrase), 'Churned: Yes', or
-    'Revenue: mean'."""
-    value = dataset.describe[column]
-    phrase = dataset.columns[column].phrases.get(value)
-    return phrase or f"{dataset.label(column)}: {value}"
 
 
 def segment_card(
