@@ -1,8 +1,6 @@
-"""Method 2 of the article: K-Prototypes (kmodes) on the mixed columns of the Method-1 inliers.
-
-The categorical (and ordinal) columns stay as they are; the numbers are Yeo-Johnson transformed, so
-the numeric part is on the scale K-Prototypes' default weight ``gamma`` assumes. In the frame the
-functions below share, a column is numeric exactly when its dtype is.
+"""K-Prototypes on mixed columns: the frame it reads (categories as they are, numbers
+Yeo-Johnson transformed; a column is numeric exactly when its dtype is), its fit and its scores in
+an equivalent numeric encoding.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Stage 1: fetch a data set's customer table (or a local copy) and keep it byte for byte.
-
-The source is, in order: the environment variable the data-set file names in ``source.env`` (a
-local file, a zip holding it, a folder holding either, or a mirror URL), else ``source.url`` or
-``source.path``. The table may sit inside zip archives at any depth. Whatever the source, the
-table must match ``source.sha256``, so every source gives byte-identical raw data.
+"""Fetching a customer table: from a local file, a zip at any depth, a folder or a URL, with
+retries for transient errors and a size cap, checked against the data-set file's sha256.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Stage 3: embed every customer text with a sentence-transformers model (unit-norm float32).
-
-Each distinct text is embedded once and scattered back to every customer who has it. The distinct
-texts are embedded in chunks, each saved as it finishes in a resume folder (not a DVC output, which
-DVC would delete before a rerun) keyed by everything that changes the vectors: a killed run
-restarts from its last complete chunk. ``embed.engine`` runs the encoder in this process
-(``local``) or in a pool of Ray actors (``ray``, stages/ray_engine.py). The matrix is assembled
-chunk by chunk into a memory-mapped ``.npy``, so memory holds one chunk, not the whole matrix.
+"""Customer texts to a unit-norm float32 matrix, resumably: each distinct text embedded once, in
+chunks saved as they finish under a resume folder keyed by everything that changes the vectors,
+then scattered back to every customer into a memory-mapped ``.npy``.
 """
 
 from __future__ import annotations
