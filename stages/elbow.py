@@ -1,26 +1,23 @@
 """Stage 5: the elbow study, KMeans over a range of k on the inliers; independent of the chosen k.
 
 Besides inertia and the validity scores, each k's stability: how far its segments come back when a
-seeded sample is refitted with other seeds and on bootstrap resamples (``stages/stability.py``),
-which, with the knee, makes the suggested k. Above ``sample_fit_rows`` customers the curve is that
-of the seeded inlier sample kmeans fits on.
+seeded sample is refitted with other seeds and on bootstrap resamples, which, with the knee, makes
+the suggested k. The curve is that of the inliers kmeans fits on: a seeded sample of
+``sample_fit_rows`` of them, which is all of them below that size.
 """
 
 from __future__ import annotations
 
 from segmentation.artifacts import run, write_csv, write_metrics, write_png
-from segmentation.config import layout, load_params, read_inlier_vectors
+from segmentation.config import layout, load_params
 from segmentation.evaluation import stability
 from segmentation.evaluation.elbow import elbow_curve, elbow_figure, stability_curve
-from segmentation.model.sampling import fit_sample, fits_on_sample, read_inliers
+from segmentation.model.sampling import fit_sample, read_inliers
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    if fits_on_sample(paths, params):
-        vectors = fit_sample(read_inliers(paths), params)  # the inliers kmeans fits on
-    else:
-        _, _, vectors = read_inlier_vectors(paths)
+    vectors = fit_sample(read_inliers(paths), params)
     ks = range(params.elbow.k_min, params.elbow.k_max + 1)
     curve = elbow_curve(vectors, ks, params.elbow.n_init, params.seed, params.silhouette_max_rows)
     # The refits repeat the segmentation's own KMeans (kmeans.n_init restarts), so a k's stability
