@@ -6,11 +6,14 @@ For each revision, a clone of this repository is made under a temporary folder, 
 checkout's DVC cache, and ``dvc checkout`` puts that revision's outputs in place (so both
 revisions must have been reproduced once with this cache; the benchmark says so if not). Then:
 
-1. ``dvc exp run -S k=6`` runs with every data set of params.yaml. Its total wall time is measured,
+1. ``dvc exp run -S k=6`` runs with every data set of params.yaml, on a copy of the cache without
+   DVC's run cache (a stage run before with the same inputs would be restored, not run; ``dvc exp
+   run`` has no switch for that). Its total wall time is measured,
    and each stage's from the moment DVC announces it to the next announcement (the process start,
    its imports, its work and DVC's bookkeeping);
 2. the workspace goes back to the revision's outputs, params.yaml gets the same values, and the
-   stages the experiment ran are run by hand, one process each, in the same order: each one's wall
+   stages the experiment ran are run by hand with their dvc.yaml commands, one process each, in
+   the same order: each one's wall
    time, its own work (the stage's "finished in" log line) and the difference, which is the
    process start and its imports;
 3. every metrics, plots and reports file the experiment wrote is compared, byte for byte, with the
@@ -32,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 90.0
 ANNOUNCED = re.compile(r"^Running stage '([\w@-]+)'")
@@ -47,10 +52,14 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def clone(revision: str, folder: Path, env: dict[str, str]) -> Path:
-    """A clone at ``revision`` with this checkout's DVC cache and that revision's outputs."""
+    """A clone at ``revision`` with that revision's outputs, and a cache of its own: this
+    checkout's cached files, hard-linked, without the run cache."""
     run(["git", "clone", "-q", str(ROOT), str(folder)], ROOT, env)
     run(["git", "checkout", "-q", revision], folder, env)
-    run(["dvc", "config", "--local", "cache.dir", str(ROOT / ".dvc" / "cache")], folder, env)
+    cache = folder.parent / f"{folder.name}-cache"
+    cache.mkdir()
+    run(["cp", "-al", str(ROOT / ".dvc" / "cache" / "files"), str(cache / "files")], ROOT, env)
+    run(["dvc", "config", "--local", "cache.dir", str(cache)], folder, env)
     done = subprocess.run(["dvc", "checkout"], cwd=folder, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(
@@ -109,11 +118,13 @@ def by_hand(
         if not found:
             sys.exit(f"--set {item}: only top-level keys of params.yaml can be set here")
     params.write_text(text)
+    commands = yaml.safe_load((folder / "dvc.yaml").read_text())["stages"]
     timings = {}
     for stage in stages:
         name, dataset = stage.split("@")
+        command = commands[name]["cmd"].replace("${item.ds}", dataset).split()
         started = time.perf_counter()
-        output = run([sys.executable, "-m", f"stages.{name}", dataset], folder, env)
+        output = run([sys.executable, *command[1:]], folder, env)
         wall = time.perf_counter() - started
         own = FINISHED.findall(output)
         timings[stage] = (wall, float(own[-1]) if own else wall)
