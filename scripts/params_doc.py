@@ -3,8 +3,8 @@
     python -m scripts.params_doc           # rewrite both files
     python -m scripts.params_doc --check   # exit 1 if either differs from what the schema gives
 
-Every param's default, bounds and meaning are written once, in ``stages/config.py``; the tests run
-``--check``, so neither file can drift from the schema.
+Every param's default, bounds and meaning are written once, in ``segmentation/config.py``; the
+tests run ``--check``, so neither file can drift from the schema.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from segmentation.reporting.tables import markdown_table
 DOC_FILE = Path("docs/params.md")
 PARAMS_HEADER = """\
 # The pipeline's params, written by `python -m scripts.params_doc` from the schema in
-# stages/config.py, which holds each default and its meaning (see docs/params.md). Change a default
-# there; change a value for an experiment with `dvc exp run -S key=value`.
+# segmentation/config.py, which holds each default and its meaning (see docs/params.md). Change a
+# default there; change a value for an experiment with `dvc exp run -S key=value`.
 """
 DOC_INTRO = """\
 # Params
 
-Generated from the schema in `stages/config.py` by `python -m scripts.params_doc`, which also
+Generated from the schema in `segmentation/config.py` by `python -m scripts.params_doc`, which also
 writes `params.yaml`; the tests check that both match the schema. Back to the
 [README](../README.md).
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print(
                 f"error: params_doc: {', '.join(stale)} differ from the schema in "
-                "stages/config.py; run 'python -m scripts.params_doc'",
+                "segmentation/config.py; run 'python -m scripts.params_doc'",
                 file=sys.stderr,
             )
             return 1
