@@ -45,15 +45,11 @@ def test_every_declared_param_is_a_key_of_the_schema():
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     schema = PARAMS.model_dump()
     for stage in pipeline["stages"]:
-        for key in declared_params_at(stage):
+        for key in declared_params(stage) or frozenset():
             node = schema
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"{stage}: {key}"
                 node = node[part]
-
-
-def declared_params_at(stage: str) -> frozenset[str]:
-    return declared_params(stage) or frozenset()
 
 
 def test_only_a_stage_run_as_such_is_checked(monkeypatch):
