@@ -1,0 +1,121 @@
+"""Which segment of a new segmentation is which segment of a reference one.
+
+The two segmentations are compared on the customers both place in a segment. A new segment takes
+a reference segment's number (and so its name) when an optimal one-to-one assignment pairs them
+(Hungarian, on the Jaccard of their customers) and their Jaccard reaches ``match_jaccard``;
+otherwise it is new and takes the next free number. The transitions follow MONIC (Spiliopoulou et
+al., 2006): a reference segment whose customers form two or more new segments split; two or more
+reference segments whose customers form one new segment merged; a reference segment that nothing
+matches and that merged into nothing is gone; a new segment that nothing matches and no split
+formed is new.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+# Hennig's (2007) reading of a segment's Jaccard: from 0.5 a segment has come back (below, it
+# has dissolved), the border of docs/stability.md's "weak" band.
+MATCH_JACCARD = 0.5
+# A flow of customers counts when it carries at least this share of the segment it leaves (or
+# joins): one in five, below which a move is noise at the border rather than a new structure.
+FLOW_SHARE = 0.2
+
+Kind = Literal["kept", "split", "merged", "gone", "new"]
+
+
+class Transition(NamedTuple):
+    """What became of one segment. ``segments`` are stable numbers: for ``kept``, ``split`` and
+    ``gone`` the reference segment first, then where its customers went (largest share first);
+    for ``merged`` and ``new`` the new segment first, then where its customers came from."""
+
+    kind: Kind
+    segment: int
+    flows: tuple[tuple[int, float], ...]  # (stable number, share of ``segment``'s customers)
+
+
+class Lineage(NamedTuple):
+    numbers: dict[int, int]  # each new segment's fitted number -> its stable number
+    matched_jaccard: dict[int, float]  # stable number -> Jaccard with its reference segment
+    transitions: list[Transition]
+
+    def stable(self, segments: pd.Series) -> pd.Series:
+        """Fitted segment numbers turned into stable ones."""
+        return segments.map(self.numbers)
+
+
+def overlap_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+    """Customers per reference segment (rows) and new segment (columns), on the customers both
+    segment; both series are indexed by customer id, in any order."""
+    shared = reference.index.intersection(current.index)
+    if shared.empty:
+        raise ValueError("the two segmentations share no customer")
+    return pd.crosstab(reference.loc[shared].to_numpy(), current.loc[shared].to_numpy())
+
+
+def jaccard_table(overlap: pd.DataFrame) -> pd.DataFrame:
+    union = (
+        overlap.sum(axis=1).to_numpy()[:, None] + overlap.sum(axis=0).to_numpy()[None, :] - overlap
+    )
+    return overlap / union
+
+
+def _flows(shares: pd.Series, floor: float) -> tuple[tuple[int, float], ...]:
+    big = shares[shares >= floor].sort_values(ascending=False, kind="stable")
+    return tuple((int(segment), float(share)) for segment, share in big.items())
+
+
+def match_segments(
+    overlap: pd.DataFrame,
+    match_jaccard: float = MATCH_JACCARD,
+    flow_share: float = FLOW_SHARE,
+) -> Lineage:
+    """Stable numbers for the new segments (the columns of ``overlap``) and every transition."""
+    jaccard = jaccard_table(overlap)
+    rows, columns = linear_sum_assignment(-jaccard.to_numpy())
+    pairs = {
+        int(overlap.columns[c]): int(overlap.index[r])
+        for r, c in zip(rows, columns)
+        if jaccard.iat[r, c] >= match_jaccard
+    }
+    sizes = overlap.sum(axis=0)
+    unmatched = [int(c) for c in sizes.sort_values(ascending=False, kind="stable").index]
+    unmatched = [c for c in unmatched if c not in pairs]
+    first_free = max(int(overlap.index.max()), max(pairs.values(), default=0)) + 1
+    numbers = pairs | {c: first_free + i for i, c in enumerate(unmatched)}
+
+    stable_columns = overlap.rename(columns=numbers)
+    out_share = stable_columns.div(stable_columns.sum(axis=1), axis=0)  # of the reference segment
+    in_share = stable_columns.div(stable_columns.sum(axis=0), axis=1)  # of the new segment
+    # A flow forms a new segment when it is a big share of the old one and most of the new one;
+    # it is absorbed when it is most of the old one and a big share of the new one.
+    forming = (out_share >= flow_share) & (in_share > 0.5)
+    absorbing = (in_share >= flow_share) & (out_share > 0.5)
+    kept_numbers = set(pairs.values())
+    transitions, merged_into, merged_away, split_off = [], set(), set(), set()
+    for new in stable_columns.columns:
+        sources = absorbing.index[absorbing[new]]
+        if len(sources) >= 2:
+            transitions.append(Transition("merged", int(new), _flows(in_share[new], flow_share)))
+            merged_into.add(int(new))
+            merged_away.update(int(source) for source in sources)
+    for old in stable_columns.index:
+        targets = forming.columns[forming.loc[old]]
+        flows = _flows(out_share.loc[old], flow_share)
+        if len(targets) >= 2:
+            transitions.append(Transition("split", int(old), flows))
+            split_off.update(int(target) for target in targets)
+        elif old in merged_away:
+            continue
+        elif old in kept_numbers:
+            transitions.append(Transition("kept", int(old), flows))
+        else:
+            transitions.append(Transition("gone", int(old), flows))
+    for new in stable_columns.columns:
+        if new not in kept_numbers | merged_into | split_off:
+            transitions.append(Transition("new", int(new), _flows(in_share[new], flow_share)))
+    matched = {number: float(jaccard.loc[number, fitted]) for fitted, number in pairs.items()}
+    return Lineage(numbers, matched, transitions)

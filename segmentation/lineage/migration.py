@@ -1,0 +1,74 @@
+"""How customers moved between a reference segmentation and a new one, in stable numbers.
+
+Customers are matched by id. One that only the new segmentation has is ``new`` (a new customer,
+or one that was an outlier before); one that only the reference has ``left`` (gone from the
+table, or an outlier now).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+NEW, LEFT = "new", "left"
+# A share of zero has no logarithm; the usual floor for the population stability index.
+PSI_FLOOR = 1e-4
+# Siddiqi (2006), Credit Risk Scorecards: below 0.1 no real shift, 0.1 to 0.25 a moderate one,
+# above 0.25 a major one.
+PSI_BANDS = ((0.25, "major shift"), (0.1, "moderate shift"), (0.0, "no real shift"))
+
+
+def _position(value: int | str) -> tuple[bool, int | str]:
+    """Segments in number order, then ``new`` or ``left``."""
+    return (isinstance(value, str), value)
+
+
+def migration_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+    """Customers from each reference segment (``new`` for none) to each current segment (``left``
+    for none): columns ``from``, ``to``, ``customers`` and ``share`` (of the ``from`` row)."""
+    both = pd.concat(
+        {"from": reference.astype(object), "to": current.astype(object)}, axis=1, join="outer"
+    ).fillna({"from": NEW, "to": LEFT})
+    counts = both.groupby(["from", "to"], sort=False).size()
+    ordered = sorted(counts.index, key=lambda pair: (_position(pair[0]), _position(pair[1])))
+    table = counts.loc[ordered].rename("customers").reset_index()
+    table["share"] = table["customers"] / table.groupby("from")["customers"].transform("sum")
+    return table
+
+
+def population_stability(reference: pd.Series, current: pd.Series) -> pd.Series:
+    """Each segment's term of the population stability index of the segment shares,
+    (p_now - p_then) ln(p_now / p_then), with shares floored at PSI_FLOOR; their sum is the PSI."""
+    then = reference.value_counts(normalize=True)
+    now = current.value_counts(normalize=True)
+    segments = then.index.union(now.index).sort_values()
+    then = then.reindex(segments, fill_value=0.0).clip(lower=PSI_FLOOR)
+    now = now.reindex(segments, fill_value=0.0).clip(lower=PSI_FLOOR)
+    return ((now - then) * np.log(now / then)).rename("psi")
+
+
+def psi_reading(value: float) -> str:
+    return next(word for floor, word in PSI_BANDS if value >= floor)
+
+
+def segment_changes(
+    reference: pd.Series,
+    current: pd.Series,
+    reference_outcome: pd.Series | None = None,
+    current_outcome: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Per stable segment: customers then and now, the outcome's rate (or mean) then and now when
+    given (indexed by customer id like the segments), and the segment's PSI term."""
+    frame = pd.DataFrame(
+        {
+            "customers_then": reference.value_counts(),
+            "customers_now": current.value_counts(),
+        }
+    ).fillna(0)
+    frame = frame.astype(int)
+    if reference_outcome is not None and current_outcome is not None:
+        frame["outcome_then"] = reference_outcome.loc[reference.index].groupby(reference).mean()
+        frame["outcome_now"] = current_outcome.loc[current.index].groupby(current).mean()
+    frame["psi"] = population_stability(reference, current)
+    frame.index.name = "segment"
+    return frame.sort_index()

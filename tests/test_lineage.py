@@ -1,0 +1,132 @@
+"""Segment identity across refits: matching, transitions, migration and PSI on known structure."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+from segmentation.lineage.matching import match_segments, overlap_table
+from segmentation.lineage.migration import (
+    migration_table,
+    population_stability,
+    psi_reading,
+    segment_changes,
+)
+
+
+def segments(labels, ids=None) -> pd.Series:
+    labels = np.asarray(labels)
+    ids = [f"c{i:04d}" for i in range(len(labels))] if ids is None else ids
+    return pd.Series(labels, index=pd.Index(ids, name="customer_id"))
+
+
+def lineage_of(reference: pd.Series, current: pd.Series):
+    return match_segments(overlap_table(reference, current))
+
+
+def kinds(lineage) -> dict[int, str]:
+    return {transition.segment: transition.kind for transition in lineage.transitions}
+
+
+@pytest.fixture(scope="module")
+def four_blobs():
+    vectors, _ = make_blobs(n_samples=800, centers=4, n_features=5, cluster_std=0.6, random_state=7)
+    fitted = KMeans(n_clusters=4, n_init=3, random_state=0).fit_predict(vectors) + 1
+    return vectors, segments(fitted)
+
+
+def test_a_refit_with_another_seed_on_shuffled_rows_keeps_every_number(four_blobs):
+    vectors, reference = four_blobs
+    order = np.random.default_rng(3).permutation(len(vectors))
+    refit = KMeans(n_clusters=4, n_init=3, random_state=11).fit_predict(vectors[order])
+    # another seed numbers the segments in another order
+    current = segments(refit + 1, reference.index[order])
+    lineage = lineage_of(reference, current)
+    assert np.array_equal(lineage.stable(current).loc[reference.index], reference)
+    assert set(kinds(lineage).values()) == {"kept"}
+    assert all(value == 1.0 for value in lineage.matched_jaccard.values())
+
+
+def test_renumbered_segments_get_their_reference_numbers_back():
+    reference = segments([1] * 50 + [2] * 30 + [3] * 20)
+    current = reference.map({1: 3, 2: 1, 3: 2})
+    lineage = lineage_of(reference, current)
+    assert lineage.numbers == {3: 1, 1: 2, 2: 3}
+    assert [t.kind for t in lineage.transitions] == ["kept"] * 3
+
+
+def test_a_split_keeps_the_larger_part_and_numbers_the_other_new():
+    reference = segments([1] * 100 + [2] * 60 + [3] * 40)
+    # segment 1 splits 61 / 39; the fit numbers the pieces 2 and 4
+    current = segments([2] * 61 + [4] * 39 + [1] * 60 + [3] * 40)
+    lineage = lineage_of(reference, current)
+    assert lineage.numbers == {2: 1, 1: 2, 3: 3, 4: 4}
+    split = next(t for t in lineage.transitions if t.kind == "split")
+    assert split.segment == 1 and split.flows == ((1, 0.61), (4, 0.39))
+    assert "new" not in kinds(lineage).values()  # segment 4 is reported as the split's part
+
+
+def test_two_segments_that_merge_are_reported_as_a_merge():
+    reference = segments([1] * 100 + [2] * 60 + [3] * 40)
+    current = segments([1] * 100 + [2] * 100)  # segments 2 and 3 now one
+    lineage = lineage_of(reference, current)
+    assert lineage.numbers == {1: 1, 2: 2}
+    merged = next(t for t in lineage.transitions if t.kind == "merged")
+    assert merged.segment == 2 and merged.flows == ((2, 0.6), (3, 0.4))
+    assert kinds(lineage) == {2: "merged", 1: "kept"}
+
+
+def test_a_segment_that_drifts_away_is_gone_and_a_new_one_takes_its_place():
+    reference = segments([1] * 100 + [2] * 60 + [3] * 40)
+    # segment 3's customers scatter over 1, 2 and a new group formed from parts of 1 and 2
+    current = segments([1] * 70 + [9] * 30 + [2] * 40 + [9] * 20 + [1] * 15 + [2] * 15 + [9] * 10)
+    lineage = lineage_of(reference, current)
+    assert lineage.numbers[9] == 4  # the next free number, not the gone segment's
+    assert kinds(lineage) == {1: "kept", 2: "kept", 3: "gone", 4: "new"}
+    gone = next(t for t in lineage.transitions if t.kind == "gone")
+    assert gone.flows == ((1, 0.375), (2, 0.375), (4, 0.25))
+    new = next(t for t in lineage.transitions if t.kind == "new")
+    assert new.flows == ((1, 0.5), (2, 1 / 3))
+
+
+def test_matching_is_deterministic_and_independent_of_row_order():
+    rng = np.random.default_rng(0)
+    reference = segments(rng.integers(1, 6, 500))
+    current = segments(np.where(rng.random(500) < 0.8, reference, rng.integers(1, 7, 500)))
+    first = lineage_of(reference, current)
+    shuffled = rng.permutation(500)
+    again = lineage_of(reference.iloc[shuffled], current.iloc[shuffled[::-1]])
+    assert first == again
+
+
+def test_the_psi_equals_a_hand_computed_value():
+    reference = segments([1] * 50 + [2] * 30 + [3] * 20)
+    current = segments([1] * 40 + [2] * 40 + [3] * 20)
+    terms = population_stability(reference, current)
+    expected = (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.4 - 0.3) * math.log(0.4 / 0.3)
+    assert terms.sum() == pytest.approx(expected)  # 0.0511
+    assert terms.loc[3] == 0.0 and psi_reading(terms.sum()) == "no real shift"
+    assert psi_reading(0.3) == "major shift"
+
+
+def test_migration_shows_who_stayed_moved_left_and_is_new():
+    reference = segments([1, 1, 2, 2, 3], ["a", "b", "c", "d", "e"])
+    current = segments([1, 4, 2, 2, 1], ["a", "b", "c", "d", "f"])
+    table = migration_table(reference, current)
+    assert table.values.tolist() == [
+        [1, 1, 1, 0.5],
+        [1, 4, 1, 0.5],
+        [2, 2, 2, 1.0],
+        [3, "left", 1, 1.0],
+        ["new", 1, 1, 1.0],
+    ]
+    outcome = pd.Series([1, 0, 0, 0, 1, 1], index=["a", "b", "c", "d", "e", "f"])
+    changes = segment_changes(reference, current, outcome, outcome)
+    assert changes.loc[1, ["customers_then", "customers_now"]].tolist() == [2, 2]
+    assert changes.loc[1, ["outcome_then", "outcome_now"]].tolist() == [0.5, 1.0]
+    assert changes.loc[4, "customers_then"] == 0 and changes.loc[3, "customers_now"] == 0
