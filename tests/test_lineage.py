@@ -17,6 +17,7 @@ from segmentation.lineage.migration import (
     psi_reading,
     segment_changes,
 )
+from segmentation.reporting.lineage import changed_sentences
 
 
 def segments(labels, ids=None) -> pd.Series:
@@ -79,6 +80,10 @@ def test_two_segments_that_merge_are_reported_as_a_merge():
     merged = next(t for t in lineage.transitions if t.kind == "merged")
     assert merged.segment == 2 and merged.flows == ((2, 0.6), (3, 0.4))
     assert kinds(lineage) == {2: "merged", 1: "kept"}
+    assert changed_sentences(lineage, {2: "Savers"}) == [
+        "Segment 2 'Savers' is a merge: its customers came from segment 2 'Savers' (60%) and "
+        "segment 3 (40%)."
+    ]
 
 
 def test_a_segment_that_drifts_away_is_gone_and_a_new_one_takes_its_place():
@@ -130,3 +135,21 @@ def test_migration_shows_who_stayed_moved_left_and_is_new():
     assert changes.loc[1, ["customers_then", "customers_now"]].tolist() == [2, 2]
     assert changes.loc[1, ["outcome_then", "outcome_now"]].tolist() == [0.5, 1.0]
     assert changes.loc[4, "customers_then"] == 0 and changes.loc[3, "customers_now"] == 0
+
+
+def test_each_changed_segment_gets_one_plain_sentence():
+    reference = segments([1] * 100 + [2] * 60 + [3] * 40)
+    current = segments([2] * 61 + [4] * 39 + [1] * 60 + [3] * 40)
+    lineage = lineage_of(reference, current)
+    names = {1: "Young singles", 2: "Retired", 3: "Families", 4: "Young renters"}
+    assert changed_sentences(lineage, names) == [
+        "Segment 1 'Young singles' split: 61% stayed, 39% formed segment 4 'Young renters'."
+    ]
+    drifted = segments([1] * 70 + [9] * 30 + [2] * 40 + [9] * 20 + [1] * 15 + [2] * 15 + [9] * 10)
+    assert changed_sentences(lineage_of(reference, drifted), {}) == [
+        "Segment 1 kept 70% of its customers; the others moved to segment 4 (30%).",
+        "Segment 2 kept 67% of its customers; the others moved to segment 4 (33%).",
+        "Segment 3 is gone: its customers moved to segment 1 (38%), segment 2 (38%) and "
+        "segment 4 (25%).",
+        "Segment 4 is new: its customers came from segment 1 (50%) and segment 2 (33%).",
+    ]
