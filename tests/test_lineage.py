@@ -10,6 +10,8 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
+from segmentation.artifacts import write_png
+from segmentation.lineage.figure import alluvial_figure
 from segmentation.lineage.matching import match_segments, overlap_table
 from segmentation.lineage.migration import (
     migration_table,
@@ -153,3 +155,17 @@ def test_each_changed_segment_gets_one_plain_sentence():
         "segment 4 (25%).",
         "Segment 4 is new: its customers came from segment 1 (50%) and segment 2 (33%).",
     ]
+
+
+def test_the_alluvial_chart_draws_every_segment_and_every_flow(tmp_path):
+    reference = segments([1, 1, 2, 2, 3], ["a", "b", "c", "d", "e"])
+    current = segments([1, 4, 2, 2, 1], ["a", "b", "c", "d", "f"])
+    table = migration_table(reference, current)
+    figure = alluvial_figure(table, "bank: k = 5 to k = 6")
+    axis = figure.axes[0]
+    assert len(axis.patches) == 4 + 4  # segments 1, 2, 3 and new; then 1, 2, 4 and left
+    assert len(axis.collections) == len(table)  # one band per flow
+    labels = {text.get_text() for text in axis.texts}
+    assert {"segment 3", "new", "left", "segment 4"} <= labels
+    write_png(tmp_path / "flow.png", figure)
+    assert (tmp_path / "flow.png").read_bytes()[:4] == b"\x89PNG"
