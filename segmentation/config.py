@@ -35,6 +35,7 @@ class Layout(NamedTuple):
     embedding_info: Path
     outliers: Path
     outlier_detector: Path
+    refits: Path
     projections: Path
     labels: Path
     centroids: Path
@@ -65,6 +66,7 @@ def layout(name: str) -> Layout:
         embedding_info=interim / "embedding_info.json",
         outliers=interim / "outliers.csv",
         outlier_detector=interim / "outlier_detector.zip",
+        refits=interim / "refits.npz",
         projections=interim / "projections.csv",
         labels=processed / "labels.csv",
         centroids=processed / "centroids.npy",

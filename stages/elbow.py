@@ -11,7 +11,12 @@ from __future__ import annotations
 from segmentation.artifacts import run, write_csv, write_metrics, write_png
 from segmentation.config import layout, load_params
 from segmentation.evaluation import stability
-from segmentation.evaluation.elbow import elbow_curve, elbow_figure, stability_curve
+from segmentation.evaluation.elbow import (
+    elbow_curve,
+    elbow_figure,
+    stability_curve,
+    stability_refits,
+)
 from segmentation.model.sampling import fit_sample, read_inliers
 
 
@@ -22,9 +27,10 @@ def main(name: str) -> None:
     curve = elbow_curve(vectors, ks, params.elbow.n_init, params.seed, params.silhouette_max_rows)
     # The refits repeat the segmentation's own KMeans (kmeans.n_init restarts), so a k's stability
     # is that of the segments the pipeline would make with it.
-    stable = stability_curve(vectors, ks, params.kmeans.n_init, params.stability, params.seed)
-    curve = curve.merge(stable, on="n_clusters")
+    refits = stability_refits(vectors, ks, params.kmeans.n_init, params.stability, params.seed)
+    curve = curve.merge(stability_curve(refits), on="n_clusters")
     suggestion = stability.suggest_k(curve)
+    stability.save_refits(paths.refits, refits, params.kmeans.n_init, params.stability, params.seed)
     write_csv(paths.plots / "elbow.csv", curve)
     write_png(paths.plots / "elbow.png", elbow_figure(curve, suggestion))
     write_metrics(

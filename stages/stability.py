@@ -1,8 +1,8 @@
 """Do the segments come back? Refits on resamples, the choice of k, near ties, stable segments.
 
-Shared by the elbow study (stability per k, the suggested k), compare (every method's refits) and
-profile (the words), and a stage of its own for the chosen k: ``python -m stages.stability <name>``
-measures whether the committed segments are a near tie and each segment's clusterwise Jaccard.
+For the chosen k: ``python -m stages.stability <name>`` measures whether the committed segments are
+a near tie and each segment's clusterwise Jaccard. The refits at k are the elbow study's when k is
+in its range (the same sample, seeds and resamples), else they are fitted here.
 
 Refits follow Ben-Hur, Elisseeff & Guyon (2002) and Hennig (2007, R's ``fpc::clusterboot``): a
 seeded sample of customers is fitted once per seed and once per bootstrap resample; the adjusted
@@ -16,7 +16,8 @@ import numpy as np
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_metrics
 from segmentation.config import layout, load_params, read_inlier_vectors
-from segmentation.evaluation.stability import segment_stability
+from segmentation.evaluation.stability import saved_refits, segment_stability
+from segmentation.model.sampling import sample_rows
 
 
 def main(name: str) -> None:
@@ -29,8 +30,13 @@ def main(name: str) -> None:
             "rerun 'dvc repro'"
         )
     segments = labels["segment"].to_numpy()
+    # The rows the elbow study refitted for every k: a sample of the inliers kmeans fits on.
+    fitted = sample_rows(len(vectors), params.sample_fit_rows, params.seed)
+    sample = fitted[sample_rows(len(fitted), params.stability.rows, params.seed)]
+    n_init, settings = params.kmeans.n_init, params.stability
+    refits = saved_refits(paths.refits, params.k, len(sample), n_init, settings, params.seed)
     found = segment_stability(
-        vectors, segments, params.k, params.kmeans.n_init, params.stability, params.seed
+        vectors, segments, sample, params.k, n_init, settings, params.seed, refits
     )
     write_metrics(paths.metrics / "stability.json", found)
 

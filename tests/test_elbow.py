@@ -21,7 +21,9 @@ def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
     ]
     assert curve["inertia"].is_monotonic_decreasing
     settings = StabilityParams(rows=200, seeds=2, bootstrap_rounds=2)
-    stable = elbow.stability_curve(blobs[0], range(2, 8), 1, settings, seed=0)
+    stable = elbow.stability_curve(
+        elbow.stability_refits(blobs[0], range(2, 8), 1, settings, seed=0)
+    )
     assert list(stable.columns) == ["n_clusters", "bootstrap_ari", "seed_ari", "stability"]
     assert stable.set_index("n_clusters").loc[3].tolist() == [1.0, 1.0, 1.0]
     suggestion = stability.suggest_k(curve.merge(stable, on="n_clusters"))

@@ -248,6 +248,14 @@ def test_stability_is_measured_per_k_per_segment_and_reported(repo, first_run, n
     assert "## Stability of each segment (clusterwise Jaccard)" in compared
 
 
+@pytest.mark.parametrize("name", DATASETS)
+def test_comparison_takes_the_embedding_refits_from_the_stability_stage(repo, first_run, name):
+    comparison = json.loads((repo / f"metrics/{name}/comparison.json").read_text())
+    found = json.loads((repo / f"metrics/{name}/stability.json").read_text())
+    for key in ("seed_ari_mean", "bootstrap_ari_min", "segment_1_jaccard"):
+        assert comparison[f"embedding_{key}"] == found[key]
+
+
 def test_every_telco_row_is_accounted_for_and_churn_is_described(repo, first_run):
     rows = json.loads((repo / "metrics/telco/rows.json").read_text())
     outliers = json.loads((repo / "metrics/telco/outliers.json").read_text())

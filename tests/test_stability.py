@@ -10,6 +10,7 @@ from sklearn.datasets import make_blobs
 
 from segmentation.config import StabilityParams
 from segmentation.evaluation import elbow, stability
+from segmentation.model.sampling import sample_rows
 from segmentation.reporting.stability import (
     BAND_MEANINGS,
     bands_legend,
@@ -21,6 +22,12 @@ from segmentation.reporting.stability import (
 )
 
 SETTINGS = StabilityParams(rows=400, seeds=3, bootstrap_rounds=5)
+
+
+def measured(vectors, committed, k, refits=None):
+    """The stability stage's metrics at k, with SETTINGS, n_init 1 and seed 0."""
+    sample = sample_rows(len(vectors), SETTINGS.rows, 0)
+    return stability.segment_stability(vectors, committed, sample, k, 1, SETTINGS, 0, refits)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +102,7 @@ def test_ari_scores_are_one_for_a_deterministic_fit_and_low_for_noise():
 
 def test_well_separated_clusters_come_back_whole_and_are_no_near_tie(blobs):
     vectors, truth = blobs
-    found = stability.segment_stability(vectors, truth, 5, 1, SETTINGS, seed=0)
+    found = measured(vectors, truth, 5)
     assert [found[f"segment_{s}_jaccard"] for s in range(1, 6)] == pytest.approx([1.0] * 5)
     assert found["bootstrap_ari_mean"] == pytest.approx(1.0) and found[
         "seed_ari_mean"
@@ -103,6 +110,26 @@ def test_well_separated_clusters_come_back_whole_and_are_no_near_tie(blobs):
     assert found["near_tie"] == 0 and "near_tie_inertia_gap_pct" not in found
     assert found["near_tie_candidates"] == 1 + SETTINGS.seeds + SETTINGS.bootstrap_rounds
     assert (found["committed_ari_to_best"], found["committed_inertia_gap_pct"]) == (1.0, 0.0)
+
+
+def test_the_elbow_studys_refits_are_reused_only_with_the_same_settings(blobs, tmp_path):
+    vectors, truth = blobs
+    sample = sample_rows(len(vectors), SETTINGS.rows, 0)
+    refits = stability.kmeans_refits(vectors[sample], [4, 5], 1, SETTINGS, seed=0, n_jobs=1)
+    path = tmp_path / "refits.npz"
+    stability.save_refits(path, refits, 1, SETTINGS, seed=0)
+    first = path.read_bytes()
+    stability.save_refits(path, refits, 1, SETTINGS, seed=0)
+    assert path.read_bytes() == first
+    saved = stability.saved_refits(path, 5, len(sample), 1, SETTINGS, seed=0)
+    for kept, fitted in zip(saved, refits[5]):
+        assert all(np.array_equal(a, b) for a, b in zip(kept, fitted))
+    assert measured(vectors, truth, 5, saved) == measured(vectors, truth, 5)
+    assert stability.saved_refits(path, 6, len(sample), 1, SETTINGS, seed=0) is None
+    assert stability.saved_refits(path, 5, len(sample), 2, SETTINGS, seed=0) is None
+    assert stability.saved_refits(path, 5, len(sample), 1, SETTINGS, seed=1) is None
+    other = StabilityParams(rows=400, seeds=2, bootstrap_rounds=5)
+    assert stability.saved_refits(path, 5, len(sample), 1, other, seed=0) is None
 
 
 def test_the_true_k_is_the_most_stable_and_suggested(square):
@@ -123,7 +150,7 @@ def test_the_true_k_is_the_most_stable_and_suggested(square):
 def test_two_equally_good_splits_are_flagged_as_a_near_tie(square):
     vectors, truth = square
     committed = KMeans(n_clusters=2, n_init=1, random_state=0).fit(vectors).labels_ + 1
-    found = stability.segment_stability(vectors, committed, 2, 1, SETTINGS, seed=0)
+    found = measured(vectors, committed, 2)
     # the other split puts half of each segment in each side: no agreement at all
     assert (
         found["near_tie"] == 1
@@ -133,7 +160,7 @@ def test_two_equally_good_splits_are_flagged_as_a_near_tie(square):
     assert found["bootstrap_ari_mean"] < stability.STABLE_ARI
     assert min(found[f"segment_{s}_jaccard"] for s in (1, 2)) < 0.85
     # the same data at its true k: the four corners are no near tie and every one is stable
-    at_four = stability.segment_stability(vectors, truth, 4, 1, SETTINGS, seed=0)
+    at_four = measured(vectors, truth, 4)
     assert (
         at_four["near_tie"] == 0
         and min(at_four[f"segment_{s}_jaccard"] for s in range(1, 5)) > 0.95
@@ -143,7 +170,7 @@ def test_two_equally_good_splits_are_flagged_as_a_near_tie(square):
 def test_the_gap_threshold_decides_the_near_tie(square):
     vectors, _ = square
     committed = KMeans(n_clusters=2, n_init=1, random_state=0).fit(vectors).labels_ + 1
-    sample = stability.sample_rows(len(vectors), SETTINGS.rows, 0)
+    sample = sample_rows(len(vectors), SETTINGS.rows, 0)
     refits = stability.kmeans_refits(vectors[sample], [2], 1, SETTINGS, seed=0, n_jobs=1)[2]
     found = stability.near_tie(vectors, committed, sample, refits, gap_pct=50.0, seed=0, n_jobs=1)
     strict = stability.near_tie(

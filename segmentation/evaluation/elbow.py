@@ -51,12 +51,17 @@ def elbow_curve(
     ]
 
 
-def stability_curve(
+def stability_refits(
     vectors: np.ndarray, ks: range, n_init: int, settings: StabilityParams, seed: int
-) -> pd.DataFrame:
-    """Each k's mean ARI across bootstrap resamples and across seeds, and its stability."""
+) -> dict[int, stability.Refits]:
+    """Each k's refits of the seeded sample of ``settings.rows`` of ``vectors`` (the fit sample);
+    the stability stage takes the chosen k's from here."""
     sample = sample_rows(len(vectors), settings.rows, seed)
-    refits = stability.kmeans_refits(vectors[sample], ks, n_init, settings, seed)
+    return stability.kmeans_refits(vectors[sample], ks, n_init, settings, seed)
+
+
+def stability_curve(refits: dict[int, stability.Refits]) -> pd.DataFrame:
+    """Each k's mean ARI across bootstrap resamples and across seeds, and its stability."""
     curve = stability.stability_per_k(refits)
     for row in curve.to_dict(orient="records"):
         log.info("stability k=%d %s", row["n_clusters"], {n: round(v, 4) for n, v in row.items()})

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from kneed import KneeLocator
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
+from segmentation.artifacts import atomic_path
 from segmentation.config import StabilityParams
-from segmentation.model.sampling import sample_rows
 
 # ARI between refits: from STABLE_ARI on the segments barely change, so a k is stable and two
 # partitions that agree less are different ones; below SHAKY_ARI many customers move.
@@ -110,6 +110,38 @@ def kmeans_refits(
     }
 
 
+def _settings(rows: int, n_init: int, settings: StabilityParams, seed: int) -> np.ndarray:
+    return np.array([rows, n_init, settings.seeds, settings.bootstrap_rounds, seed])
+
+
+def save_refits(
+    path: Path, refits: dict[int, Refits], n_init: int, settings: StabilityParams, seed: int
+) -> None:
+    """Every k's refit segments, with the settings they were fitted with, in one ``.npz``."""
+    rows = len(next(iter(refits.values())).by_seed[0])
+    arrays = {
+        f"k{k}": np.array([*found.by_seed, *found.resampled], dtype=np.int16)
+        for k, found in refits.items()
+    }
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, settings=_settings(rows, n_init, settings, seed), **arrays)
+
+
+def saved_refits(
+    path: Path, k: int, rows: int, n_init: int, settings: StabilityParams, seed: int
+) -> Refits | None:
+    """The refits at ``k`` that :func:`save_refits` wrote, if they were fitted with these settings
+    on ``rows`` rows; else None."""
+    with np.load(path) as saved:
+        if f"k{k}" not in saved or not np.array_equal(
+            saved["settings"], _settings(rows, n_init, settings, seed)
+        ):
+            return None
+        labels = list(saved[f"k{k}"].astype(np.int32))
+    draws, _ = _plan(rows, settings.seeds, settings.bootstrap_rounds, seed)
+    return Refits(labels[: settings.seeds], draws, labels[settings.seeds :])
+
+
 def _drawn_once(drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The customers a resample drew, each once, and the first position of each in the draw."""
     return np.unique(drawn, return_index=True)
@@ -181,6 +213,9 @@ def suggest_k(curve: pd.DataFrame) -> dict[str, int | float]:
     (the knee of the inertia curve, or the best silhouette where it has none), the more stable on a
     tie, then the smaller; with no stable k, the most stable k (on a tie, the smaller).
     """
+    # kneed imports matplotlib's pyplot; only the elbow study needs it, so it loads here.
+    from kneed import KneeLocator
+
     best_silhouette = int(curve.loc[curve["silhouette"].idxmax(), "n_clusters"])
     knee = KneeLocator(
         curve["n_clusters"], curve["inertia"], curve="convex", direction="decreasing"
@@ -300,14 +335,19 @@ def segment_jaccards(metrics: dict[str, float], k: int, prefix: str = "") -> dic
 def segment_stability(
     vectors: np.ndarray,
     committed: np.ndarray,
+    sample: np.ndarray,
     k: int,
     n_init: int,
     settings: StabilityParams,
     seed: int,
+    refits: Refits | None = None,
 ) -> dict[str, float | int]:
-    """The chosen k's refit ARIs, near tie and each segment's clusterwise Jaccard, as metrics."""
-    sample = sample_rows(len(vectors), settings.rows, seed)
-    refits = kmeans_refits(vectors[sample], [k], n_init, settings, seed)[k]
+    """The chosen k's refit ARIs, near tie and each segment's clusterwise Jaccard, as metrics.
+
+    ``sample``: the rows refitted; their ``refits`` when the elbow study made them already.
+    """
+    if refits is None:
+        refits = kmeans_refits(vectors[sample], [k], n_init, settings, seed)[k]
     jaccard = clusterwise_jaccard(committed[sample], refits, k)
     return {
         **ari_scores(refits),
