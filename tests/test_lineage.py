@@ -10,15 +10,16 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from segmentation.artifacts import write_png
+from segmentation.artifacts import PipelineError, write_png
 from segmentation.lineage.figure import alluvial_figure
-from segmentation.lineage.matching import match_segments, overlap_table
+from segmentation.lineage.matching import match_segments, overlap_table, paired_segments
 from segmentation.lineage.migration import (
     migration_table,
     population_stability,
     psi_reading,
     segment_changes,
 )
+from segmentation.lineage.reference import Reference, load_reference, save_reference
 from segmentation.reporting.lineage import changed_sentences
 
 
@@ -169,3 +170,39 @@ def test_the_alluvial_chart_draws_every_segment_and_every_flow(tmp_path):
     assert {"segment 3", "new", "left", "segment 4"} <= labels
     write_png(tmp_path / "flow.png", figure)
     assert (tmp_path / "flow.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_reference_round_trips_and_places_unseen_customers(tmp_path):
+    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=np.float32)
+    reference = Reference(
+        segments(np.array([3, 1, 4]), ["007", "NA", "x"]),
+        [1, 3, 4],
+        ["Savers", "Young", "Families"],
+        centroids,
+        "sentence-transformers/all-MiniLM-L6-v2",
+    )
+    save_reference(tmp_path / "bank", reference)
+    loaded = load_reference(tmp_path / "bank")
+    assert loaded.segments.to_dict() == {"007": 3, "NA": 1, "x": 4}
+    assert (loaded.numbers, loaded.names) == ([1, 3, 4], ["Savers", "Young", "Families"])
+    assert np.array_equal(loaded.centroids, centroids)
+    unseen = np.array([[9.0, 1.0], [1.0, 8.0], [0.5, 0.5]], dtype=np.float32)
+    assert loaded.place(unseen).tolist() == [3, 4, 1]
+    assert loaded.name_of()[4] == "Families"
+    with pytest.raises(PipelineError, match="no reference segmentation here"):
+        load_reference(tmp_path / "telco")
+
+
+def test_customers_one_segmentation_lacks_are_placed_by_the_other_model():
+    reference = segments([1, 1, 2, 2], ["a", "b", "c", "d"])  # "d" has left the table
+    current = segments([2, 2, 1], ["a", "b", "e"])  # "c" is an outlier now, "e" is new
+    present = pd.Index(["e", "c", "b", "a"])
+    then, now = paired_segments(
+        reference,
+        current,
+        in_reference=lambda ids: np.full(len(ids), 9),
+        in_current=lambda ids: np.full(len(ids), 7),
+        present=present,
+    )
+    assert then.index.tolist() == now.index.tolist() == ["e", "c", "b", "a"]
+    assert then.tolist() == [9, 2, 1, 1] and now.tolist() == [1, 7, 2, 2]

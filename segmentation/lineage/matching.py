@@ -12,8 +12,10 @@ formed is new.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
+import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
@@ -45,6 +47,34 @@ class Lineage(NamedTuple):
     def stable(self, segments: pd.Series) -> pd.Series:
         """Fitted segment numbers turned into stable ones."""
         return segments.map(self.numbers)
+
+
+def paired_segments(
+    reference: pd.Series,
+    current: pd.Series,
+    in_reference: Callable[[pd.Index], np.ndarray],
+    in_current: Callable[[pd.Index], np.ndarray],
+    present: pd.Index,
+) -> tuple[pd.Series, pd.Series]:
+    """Both segments of every customer of the current table (``present``) that either segmentation
+    has: its own segment where it has one, else where the other segmentation's model places it
+    (``in_reference(ids)``, ``in_current(ids)``). Customers no longer in the table drop out."""
+    ids = present[present.isin(reference.index) | present.isin(current.index)]
+    only_current = ids[~ids.isin(reference.index)]
+    only_reference = ids[~ids.isin(current.index)]
+    then = pd.concat(
+        [
+            reference.reindex(ids.difference(only_current, sort=False)),
+            pd.Series(in_reference(only_current), index=only_current),
+        ]
+    ).loc[ids]
+    now = pd.concat(
+        [
+            current.reindex(ids.difference(only_reference, sort=False)),
+            pd.Series(in_current(only_reference), index=only_reference),
+        ]
+    ).loc[ids]
+    return then, now
 
 
 def overlap_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
