@@ -12,7 +12,7 @@ formed is new.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -102,8 +102,13 @@ def match_segments(
     overlap: pd.DataFrame,
     match_jaccard: float = MATCH_JACCARD,
     flow_share: float = FLOW_SHARE,
+    taken: Collection[int] = (),
 ) -> Lineage:
-    """Stable numbers for the new segments (the columns of ``overlap``) and every transition."""
+    """Stable numbers for the new segments (the columns of ``overlap``) and every transition.
+
+    ``taken``: numbers the reference has used besides its rows here (a segment none of whose
+    customers is left); a new segment never takes one of them.
+    """
     jaccard = jaccard_table(overlap)
     rows, columns = linear_sum_assignment(-jaccard.to_numpy())
     pairs = {
@@ -114,7 +119,7 @@ def match_segments(
     sizes = overlap.sum(axis=0)
     unmatched = [int(c) for c in sizes.sort_values(ascending=False, kind="stable").index]
     unmatched = [c for c in unmatched if c not in pairs]
-    first_free = max(int(overlap.index.max()), max(pairs.values(), default=0)) + 1
+    first_free = max([int(overlap.index.max()), *taken]) + 1
     numbers = pairs | {c: first_free + i for i, c in enumerate(unmatched)}
 
     stable_columns = overlap.rename(columns=numbers)
