@@ -20,6 +20,7 @@ from segmentation.lineage.migration import (
     segment_changes,
 )
 from segmentation.lineage.reference import Reference, load_reference, save_reference
+from segmentation.lineage.tracking import adopted, track
 from segmentation.reporting.lineage import changed_sentences
 
 
@@ -208,3 +209,77 @@ def test_customers_one_segmentation_lacks_are_placed_by_the_other_model():
     )
     assert then.index.tolist() == now.index.tolist() == ["e", "c", "b", "a"]
     assert then.tolist() == [9, 2, 1, 1] and now.tolist() == [1, 7, 2, 2]
+
+
+def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_reference(tmp_path):
+    vectors, blob = make_blobs(
+        n_samples=900, centers=4, n_features=5, cluster_std=0.5, random_state=2
+    )
+    ids = pd.Index([f"c{i:04d}" for i in range(len(vectors))])
+    vectors_of = pd.DataFrame(vectors, index=ids)
+
+    def fit(k, rows, seed):
+        model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(vectors[rows])
+        return segments(model.labels_ + 1, ids[rows]), model.cluster_centers_
+
+    # last month: 3 segments (two blobs together) of the first 800 customers
+    then, then_centroids = fit(3, np.arange(800), seed=0)
+    names = {1: "First", 2: "Second", 3: "Third"}
+    first = track(
+        Reference(then, [1, 2, 3], list(names.values()), then_centroids, "m"),
+        then,
+        names,
+        lambda i: vectors_of.loc[i].to_numpy(),
+        then_centroids,
+        "m",
+        ids[:800],
+    )
+    assert first.lineage.numbers == {1: 1, 2: 2, 3: 3}
+    reference = adopted(first, then_centroids, "m")
+    save_reference(tmp_path / "bank", reference)
+    reference = load_reference(tmp_path / "bank")
+    # this month: 100 customers left, 100 joined, and k = 4 with another seed
+    now, now_centroids = fit(4, np.arange(100, 900), seed=5)
+    tracked = track(
+        reference,
+        now,
+        {fitted: f"fit {fitted}" for fitted in range(1, 5)},
+        lambda i: vectors_of.loc[i].to_numpy(),
+        now_centroids,
+        "m",
+        ids[100:],
+    )
+    found = kinds(tracked.lineage)
+    # the segment that held two blobs split; its second blob is the new segment 4
+    assert sorted(found.values()) == ["kept", "kept", "split"]
+    split = next(t for t in tracked.lineage.transitions if t.kind == "split")
+    assert [number for number, _ in split.flows] in ([split.segment, 4], [4, split.segment])
+    assert set(tracked.segments.unique()) == {1, 2, 3, 4}
+    assert [tracked.names[n] for n in (1, 2, 3)] == ["First", "Second", "Third"]
+    assert tracked.names[4].startswith("fit ")
+    table = tracked.migration.set_index(["from", "to"])["customers"]
+    assert table.xs("left", level="to").sum() == 100 and table.loc["new"].sum() == 100
+    # the same fit tracked from its own adoption changes nothing
+    again = track(
+        adopted(tracked, now_centroids, "m"),
+        now,
+        {f: f"fit {f}" for f in range(1, 5)},
+        lambda i: vectors_of.loc[i].to_numpy(),
+        now_centroids,
+        "m",
+        ids[100:],
+    )
+    assert again.segments.equals(tracked.segments) and set(kinds(again.lineage).values()) == {
+        "kept"
+    }
+    # another embedding model: only the customers the reference segmented are compared
+    other = track(
+        reference,
+        now,
+        {f: f"fit {f}" for f in range(1, 5)},
+        lambda i: vectors_of.loc[i].to_numpy(),
+        now_centroids,
+        "another model",
+        ids[100:],
+    )
+    assert other.lineage.numbers == tracked.lineage.numbers

@@ -65,16 +65,20 @@ def paired_segments(
     then = pd.concat(
         [
             reference.reindex(ids.difference(only_current, sort=False)),
-            pd.Series(in_reference(only_current), index=only_current),
+            _placed(in_reference, only_current),
         ]
     ).loc[ids]
     now = pd.concat(
         [
             current.reindex(ids.difference(only_reference, sort=False)),
-            pd.Series(in_current(only_reference), index=only_reference),
+            _placed(in_current, only_reference),
         ]
     ).loc[ids]
     return then, now
+
+
+def _placed(place: Callable[[pd.Index], np.ndarray], ids: pd.Index) -> pd.Series:
+    return pd.Series(place(ids) if len(ids) else np.empty(0, dtype=np.int64), index=ids)
 
 
 def overlap_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:

@@ -37,15 +37,20 @@ class Reference(NamedTuple):
 
     def place(self, vectors: np.ndarray) -> np.ndarray:
         """The stable number of the nearest reference centroid of each vector."""
-        distances = (
-            (vectors**2).sum(axis=1, keepdims=True)
-            - 2 * vectors @ self.centroids.T
-            + (self.centroids**2).sum(axis=1)
-        )
-        return np.asarray(self.numbers)[distances.argmin(axis=1)]
+        return np.asarray(self.numbers)[nearest(self.centroids, vectors)]
 
     def name_of(self) -> dict[int, str]:
         return dict(zip(self.numbers, self.names))
+
+
+def nearest(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The row of the nearest centroid of each vector (squared Euclidean, as KMeans assigns)."""
+    distances = (
+        (vectors**2).sum(axis=1, keepdims=True)
+        - 2 * vectors @ centroids.T
+        + (centroids**2).sum(axis=1)
+    )
+    return distances.argmin(axis=1)
 
 
 def save_reference(folder: Path, reference: Reference) -> None:
