@@ -216,7 +216,10 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
         n_samples=900, centers=4, n_features=5, cluster_std=0.5, random_state=2
     )
     ids = pd.Index([f"c{i:04d}" for i in range(len(vectors))])
-    vectors_of = pd.DataFrame(vectors, index=ids)
+    table_vectors = pd.DataFrame(vectors, index=ids)
+
+    def vectors_of(customers):
+        return table_vectors.loc[customers].to_numpy()
 
     def fit(k, rows, seed):
         model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(vectors[rows])
@@ -229,7 +232,7 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
         Reference(then, [1, 2, 3], list(names.values()), then_centroids, "m"),
         then,
         names,
-        lambda i: vectors_of.loc[i].to_numpy(),
+        vectors_of,
         then_centroids,
         "m",
         ids[:800],
@@ -240,15 +243,14 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     reference = load_reference(tmp_path / "bank")
     # this month: 100 customers left, 100 joined, and k = 4 with another seed
     now, now_centroids = fit(4, np.arange(100, 900), seed=5)
-    tracked = track(
-        reference,
-        now,
-        {fitted: f"fit {fitted}" for fitted in range(1, 5)},
-        lambda i: vectors_of.loc[i].to_numpy(),
-        now_centroids,
-        "m",
-        ids[100:],
-    )
+
+    def follow(reference, embedding_model="m"):
+        fitted_names = {fitted: f"fit {fitted}" for fitted in range(1, 5)}
+        return track(
+            reference, now, fitted_names, vectors_of, now_centroids, embedding_model, ids[100:]
+        )
+
+    tracked = follow(reference)
     found = kinds(tracked.lineage)
     # the segment that held two blobs split; its second blob is the new segment 4
     assert sorted(found.values()) == ["kept", "kept", "split"]
@@ -260,26 +262,8 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     table = tracked.migration.set_index(["from", "to"])["customers"]
     assert table.xs("left", level="to").sum() == 100 and table.loc["new"].sum() == 100
     # the same fit tracked from its own adoption changes nothing
-    again = track(
-        adopted(tracked, now_centroids, "m"),
-        now,
-        {f: f"fit {f}" for f in range(1, 5)},
-        lambda i: vectors_of.loc[i].to_numpy(),
-        now_centroids,
-        "m",
-        ids[100:],
-    )
-    assert again.segments.equals(tracked.segments) and set(kinds(again.lineage).values()) == {
-        "kept"
-    }
+    again = follow(adopted(tracked, now_centroids, "m"))
+    assert again.segments.equals(tracked.segments)
+    assert set(kinds(again.lineage).values()) == {"kept"}
     # another embedding model: only the customers the reference segmented are compared
-    other = track(
-        reference,
-        now,
-        {f: f"fit {f}" for f in range(1, 5)},
-        lambda i: vectors_of.loc[i].to_numpy(),
-        now_centroids,
-        "another model",
-        ids[100:],
-    )
-    assert other.lineage.numbers == tracked.lineage.numbers
+    assert follow(reference, "another model").lineage.numbers == tracked.lineage.numbers
