@@ -8,6 +8,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
+from segmentation.artifacts import PipelineError
 from segmentation.config import StabilityParams
 from segmentation.evaluation import elbow, stability
 from segmentation.model.sampling import sample_rows
@@ -130,6 +131,10 @@ def test_the_elbow_studys_refits_are_reused_only_with_the_same_settings(blobs, t
     assert stability.saved_refits(path, 5, len(sample), 1, SETTINGS, seed=1) is None
     other = StabilityParams(rows=400, seeds=2, bootstrap_rounds=5)
     assert stability.saved_refits(path, 5, len(sample), 1, other, seed=0) is None
+    assert stability.saved_refits(tmp_path / "none.npz", 5, len(sample), 1, SETTINGS, 0) is None
+    path.write_bytes(b"not an npz")
+    with pytest.raises(PipelineError, match="refits.npz: not the elbow study's refits"):
+        stability.saved_refits(path, 5, len(sample), 1, SETTINGS, seed=0)
 
 
 def test_the_true_k_is_the_most_stable_and_suggested(square):

@@ -25,7 +25,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
-from segmentation.artifacts import atomic_path
+from segmentation.artifacts import PipelineError, atomic_path
 from segmentation.config import StabilityParams
 
 # ARI between refits: from STABLE_ARI on the segments barely change, so a k is stable and two
@@ -131,13 +131,21 @@ def saved_refits(
     path: Path, k: int, rows: int, n_init: int, settings: StabilityParams, seed: int
 ) -> Refits | None:
     """The refits at ``k`` that :func:`save_refits` wrote, if they were fitted with these settings
-    on ``rows`` rows; else None."""
-    with np.load(path) as saved:
-        if f"k{k}" not in saved or not np.array_equal(
-            saved["settings"], _settings(rows, n_init, settings, seed)
-        ):
-            return None
-        labels = list(saved[f"k{k}"].astype(np.int32))
+    on ``rows`` rows; else None (none saved, or another k or settings)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as saved:
+            if f"k{k}" not in saved or not np.array_equal(
+                saved["settings"], _settings(rows, n_init, settings, seed)
+            ):
+                return None
+            labels = list(saved[f"k{k}"].astype(np.int32))
+    except (OSError, ValueError, KeyError) as error:
+        raise PipelineError(
+            f"{path}: not the elbow study's refits ({' '.join(str(error).split())[:120]}); "
+            "delete it and rerun 'dvc repro'"
+        ) from None
     draws, _ = _plan(rows, settings.seeds, settings.bootstrap_rounds, seed)
     return Refits(labels[: settings.seeds], draws, labels[settings.seeds :])
 

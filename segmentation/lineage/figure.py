@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.artifacts import subplots
-from segmentation.lineage.migration import LEFT, NEW
+from segmentation.lineage.migration import LEFT, NEW, segment_order
 
 GAP = 0.02  # between two stacked segments, as a share of all customers
 BAR = 0.08  # width of a column of segments
@@ -35,9 +35,7 @@ def _band(axis, left: tuple[float, float], right: tuple[float, float], colour) -
 def alluvial_figure(migration: pd.DataFrame, title: str):
     """``migration``: the rows of ``migration_table`` (from, to, customers)."""
     total = int(migration["customers"].sum())
-    order = sorted(
-        set(migration["from"]) | set(migration["to"]), key=lambda s: (isinstance(s, str), s)
-    )
+    order = sorted(set(migration["from"]) | set(migration["to"]), key=segment_order)
     colours = {
         segment: ("lightgrey" if segment in (NEW, LEFT) else f"C{i % 10}")
         for i, segment in enumerate(order)

@@ -30,9 +30,9 @@ Kind = Literal["kept", "split", "merged", "gone", "new"]
 
 
 class Transition(NamedTuple):
-    """What became of one segment. ``segments`` are stable numbers: for ``kept``, ``split`` and
-    ``gone`` the reference segment first, then where its customers went (largest share first);
-    for ``merged`` and ``new`` the new segment first, then where its customers came from."""
+    """What became of one segment, in stable numbers. For ``kept``, ``split`` and ``gone``,
+    ``segment`` is the reference segment and ``flows`` where its customers went; for ``merged``
+    and ``new``, the new segment and where its customers came from; largest share first."""
 
     kind: Kind
     segment: int

@@ -18,7 +18,7 @@ PSI_FLOOR = 1e-4
 PSI_BANDS = ((0.25, "major shift"), (0.1, "moderate shift"), (0.0, "no real shift"))
 
 
-def _position(value: int | str) -> tuple[bool, int | str]:
+def segment_order(value: int | str) -> tuple[bool, int | str]:
     """Segments in number order, then ``new`` or ``left``."""
     return (isinstance(value, str), value)
 
@@ -30,7 +30,9 @@ def migration_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
         {"from": reference.astype(object), "to": current.astype(object)}, axis=1, join="outer"
     ).fillna({"from": NEW, "to": LEFT})
     counts = both.groupby(["from", "to"], sort=False).size()
-    ordered = sorted(counts.index, key=lambda pair: (_position(pair[0]), _position(pair[1])))
+    ordered = sorted(
+        counts.index, key=lambda pair: (segment_order(pair[0]), segment_order(pair[1]))
+    )
     table = counts.loc[ordered].rename("customers").reset_index()
     table["share"] = table["customers"] / table.groupby("from")["customers"].transform("sum")
     return table

@@ -24,6 +24,7 @@ from segmentation.artifacts import (
     write_json,
     write_npy,
 )
+from segmentation.model.kmeans import nearest_segments
 
 SEGMENTS, CENTROIDS, DESCRIPTION = "segments.csv", "centroids.npy", "reference.json"
 
@@ -37,20 +38,10 @@ class Reference(NamedTuple):
 
     def place(self, vectors: np.ndarray) -> np.ndarray:
         """The stable number of the nearest reference centroid of each vector."""
-        return np.asarray(self.numbers)[nearest(self.centroids, vectors)]
+        return np.asarray(self.numbers)[nearest_segments(vectors, self.centroids)[0] - 1]
 
     def name_of(self) -> dict[int, str]:
         return dict(zip(self.numbers, self.names))
-
-
-def nearest(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """The row of the nearest centroid of each vector (squared Euclidean, as KMeans assigns)."""
-    distances = (
-        (vectors**2).sum(axis=1, keepdims=True)
-        - 2 * vectors @ centroids.T
-        + (centroids**2).sum(axis=1)
-    )
-    return distances.argmin(axis=1)
 
 
 def save_reference(folder: Path, reference: Reference) -> None:

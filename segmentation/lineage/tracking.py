@@ -18,7 +18,8 @@ from segmentation.lineage.matching import (
     paired_segments,
 )
 from segmentation.lineage.migration import migration_table, segment_changes
-from segmentation.lineage.reference import Reference, nearest
+from segmentation.lineage.reference import Reference
+from segmentation.model.kmeans import nearest_segments
 
 
 class Tracked(NamedTuple):
@@ -54,7 +55,7 @@ def track(
         reference.segments,
         segments,
         lambda ids: reference.place(vectors_of(ids)),
-        lambda ids: nearest(centroids, vectors_of(ids)) + 1,
+        lambda ids: nearest_segments(vectors_of(ids), centroids)[0],
         present,
     )
     lineage = match_segments(
