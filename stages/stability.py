@@ -16,8 +16,7 @@ import numpy as np
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_metrics
 from segmentation.config import layout, load_params, read_inlier_vectors
-from segmentation.evaluation.stability import saved_refits, segment_stability
-from segmentation.model.sampling import sample_rows
+from segmentation.evaluation.stability import refit_sample, saved_refits, segment_stability
 
 
 def main(name: str) -> None:
@@ -30,9 +29,7 @@ def main(name: str) -> None:
             "rerun 'dvc repro'"
         )
     segments = labels["segment"].to_numpy()
-    # The rows the elbow study refitted for every k: a sample of the inliers kmeans fits on.
-    fitted = sample_rows(len(vectors), params.sample_fit_rows, params.seed)
-    sample = fitted[sample_rows(len(fitted), params.stability.rows, params.seed)]
+    sample = refit_sample(len(vectors), params)
     n_init, settings = params.kmeans.n_init, params.stability
     refits = saved_refits(paths.refits, params.k, len(sample), n_init, settings, params.seed)
     found = segment_stability(

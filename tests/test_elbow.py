@@ -8,6 +8,7 @@ import pytest
 from segmentation.artifacts import PipelineError
 from segmentation.config import StabilityParams
 from segmentation.evaluation import elbow, stability
+from segmentation.model.sampling import sample_rows
 
 
 def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
@@ -21,9 +22,8 @@ def test_elbow_curve_has_every_k_and_the_knee_finds_three_blobs(blobs):
     ]
     assert curve["inertia"].is_monotonic_decreasing
     settings = StabilityParams(rows=200, seeds=2, bootstrap_rounds=2)
-    stable = elbow.stability_curve(
-        elbow.stability_refits(blobs[0], range(2, 8), 1, settings, seed=0)
-    )
+    sample = blobs[0][sample_rows(len(blobs[0]), settings.rows, 0)]
+    stable = elbow.stability_curve(stability.kmeans_refits(sample, range(2, 8), 1, settings, 0))
     assert list(stable.columns) == ["n_clusters", "bootstrap_ari", "seed_ari", "stability"]
     assert stable.set_index("n_clusters").loc[3].tolist() == [1.0, 1.0, 1.0]
     suggestion = stability.suggest_k(curve.merge(stable, on="n_clusters"))

@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
 from segmentation.artifacts import PipelineError
-from segmentation.config import StabilityParams
+from segmentation.config import Params, StabilityParams
 from segmentation.evaluation import elbow, stability
 from segmentation.model.sampling import sample_rows
 from segmentation.reporting.stability import (
@@ -315,3 +315,15 @@ def test_sentences_follow_the_numbers():
         "No k reaches stability 0.9; the elbow study suggests the most stable, k = 3 (0.85)."
         in choice_sentence(5, unstable, chosen)
     )
+
+
+def test_the_refit_sample_is_drawn_from_the_rows_kmeans_fits_on():
+    params = Params().model_copy(
+        update={"sample_fit_rows": 1_000, "stability": StabilityParams(rows=300)}
+    )
+    fitted = set(sample_rows(5_000, 1_000, params.seed))
+    sample = stability.refit_sample(5_000, params)
+    assert len(sample) == 300 and set(sample) <= fitted
+    assert np.all(np.diff(sample) > 0)
+    small = params.model_copy(update={"sample_fit_rows": 10_000})
+    assert np.array_equal(stability.refit_sample(5_000, small), sample_rows(5_000, 300, 42))

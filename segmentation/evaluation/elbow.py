@@ -11,10 +11,8 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 from segmentation.artifacts import PipelineError, subplots
-from segmentation.config import StabilityParams
 from segmentation.evaluation import stability
 from segmentation.evaluation.validity import cluster_metrics
-from segmentation.model.sampling import sample_rows
 
 log = logging.getLogger("segments")
 
@@ -49,15 +47,6 @@ def elbow_curve(
     return pd.DataFrame(rows).loc[
         :, ["n_clusters", *CURVES, "silhouette_ci95", "silhouette_sampled"]
     ]
-
-
-def stability_refits(
-    vectors: np.ndarray, ks: range, n_init: int, settings: StabilityParams, seed: int
-) -> dict[int, stability.Refits]:
-    """Each k's refits of the seeded sample of ``settings.rows`` of ``vectors`` (the fit sample);
-    the stability stage takes the chosen k's from here."""
-    sample = sample_rows(len(vectors), settings.rows, seed)
-    return stability.kmeans_refits(vectors[sample], ks, n_init, settings, seed)
 
 
 def stability_curve(refits: dict[int, stability.Refits]) -> pd.DataFrame:

@@ -26,7 +26,8 @@ from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
 from segmentation.artifacts import PipelineError, atomic_path
-from segmentation.config import StabilityParams
+from segmentation.config import Params, StabilityParams
+from segmentation.model.sampling import sample_rows
 
 # ARI between refits: from STABLE_ARI on the segments barely change, so a k is stable and two
 # partitions that agree less are different ones; below SHAKY_ARI many customers move.
@@ -108,6 +109,14 @@ def kmeans_refits(
         )
         for i, k in enumerate(ks)
     }
+
+
+def refit_sample(inliers: int, params: Params) -> np.ndarray:
+    """Positions among ``inliers`` rows of the sample the refits fit: a seeded sample of
+    ``stability.rows`` of the rows kmeans fits on. The elbow study refits it for every k and the
+    stability stage reads those refits back, so both draw it here."""
+    fitted = sample_rows(inliers, params.sample_fit_rows, params.seed)
+    return fitted[sample_rows(len(fitted), params.stability.rows, params.seed)]
 
 
 def _settings(rows: int, n_init: int, settings: StabilityParams, seed: int) -> np.ndarray:
