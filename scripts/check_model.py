@@ -2,7 +2,8 @@
 
     python scripts/check_model.py [NAME ...]    # default: every data set in params.yaml
 
-The prediction must put every inlier in its pipeline segment (``labels.csv``). A customer the
+The prediction must put every inlier in its pipeline segment (``labels.csv``, in the model's
+stable numbers). A customer the
 outliers stage flagged is predicted as a newcomer joining the ECOD reference, which already holds
 it: its score can only drop, so a pipeline flag may clear but never appear. Exits 1, naming the
 data set, when either rule is broken; prints one line per data set otherwise.
@@ -37,7 +38,8 @@ def check(name: str) -> tuple[bool, str]:
             f"{name}: {paths.labels} does not list the inliers of {paths.outliers} in order; "
             "run 'dvc repro'"
         )
-    placed = int((predicted.loc[inliers, "segment"].to_numpy() == labels["segment"]).sum())
+    stable = model.stable_numbers(labels["segment"].to_numpy())
+    placed = int((predicted.loc[inliers, "segment"].to_numpy() == stable).sum())
     predicted_flags = predicted["outlier"].to_numpy()
     appeared = int((predicted_flags[inliers] == 1).sum())
     cleared = int((predicted_flags[~inliers] == 0).sum())

@@ -8,7 +8,9 @@ Compares the base revision with the workspace (normally a checkout of the pull r
 column's share of the surrogate's explanation, base and new, and the segment report's warnings),
 `dvc metrics diff --md --all`, `dvc params diff --md`, the image plots of ``dvc.yaml`` whose bytes
 changed (base and new side by side), and the git-tracked outputs that `dvc repro` rewrote
-(results that were committed stale).
+(results that were committed stale). It opens with what a reviewer needs first: per data set,
+whether the segments changed against the adopted ones (the lineage report) and the customers that
+moved, and the headline measures that moved, each better or worse; every metric follows, folded.
 The images are copied to ``<out>/base`` and ``<out>/head`` and linked relatively, so the folder
 reads on its own; with ``--image-url`` (a template with ``{rev}`` and ``{path}``, e.g.
 ``https://github.com/OWNER/REPO/blob/{rev}/{path}?raw=true``) the links point at the committed
@@ -22,6 +24,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,6 +120,109 @@ def changed_images(
     return changed
 
 
+# The measures a reviewer reads first, per metrics file: key, label and whether higher is better.
+HEADLINE = {
+    "evaluate": (
+        ("silhouette", "Silhouette", True),
+        ("davies_bouldin", "Davies-Bouldin index", False),
+        ("calinski_harabasz", "Calinski-Harabasz index", True),
+    ),
+    "stability": (
+        ("bootstrap_ari_mean", "Stability: mean ARI across bootstrap refits", True),
+        ("seed_ari_mean", "Stability: mean ARI across seeds", True),
+    ),
+}
+# The comparison's outcome separation of the embedding segments, one pair per described outcome.
+OUTCOME_MEASURE = re.compile(r"^embedding_outcome_(\w+)_(association|spread)$")
+
+
+def headline_measures(metrics: str, values: dict) -> list[tuple[str, str, bool]]:
+    if metrics != "comparison":
+        return list(HEADLINE.get(metrics, ()))
+    found = []
+    for key in values:
+        match = OUTCOME_MEASURE.match(key)
+        if match:
+            outcome, kind = match.groups()
+            measure = "Cramér's V" if kind == "association" else "range of the segment rates"
+            found.append((key, f"Outcome separation ({outcome}): {measure}", True))
+    return found
+
+
+def _metrics_at(rev: str | None, path: str) -> dict:
+    if rev is None:
+        return json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else {}
+    blob = git_blob(rev, path)
+    return json.loads(blob) if blob else {}
+
+
+def moved_measures(base: str, name: str) -> list[list[str]]:
+    """The headline measures of a data set whose value changed: base, now and which way."""
+    rows = []
+    for metrics in ("evaluate", "stability", "comparison"):
+        path = f"metrics/{name}/{metrics}.json"
+        before, now = _metrics_at(base, path), _metrics_at(None, path)
+        for key, label, higher_is_better in headline_measures(metrics, now):
+            if key in before and key in now and before[key] != now[key]:
+                better = (now[key] > before[key]) == higher_is_better
+                rows.append([label, f"{before[key]:.4g}", f"{now[key]:.4g}", _direction(better)])
+    return rows
+
+
+def _direction(better: bool) -> str:
+    return "better" if better else "worse"
+
+
+def _section(markdown: str, heading: str) -> list[str]:
+    """The lines under ``heading`` up to the next heading of its level (none if it is absent)."""
+    lines = markdown.splitlines()
+    if heading not in lines:
+        return []
+    start = lines.index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def segment_lines(base: str, datasets: list[str]) -> list[str]:
+    """Per data set: whether its segments changed against the adopted ones (the lineage report),
+    the customers that changed segment, and the headline measures that moved."""
+    lines = []
+    for name in datasets:
+        report = Path("reports") / name / "lineage.md"
+        if not report.exists() or not dataset_file(name).exists():
+            continue
+        text = report.read_text(encoding="utf-8")
+        changed = _section(text, "## What changed") or text.splitlines()[1:]
+        lines += [f"#### {load_dataset(name).title} (`{name}`)", "", *changed]
+        migration = Path("reports") / name / "migration.csv"
+        if migration.exists():
+            moves = pd.read_csv(migration, dtype={"from": str, "to": str})
+            moves = moves[moves["from"] != moves["to"]]
+            if len(moves):
+                lines += [
+                    "",
+                    f"Customers that changed segment (all of them: `{migration.as_posix()}`):",
+                    "",
+                    markdown_table(
+                        ["From", "To", "Customers", "Share of from"],
+                        [
+                            [row["from"], row["to"], f"{row['customers']:,}", f"{row['share']:.1%}"]
+                            for _, row in moves.iterrows()
+                        ],
+                    ),
+                ]
+        measures = moved_measures(base, name)
+        lines += [""]
+        if measures:
+            lines += [
+                markdown_table(["Headline measure", "base", "this pull request", ""], measures),
+                "",
+            ]
+        else:
+            lines += ["No headline measure (validity, stability, outcome separation) moved.", ""]
+    return lines
+
+
 # Columns shown per data set in the drivers table: the leading ones of either revision.
 DRIVERS_SHOWN = 5
 
@@ -170,20 +276,30 @@ def render_report(
     stale: list[str],
     run_url: str | None = None,
     driver_lines: list[str] | None = None,
+    segment_lines: list[str] | None = None,
 ) -> str:
     short_base, short_head = base[:7], head[:7]
     lines = [
         f"## DVC report: `{short_base}` (base) → `{short_head}` (this pull request)",
         "",
+        "### Did the segments change?",
+        "",
+        "Each data set's segments against its adopted ones (`references/<data set>/`, "
+        "`reports/<data set>/lineage.md`), and the headline measures that moved.",
+        "",
+        *(segment_lines or ["No data set has a lineage report.", ""]),
         "### What drives the segments",
         "",
         "Each column's share of the LightGBM surrogate's mean |SHAP| "
         "(`plots/<data set>/importance.csv`).",
         "",
         *(driver_lines or ["No data set has a surrogate explanation.", ""]),
-        f"### Metrics (`dvc metrics diff --md --all {short_base}`)",
+        "<details>",
+        f"<summary>Every metric (<code>dvc metrics diff --md --all {short_base}</code>)</summary>",
         "",
         _table_or(metrics_md, "No metrics."),
+        "",
+        "</details>",
         "",
         f"### Params (`dvc params diff --md {short_base}`)",
         "",
@@ -277,6 +393,7 @@ def build_report(base_rev: str, out: Path, image_url: str | None, run_url: str |
         stale_outputs(),
         run_url,
         drivers(base, params.get("datasets", [])),
+        segment_lines(base, params.get("datasets", [])),
     )
 
 

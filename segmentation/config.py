@@ -21,6 +21,8 @@ PARAMS_FILE = Path("params.yaml")
 PIPELINE_FILE = Path("dvc.yaml")
 DATASETS_DIR = Path("datasets")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# The adopted segmentations that new fits are matched to, one folder per data set, tracked in git.
+REFERENCES_DIR = Path("references")
 
 
 class Layout(NamedTuple):
@@ -40,6 +42,9 @@ class Layout(NamedTuple):
     labels: Path
     centroids: Path
     segment_model: Path
+    reference: Path
+    lineage: Path
+    segment_moves: Path
     tabular_matrix: Path
     tabular_outliers: Path
     tabular_labels: Path
@@ -71,6 +76,9 @@ def layout(name: str) -> Layout:
         labels=processed / "labels.csv",
         centroids=processed / "centroids.npy",
         segment_model=processed / "segment_model.zip",
+        reference=REFERENCES_DIR / name,
+        lineage=Path("reports") / name / "lineage.json",
+        segment_moves=processed / "segment_moves.csv",
         tabular_matrix=interim / "tabular.npy",
         tabular_outliers=interim / "tabular_outliers.csv",
         tabular_labels=processed / "tabular_labels.csv",
@@ -244,6 +252,27 @@ class KMeansParams(_Section):
     n_init: int = param(10, "KMeans restarts for the chosen k", ge=1)
 
 
+class LineageParams(_Section):
+    """Which new segment is which adopted one (docs/lineage.md)."""
+
+    match_jaccard: float = param(
+        0.5,
+        "a new segment keeps an adopted segment's number and name when the optimal one-to-one "
+        "pairing joins them with at least this Jaccard of their customers (Hennig's border "
+        "between a dissolved and a recovered cluster, docs/stability.md)",
+        gt=0,
+        le=1,
+    )
+    flow_share: float = param(
+        0.2,
+        "customers moving from one segment to another count in a split, merge or move when they "
+        "are at least this share of the segment they leave or join (one in five; fewer is noise "
+        "at a border)",
+        gt=0,
+        lt=0.5,
+    )
+
+
 class ProjectParams(_Section):
     """The k-independent PCA and t-SNE maps of the inliers."""
 
@@ -345,6 +374,7 @@ class Params(_Section):
     elbow: ElbowParams = ElbowParams()
     kmeans: KMeansParams = KMeansParams()
     stability: StabilityParams = StabilityParams()
+    lineage: LineageParams = LineageParams()
     project: ProjectParams = ProjectParams()
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()

@@ -5,14 +5,14 @@
 NEW.csv is written like the data set's table (its data-set file says how; outcome columns may be
 absent) and is validated the same way. The data set's saved segment model
 (``data/<name>/processed/segment_model.zip``) is loaded, and refused if its manifest says the
-training customers were written or embedded otherwise than params.yaml and the data-set file
-would write and embed these. Each customer is written with the model's number writing (the
-training band edges and words), embedded with the same model, and predicted: the segment of the
-nearest centre (numbered as in ``labels.csv``) with its name, the distance to that centre, the
-ECOD score against the model's reference and the outlier flag (1 = outlier, a score above the
-model's threshold). Each customer is scored as if it alone joined the reference, so a score does
-not depend on the rest of the file. Rows that a missing-cell or invalid-value policy rejects are
-written too, with their reason, and the good rows are still assigned.
+training customers were written or embedded otherwise than params.yaml and the data-set file would
+write and embed these. Each customer is written with the model's number writing (the training band
+edges and words), embedded with the same model, and predicted: the segment of the nearest centre, by
+its stable number (the lineage stage's, as in ``profiles.csv``), with its name, the distance to that
+centre, the ECOD score against the model's reference and the outlier flag (1 = outlier, a score
+above the model's threshold). Each customer is scored as if it alone joined the reference, so a
+score does not depend on the rest of the file. Rows that a missing-cell or invalid-value policy
+rejects are written too, with their reason, and the good rows are still assigned.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 7: internal validity of the segments, and PCA / t-SNE maps coloured by segment.
+"""Stage 8: internal validity of the segments, and PCA / t-SNE maps coloured by segment.
 
 Above ``sample_fit_rows`` customers the validity scores are streamed (``validity_scores``); the
 maps still read every inlier's projection.

@@ -1,4 +1,4 @@
-"""Stage 8: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP),
+"""Stage 9: how well the segmentation columns explain the segments (LightGBM surrogate + SHAP),
 and how much each column drives them.
 
 Two measures of what drives a segmentation, written to the metrics: each column's share of the

@@ -1,5 +1,5 @@
-"""Stage 9: a per-segment profile table, segment cards and a comparison heatmap
-for a marketing manager.
+"""Stage 10: a per-segment profile table, segment cards and a comparison heatmap
+for a marketing manager, in the segments' stable numbers (the lineage stage's).
 
 Which columns are shown, their labels, the phrases that name segments and the outcomes described
 per segment all come from the data-set file.
@@ -19,6 +19,7 @@ from segmentation.artifacts import (
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import dataset_file, load_dataset, read_customers
 from segmentation.data.outcomes import outcome_key, outcome_values
+from segmentation.lineage.tracking import Numbering
 from segmentation.reporting.profile import (
     HEATMAP,
     drivers_section,
@@ -37,17 +38,20 @@ from segmentation.reporting.profile import (
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
     labels = read_csv(paths.labels)
+    numbering = Numbering.of(read_json(paths.lineage))
     everyone = read_customers(paths.customers, dataset)
     customers = everyone.loc[labels[CUSTOMER_ID]]
-    segments = labels["segment"]
+    segments = labels["segment"].map(numbering.numbers)
     differences = value_differences(customers, segments, dataset)
-    table = profile(customers, segments, dataset, differences)
+    table = profile(customers, segments, dataset, differences, numbering.kept_names)
     metrics = {
         stage: read_json(paths.metrics / f"{stage}.json")
         for stage in ("rows", "outliers", "evaluate", "explain", "elbow", "stability")
     }
-    table = with_stability(table, metrics["stability"])
+    fitted = {number: fitted for fitted, number in numbering.numbers.items()}
+    table = with_stability(table, metrics["stability"], fitted)
     drivers = read_csv(paths.reports / "segment_drivers.csv")
+    drivers["segment"] = drivers["segment"].map(numbering.numbers)
     importance = read_csv(paths.plots / "importance.csv")
     numeric, _ = profile_columns(dataset)
     base: dict[str, float] = {column: customers[column].mean() for column in numeric}

@@ -89,4 +89,4 @@ def profiled(customers, segments, dataset):
     from segmentation.reporting import profile
 
     differences = profile.value_differences(customers, segments, dataset)
-    return profile.profile(customers, segments, dataset, differences)
+    return profile.profile(customers, segments, dataset, differences, {})

@@ -19,8 +19,8 @@ from segmentation.lineage.migration import (
     psi_reading,
     segment_changes,
 )
-from segmentation.lineage.reference import Reference, load_reference, save_reference
-from segmentation.lineage.tracking import adopted, track
+from segmentation.lineage.reference import Reference, adopted, load_reference, save_reference
+from segmentation.lineage.tracking import Numbering, lineage_record, track
 from segmentation.reporting.lineage import changed_sentences
 
 
@@ -137,7 +137,8 @@ def test_migration_shows_who_stayed_moved_left_and_is_new():
         ["new", 1, 1, 1.0],
     ]
     outcome = pd.Series([1, 0, 0, 0, 1, 1], index=["a", "b", "c", "d", "e", "f"])
-    changes = segment_changes(reference, current, outcome, outcome)
+    adopted_rates = pd.Series({1: 0.5, 2: 0.0, 3: 1.0})  # segments 1, 2 and 3 when adopted
+    changes = segment_changes(reference, current, adopted_rates, outcome)
     assert changes.loc[1, ["customers_then", "customers_now"]].tolist() == [2, 2]
     assert changes.loc[1, ["outcome_then", "outcome_now"]].tolist() == [0.5, 1.0]
     assert changes.loc[4, "customers_then"] == 0 and changes.loc[3, "customers_now"] == 0
@@ -231,24 +232,20 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     first = track(
         Reference(then, [1, 2, 3], list(names.values()), then_centroids, "m"),
         then,
-        names,
         vectors_of,
         then_centroids,
         "m",
         ids[:800],
     )
     assert first.lineage.numbers == {1: 1, 2: 2, 3: 3}
-    reference = adopted(first, then_centroids, "m")
+    reference = adopted(then, first.lineage.numbers, names, then_centroids, "m")
     save_reference(tmp_path / "bank", reference)
     reference = load_reference(tmp_path / "bank")
     # this month: 100 customers left, 100 joined, and k = 4 with another seed
     now, now_centroids = fit(4, np.arange(100, 900), seed=5)
 
     def follow(reference, embedding_model="m"):
-        fitted_names = {fitted: f"fit {fitted}" for fitted in range(1, 5)}
-        return track(
-            reference, now, fitted_names, vectors_of, now_centroids, embedding_model, ids[100:]
-        )
+        return track(reference, now, vectors_of, now_centroids, embedding_model, ids[100:])
 
     tracked = follow(reference)
     found = kinds(tracked.lineage)
@@ -257,12 +254,15 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     split = next(t for t in tracked.lineage.transitions if t.kind == "split")
     assert [number for number, _ in split.flows] in ([split.segment, 4], [4, split.segment])
     assert set(tracked.segments.unique()) == {1, 2, 3, 4}
-    assert [tracked.names[n] for n in (1, 2, 3)] == ["First", "Second", "Third"]
-    assert tracked.names[4].startswith("fit ")
+    assert tracked.names == names  # the new segment 4 is named by the profile
+    assert Numbering.of(lineage_record(tracked, "references/bank")).kept_names == {
+        n: names[n] for n in (1, 2, 3) if n in tracked.lineage.matched_jaccard
+    }
     table = tracked.migration.set_index(["from", "to"])["customers"]
     assert table.xs("left", level="to").sum() == 100 and table.loc["new"].sum() == 100
     # the same fit tracked from its own adoption changes nothing
-    again = follow(adopted(tracked, now_centroids, "m"))
+    numbers = tracked.lineage.numbers
+    again = follow(adopted(now, numbers, names | {4: "Fourth"}, now_centroids, "m"))
     assert again.segments.equals(tracked.segments)
     assert set(kinds(again.lineage).values()) == {"kept"}
     # another embedding model: only the customers the reference segmented are compared

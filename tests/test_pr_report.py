@@ -58,6 +58,17 @@ SHOP = {
     },
     "segment_on": ["region", "income", "spend"],
 }
+# The lineage stage's report and migration, at k = 5 (the adopted fit) and k = 6.
+LINEAGE = {
+    5: "# Segment lineage: Shop\n\nIntro.\n\n## What changed\n\nEvery segment came back "
+    "unchanged.\n\n## Segments then and now\n\nTable.\n",
+    6: "# Segment lineage: Shop\n\nIntro.\n\n## What changed\n\n- Segment 2 'Savers' split: "
+    "61% stayed, 39% formed segment 6.\n\n## Segments then and now\n\nTable.\n",
+}
+MIGRATION = {
+    5: "from,to,customers,share\n1,1,500,1.0\n2,2,300,1.0\n",
+    6: "from,to,customers,share\n1,1,500,1.0\n2,2,183,0.61\n2,6,117,0.39\n",
+}
 # What the surrogate leans on, at k = 5 and k = 6.
 SHARES = {5: [0.5, 0.3, 0.2], 6: [0.9, 0.06, 0.04]}
 
@@ -76,6 +87,12 @@ def commit(repo: Path, k: int, silhouette: float, map_png: bytes) -> str:
     (repo / "metrics" / "evaluate.json").write_text(
         json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0})
     )
+    (repo / "metrics" / "shop" / "evaluate.json").write_text(
+        json.dumps({"silhouette": silhouette, "davies_bouldin": 2.0 + silhouette})
+    )
+    (repo / "reports" / "shop").mkdir(parents=True, exist_ok=True)
+    (repo / "reports" / "shop" / "lineage.md").write_text(LINEAGE[k])
+    (repo / "reports" / "shop" / "migration.csv").write_text(MIGRATION[k])
     (repo / "plots" / "shop").mkdir(exist_ok=True)
     (repo / "plots" / "shop" / "map.png").write_bytes(map_png)
     assert sh(repo, "git", "add", "-A").returncode == 0
@@ -135,6 +152,13 @@ def test_report_shows_changed_metrics_params_and_images(two_commits):
     ).read_bytes() == b"\x89PNG six segments"
     assert (repo / "report" / "plots" / "index.html").exists()
     assert "reproduced every committed metric, plot and report" in report
+    # the report leads with the segments: what changed, who moved, which measures moved and how
+    assert report.index("### Did the segments change?") < report.index("<details>")
+    assert "- Segment 2 'Savers' split: 61% stayed, 39% formed segment 6." in report
+    assert ("2", "6", "117", "39.0%") in rows and ("1", "1", "500", "100.0%") not in rows
+    assert ("Silhouette", "0.1417", "0.1322", "worse") in rows
+    assert ("Davies-Bouldin index", "2.142", "2.132", "better") in rows
+    assert report.index("<details>") < report.index("| metrics/evaluate.json | silhouette")
     # The reviewer first reads what drives the segments, base and new, with the report's warning.
     drivers = report.split("### What drives the segments")[1].split("### Metrics")[0]
     assert ("Region", "50.0%", "90.0%") in rows and ("Yearly spend", "20.0%", "4.0%") in rows

@@ -139,7 +139,7 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
             "segment_4_jaccard": 0.7,
         },
     }
-    table = profile.with_stability(table, metrics["stability"])
+    table = profile.with_stability(table, metrics["stability"], {s: s for s in range(1, 5)})
     assert table.columns[2:6].tolist() == ["customers", "share", "jaccard", "stability"]
     assert table["stability"].tolist() == ["stable", "weak", "stable", "fuzzy"]
     shares = profile.representation(customers, segments, bank)

@@ -2,7 +2,7 @@
 
 The two segmentations are compared on the customers both place in a segment. A new segment takes
 a reference segment's number (and so its name) when an optimal one-to-one assignment pairs them
-(Hungarian, on the Jaccard of their customers) and their Jaccard reaches ``match_jaccard``;
+(Hungarian, on the Jaccard of their customers) and their Jaccard reaches ``lineage.match_jaccard``;
 otherwise it is new and takes the next free number. The transitions follow MONIC (Spiliopoulou et
 al., 2006): a reference segment whose customers form two or more new segments split; two or more
 reference segments whose customers form one new segment merged; a reference segment that nothing
@@ -19,12 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-# Hennig's (2007) reading of a segment's Jaccard: from 0.5 a segment has come back (below, it
-# has dissolved), the border of docs/stability.md's "weak" band.
-MATCH_JACCARD = 0.5
-# A flow of customers counts when it carries at least this share of the segment it leaves (or
-# joins): one in five, below which a move is noise at the border rather than a new structure.
-FLOW_SHARE = 0.2
+from segmentation.config import LineageParams
+
+DEFAULT_THRESHOLDS = LineageParams()
 
 Kind = Literal["kept", "split", "merged", "gone", "new"]
 
@@ -104,8 +101,7 @@ def _flows(shares: pd.Series, floor: float) -> tuple[tuple[int, float], ...]:
 
 def match_segments(
     overlap: pd.DataFrame,
-    match_jaccard: float = MATCH_JACCARD,
-    flow_share: float = FLOW_SHARE,
+    thresholds: LineageParams = DEFAULT_THRESHOLDS,
     taken: Collection[int] = (),
 ) -> Lineage:
     """Stable numbers for the new segments (the columns of ``overlap``) and every transition.
@@ -113,12 +109,12 @@ def match_segments(
     ``taken``: numbers the reference has used besides its rows here (a segment none of whose
     customers is left); a new segment never takes one of them.
     """
-    jaccard = jaccard_table(overlap)
+    jaccard, floor = jaccard_table(overlap), thresholds.flow_share
     rows, columns = linear_sum_assignment(-jaccard.to_numpy())
     pairs = {
         int(overlap.columns[c]): int(overlap.index[r])
         for r, c in zip(rows, columns)
-        if jaccard.iat[r, c] >= match_jaccard
+        if jaccard.iat[r, c] >= thresholds.match_jaccard
     }
     sizes = overlap.sum(axis=0)
     unmatched = [int(c) for c in sizes.sort_values(ascending=False, kind="stable").index]
@@ -131,19 +127,19 @@ def match_segments(
     in_share = stable_columns.div(stable_columns.sum(axis=0), axis=1)  # of the new segment
     # A flow forms a new segment when it is a big share of the old one and most of the new one;
     # it is absorbed when it is most of the old one and a big share of the new one.
-    forming = (out_share >= flow_share) & (in_share > 0.5)
-    absorbing = (in_share >= flow_share) & (out_share > 0.5)
+    forming = (out_share >= floor) & (in_share > 0.5)
+    absorbing = (in_share >= floor) & (out_share > 0.5)
     kept_numbers = set(pairs.values())
     transitions, merged_into, merged_away, split_off = [], set(), set(), set()
     for new in stable_columns.columns:
         sources = absorbing.index[absorbing[new]]
         if len(sources) >= 2:
-            transitions.append(Transition("merged", int(new), _flows(in_share[new], flow_share)))
+            transitions.append(Transition("merged", int(new), _flows(in_share[new], floor)))
             merged_into.add(int(new))
             merged_away.update(int(source) for source in sources)
     for old in stable_columns.index:
         targets = forming.columns[forming.loc[old]]
-        flows = _flows(out_share.loc[old], flow_share)
+        flows = _flows(out_share.loc[old], floor)
         if len(targets) >= 2:
             transitions.append(Transition("split", int(old), flows))
             split_off.update(int(target) for target in targets)
@@ -155,6 +151,6 @@ def match_segments(
             transitions.append(Transition("gone", int(old), flows))
     for new in stable_columns.columns:
         if new not in kept_numbers | merged_into | split_off:
-            transitions.append(Transition("new", int(new), _flows(in_share[new], flow_share)))
+            transitions.append(Transition("new", int(new), _flows(in_share[new], floor)))
     matched = {number: float(jaccard.loc[number, fitted]) for fitted, number in pairs.items()}
     return Lineage(numbers, matched, transitions)

@@ -23,13 +23,28 @@ def segment_order(value: int | str) -> tuple[bool, int | str]:
     return (isinstance(value, str), value)
 
 
+def customer_moves(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+    """Each customer's segment ``from`` (``new`` for none) and ``to`` (``left`` for none): the
+    current segmentation's customers in their order, then those that left."""
+    left = reference.index.difference(current.index, sort=False)
+    moves = pd.DataFrame(
+        {
+            "from": reference.astype(object).reindex(current.index.append(left)),
+            "to": current.astype(object),
+        }
+    )
+    return moves.fillna({"from": NEW, "to": LEFT}).astype(object)
+
+
 def migration_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
     """Customers from each reference segment (``new`` for none) to each current segment (``left``
     for none): columns ``from``, ``to``, ``customers`` and ``share`` (of the ``from`` row)."""
-    both = pd.concat(
-        {"from": reference.astype(object), "to": current.astype(object)}, axis=1, join="outer"
-    ).fillna({"from": NEW, "to": LEFT})
-    counts = both.groupby(["from", "to"], sort=False).size()
+    return migration_of(customer_moves(reference, current))
+
+
+def migration_of(moves: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``migration_table`` from ``customer_moves``."""
+    counts = moves.groupby(["from", "to"], sort=False).size()
     ordered = sorted(
         counts.index, key=lambda pair: (segment_order(pair[0]), segment_order(pair[1]))
     )
@@ -56,11 +71,12 @@ def psi_reading(value: float) -> str:
 def segment_changes(
     reference: pd.Series,
     current: pd.Series,
-    reference_outcome: pd.Series | None = None,
-    current_outcome: pd.Series | None = None,
+    outcome_then: pd.Series | None = None,
+    outcome_now: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Per stable segment: customers then and now, the outcome's rate (or mean) then and now when
-    given (indexed by customer id like the segments), and the segment's PSI term."""
+    given (then: per reference segment, as adopted; now: per customer, indexed by id like the
+    segments), and the segment's PSI term."""
     frame = pd.DataFrame(
         {
             "customers_then": reference.value_counts(),
@@ -68,9 +84,9 @@ def segment_changes(
         }
     ).fillna(0)
     frame = frame.astype(int)
-    if reference_outcome is not None and current_outcome is not None:
-        frame["outcome_then"] = reference_outcome.loc[reference.index].groupby(reference).mean()
-        frame["outcome_now"] = current_outcome.loc[current.index].groupby(current).mean()
+    if outcome_then is not None and outcome_now is not None:
+        frame["outcome_then"] = outcome_then
+        frame["outcome_now"] = outcome_now.loc[current.index].groupby(current).mean()
     frame["psi"] = population_stability(reference, current)
     frame.index.name = "segment"
     return frame.sort_index()

@@ -1,13 +1,17 @@
 """The reference segmentation a new one is matched to: the adopted segments, small enough for git.
 
 A reference holds each customer's stable segment number, each segment's name and centroid (to
-place customers the reference never saw) and the embedding model the centroids live in. It is
+place customers the reference never saw), the embedding model the centroids live in and each
+segment's outcome rate (or mean) when it was adopted. It is
 written to a folder (``segments.csv``, ``centroids.npy``, ``reference.json``) when a segmentation
 is adopted, and read back by the next fit.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,6 +39,8 @@ class Reference(NamedTuple):
     names: list[str]  # the name of each centroid row's segment
     centroids: np.ndarray
     embedding_model: str
+    outcome: str = ""  # the profile column of the described outcome, e.g. "y_yes_rate"
+    outcome_rates: list[float] = []  # per centroid row; empty without an outcome
 
     def place(self, vectors: np.ndarray) -> np.ndarray:
         """The stable number of the nearest reference centroid of each vector."""
@@ -43,9 +49,52 @@ class Reference(NamedTuple):
     def name_of(self) -> dict[int, str]:
         return dict(zip(self.numbers, self.names))
 
+    def outcome_by_segment(self) -> pd.Series:
+        """The outcome per stable number when adopted (empty without one)."""
+        return pd.Series(self.outcome_rates, index=self.numbers[: len(self.outcome_rates)])
+
+
+def adopted(
+    segments: pd.Series,
+    numbers: dict[int, int],
+    names: dict[int, str],
+    centroids: np.ndarray,
+    embedding_model: str,
+    outcome: str = "",
+    outcome_rates: dict[int, float] | None = None,
+) -> Reference:
+    """The reference a fit becomes once a team adopts it. ``segments``: each customer's fitted
+    segment 1..k, the rows of ``centroids``; ``numbers``: fitted -> stable number; ``names`` and
+    ``outcome_rates``: by stable number."""
+    stable = [numbers[fitted] for fitted in range(1, len(centroids) + 1)]
+    return Reference(
+        segments.map(numbers),
+        stable,
+        [names[number] for number in stable],
+        centroids,
+        embedding_model,
+        outcome,
+        [float(outcome_rates[number]) for number in stable] if outcome_rates else [],
+    )
+
 
 def save_reference(folder: Path, reference: Reference) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """The three files, written to a new folder that then replaces ``folder`` whole."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        _write_reference(building, reference)
+        replaced = folder.with_name(f".{folder.name}.replaced")
+        if folder.exists():
+            os.replace(folder, replaced)
+        os.replace(building, folder)
+        shutil.rmtree(replaced, ignore_errors=True)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _write_reference(folder: Path, reference: Reference) -> None:
+    rates = reference.outcome_rates
     write_csv(
         folder / SEGMENTS,
         reference.segments.rename("segment").rename_axis(CUSTOMER_ID).reset_index(),
@@ -55,9 +104,11 @@ def save_reference(folder: Path, reference: Reference) -> None:
         folder / DESCRIPTION,
         {
             "embedding_model": reference.embedding_model,
+            "outcome": reference.outcome,
             "segments": [
                 {"number": int(number), "name": name}
-                for number, name in zip(reference.numbers, reference.names)
+                | ({"outcome": round(rates[row], 6)} if rates else {})
+                for row, (number, name) in enumerate(zip(reference.numbers, reference.names))
             ],
         },
     )
@@ -84,4 +135,6 @@ def load_reference(folder: Path) -> Reference:
         [segment["name"] for segment in listed],
         centroids,
         description["embedding_model"],
+        description.get("outcome", ""),
+        [float(segment["outcome"]) for segment in listed if "outcome" in segment],
     )

@@ -82,6 +82,7 @@ class Manifest(DetectorManifest):
     fitted_customers: int
     kmeans_sample_rows: int
     segment_names: list[str]
+    segment_numbers: list[int] | None = None  # each centre's stable number; None: 1..k
     embedding: Embedding | None = None
     customers: Customers | None = None
 
@@ -157,7 +158,9 @@ class SegmentModel:
 
     After ``fit``: ``outliers_`` (the ``OutlierDetector``), ``threshold_``, ``decision_scores_``
     and ``outlier_labels_`` of the fitted customers, ``cluster_centers_`` (segment 1, the largest,
-    first), ``labels_`` (each inlier's segment, 1..k) and ``inertia_``.
+    first), ``labels_`` (each inlier's segment, 1..k) and ``inertia_``. ``segment_numbers`` and
+    ``segment_names``, set by the pipeline, are each centre's stable number and name, which
+    ``predict`` reports (1..k and none when unset).
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class SegmentModel:
         self.sample_fit_rows = sample_fit_rows
         self.seed = seed
         self.segment_names: list[str] | None = None
+        self.segment_numbers: list[int] | None = None
         self.embedding: Embedding | None = None
         self.customers: Customers | None = None
 
@@ -221,19 +225,26 @@ class SegmentModel:
         return self.outliers_.decision_function(vectors)
 
     def predict(self, vectors: np.ndarray) -> pd.DataFrame:
-        """Per row: the nearest segment, its name, the distance to its centre, the outlier score
-        and the outlier flag (1 = outlier). Rows are independent, so any batches give the same."""
+        """Per row: the nearest segment (its stable number), its name, the distance to its centre,
+        the outlier score and the outlier flag (1 = outlier). Rows are independent, so any batches
+        give the same."""
         self._check_dimension(vectors)
-        segments, distances = nearest_segments(vectors, self.cluster_centers_)
+        centres, distances = nearest_segments(vectors, self.cluster_centers_)
         scores = self.decision_function(vectors)
-        predicted = pd.DataFrame({"segment": segments})
+        predicted = pd.DataFrame({"segment": self.stable_numbers(centres)})
         if self.segment_names is not None:
-            predicted["segment_name"] = [self.segment_names[segment - 1] for segment in segments]
+            predicted["segment_name"] = np.asarray(self.segment_names, dtype=object)[centres - 1]
         return predicted.assign(
             centroid_distance=distances,
             ecod_score=scores,
             outlier=self.outliers_.predict_scores(scores),
         )
+
+    def stable_numbers(self, fitted: np.ndarray) -> np.ndarray:
+        """Fitted segments 1..k as the stable numbers ``predict`` reports."""
+        if self.segment_numbers is None:
+            return np.asarray(fitted)
+        return np.asarray(self.segment_numbers)[np.asarray(fitted) - 1]
 
     def _check_dimension(self, vectors: np.ndarray) -> None:
         dimension = self.cluster_centers_.shape[1]
@@ -251,6 +262,7 @@ class SegmentModel:
             fitted_customers=self.fitted_customers_,
             kmeans_sample_rows=self.kmeans_sample_rows_,
             segment_names=self.segment_names or [f"Segment {i}" for i in range(1, self.k + 1)],
+            segment_numbers=self.segment_numbers,
             embedding=self.embedding,
             customers=self.customers,
         )
@@ -270,7 +282,10 @@ class SegmentModel:
             manifest.fitted_customers,
             manifest.kmeans_sample_rows,
         )
-        model.segment_names = manifest.segment_names
+        model.segment_names, model.segment_numbers = (
+            manifest.segment_names,
+            manifest.segment_numbers,
+        )
         model.embedding, model.customers = manifest.embedding, manifest.customers
         return model
 

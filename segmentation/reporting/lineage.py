@@ -1,9 +1,16 @@
-"""What became of each segment, in one plain sentence per changed segment."""
+"""The lineage report: what became of each segment, in one plain sentence per changed segment,
+the segments then and now, and the customers moving."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from segmentation.evaluation.stability import JACCARD_BANDS
 from segmentation.lineage.matching import Lineage, Transition
+from segmentation.lineage.migration import psi_reading
+from segmentation.lineage.tracking import Tracked
+from segmentation.reporting.render import render
+from segmentation.reporting.tables import markdown_table
 
 # A kept segment whose Jaccard with its reference reaches Hennig's "stable" band is unchanged.
 UNCHANGED_JACCARD = JACCARD_BANDS[0][0]
@@ -35,8 +42,12 @@ def transition_sentence(transition: Transition, names: dict[int, str]) -> str:
     if transition.kind == "merged":
         return f"{own} is a merge: its customers came from {_listed(flows, names)}."
     if transition.kind == "gone":
+        if not flows:
+            return f"{own} is gone: its customers left the table or are outliers now."
         return f"{own} is gone: its customers moved to {_listed(flows, names)}."
     if transition.kind == "new":
+        if not flows:
+            return f"{own} is new: its customers are new to the table or were outliers."
         return f"{own} is new: its customers came from {_listed(flows, names)}."
     stayed = dict(flows).get(segment, 0.0)
     moved = tuple((s, share) for s, share in flows if s != segment)
@@ -57,3 +68,58 @@ def changed_sentences(lineage: Lineage, names: dict[int, str]) -> list[str]:
         transition_sentence(transition, names)
         for transition in sorted(changed, key=lambda t: t.segment)
     ]
+
+
+def _segment(value: int | str, names: dict[int, str]) -> str:
+    if isinstance(value, str):
+        return value  # new or left
+    name = names.get(value)
+    return f"{value} '{name}'" if name else str(value)
+
+
+def migration_rows(migration: pd.DataFrame) -> list[list[str]]:
+    return [
+        [str(source), str(target), f"{customers:,}", f"{share:.1%}"]
+        for source, target, customers, share in migration[
+            ["from", "to", "customers", "share"]
+        ].itertuples(index=False)
+    ]
+
+
+def changes_rows(changes: pd.DataFrame, names: dict[int, str]) -> list[list[str]]:
+    outcome = "outcome_then" in changes
+    rows = []
+    for segment, row in changes.iterrows():
+        cells = [
+            _segment(segment, names),
+            f"{int(row['customers_then']):,}",
+            f"{int(row['customers_now']):,}",
+        ]
+        if outcome:
+            cells += [_rate(row["outcome_then"]), _rate(row["outcome_now"])]
+        rows.append([*cells, f"{row['psi']:.4f}"])
+    return rows
+
+
+def _rate(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.1%}"
+
+
+def render_report(tracked: Tracked, metrics: dict, context: dict, outcome_title: str | None) -> str:
+    """``lineage.md``: what changed, the segments then and now, and the customers moving."""
+    names = tracked.names
+    header = ["Segment", "Customers then", "Customers now"]
+    if outcome_title:
+        header += [f"{outcome_title}: then", "now"]
+    return render(
+        "lineage.md.j2",
+        **context,
+        metrics=metrics,
+        sentences=changed_sentences(tracked.lineage, names),
+        unchanged_jaccard=UNCHANGED_JACCARD,
+        psi_reading=psi_reading(metrics["psi"]),
+        changes_table=markdown_table([*header, "PSI term"], changes_rows(tracked.changes, names)),
+        migration_table=markdown_table(
+            ["From", "To", "Customers", "Share of from"], migration_rows(tracked.migration)
+        ),
+    )

@@ -50,10 +50,15 @@ def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
 
 
 def profile(
-    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset, differences: pd.DataFrame
+    customers: pd.DataFrame,
+    segments: pd.Series,
+    dataset: Dataset,
+    differences: pd.DataFrame,
+    adopted_names: dict[int, str],
 ) -> pd.DataFrame:
     """Size, share, outcome rates, means of the numbers and the most frequent value (with its share)
-    of each categorical column, per segment, and its name from ``differences``
+    of each categorical column, per segment, and its name: the adopted segment's for a segment
+    that kept one (``adopted_names``, by stable number), else one from ``differences``
     (``value_differences``, which the heatmap draws too)."""
     numeric, categorical = profile_columns(dataset)
     frame = customers.assign(segment=segments.to_numpy())
@@ -72,13 +77,22 @@ def profile(
             row[f"top_{column}_share"] = counts[top] / len(group)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.insert(1, "name", name_segments(table, customers, dataset, differences))
+    found = name_segments(table, customers, dataset, differences)
+    taken = set(adopted_names.values())
+    names = [
+        adopted_names.get(s, f"{name} (#{s})" if name in taken else name)
+        for s, name in zip(table["segment"], found)
+    ]
+    table.insert(1, "name", names)
     return table
 
 
-def with_stability(table: pd.DataFrame, found: dict[str, float]) -> pd.DataFrame:
-    """The profile with each segment's clusterwise Jaccard and its reading, after its share."""
-    jaccard = [found[f"segment_{segment}_jaccard"] for segment in table["segment"]]
+def with_stability(
+    table: pd.DataFrame, found: dict[str, float], fitted: dict[int, int]
+) -> pd.DataFrame:
+    """The profile with each segment's clusterwise Jaccard and its reading, after its share;
+    ``found`` holds them by fitted segment, ``fitted`` maps a stable number to its fitted one."""
+    jaccard = [found[f"segment_{fitted[segment]}_jaccard"] for segment in table["segment"]]
     at = table.columns.get_loc("share") + 1
     added = pd.DataFrame(
         {"jaccard": jaccard, "stability": [stability.reading(v) for v in jaccard]},

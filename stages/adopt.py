@@ -1,0 +1,55 @@
+"""Adopt the data set's current segments as its reference (a command, not a DVC stage).
+
+    python -m stages.adopt bank        # after 'dvc repro'; then commit references/bank/
+
+Writes ``references/<name>/``: each customer's stable segment number, the segments' names (the
+profile's), their centroids, the embedding model and each segment's outcome rate. Later fits keep
+the numbers and names of the segments they match (the lineage stage), so run ``dvc repro`` after
+adopting: the lineage report then finds every segment unchanged.
+"""
+
+from __future__ import annotations
+
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_json, read_npy, run
+from segmentation.config import layout
+from segmentation.data.dataset import load_dataset
+from segmentation.data.outcomes import outcome_key
+from segmentation.lineage.reference import adopted, save_reference
+from segmentation.lineage.tracking import Numbering
+
+
+def main(name: str) -> None:
+    dataset, paths = load_dataset(name), layout(name)
+    profiles, changes = paths.reports / "profiles.csv", paths.reports / "segment_changes.csv"
+    missing = [p for p in (paths.labels, paths.lineage, profiles, changes) if not p.exists()]
+    if missing:
+        raise PipelineError(
+            f"{missing[0]}: not found; run 'dvc repro' for {name} before adopting its segments"
+        )
+    numbering = Numbering.of(read_json(paths.lineage))
+    names = read_csv(profiles, usecols=["segment", "name"]).set_index("segment")["name"]
+    if set(names.index) != set(numbering.numbers.values()):
+        raise PipelineError(
+            f"{profiles} and {paths.lineage} number the segments differently; run 'dvc repro' "
+            "before adopting them"
+        )
+    outcome = next(iter(dataset.describe), None)
+    rates = read_csv(changes).set_index("segment").get("outcome_now")
+    reference = adopted(
+        read_csv(paths.labels).set_index(CUSTOMER_ID)["segment"],
+        numbering.numbers,
+        names.to_dict(),
+        read_npy(paths.centroids),
+        read_json(paths.embedding_info)["model"],
+        outcome_key(dataset, outcome) if outcome else "",
+        None if rates is None else rates.to_dict(),
+    )
+    save_reference(paths.reference, reference)
+    print(
+        f"{paths.reference}: {len(reference.numbers)} segments of {len(reference.segments):,} "
+        f"customers adopted; run 'dvc repro', then commit {paths.reference}/ and the results"
+    )
+
+
+if __name__ == "__main__":
+    run(main)
