@@ -39,10 +39,10 @@ writes `params.yaml`; the tests check that both match the schema. Back to the
 an unknown key stops the stage with one line that names the key, e.g. `error: kmeans: params.yaml:
 k: Input should be a valid integer (got 'six')`. `dvc exp run -S` values are validated the same
 way. Each stage lists in `dvc.yaml` exactly the params it reads, so a change reruns only what
-depends on it: `k` reruns kmeans, stability, evaluate, explain, profile and the comparison's
-tabular, kprototypes and compare, never the embedding, the elbow study, the K-Prototypes cost
-curve or the t-SNE. What a customer table holds is not a param: each data set is described by its
-file in `datasets/` (see `datasets/README.md`).
+depends on it: `k` reruns kmeans, lineage, stability, evaluate, explain, profile and the
+comparison's tabular, kprototypes and compare, never the embedding, the elbow study, the
+K-Prototypes cost curve or the t-SNE. What a customer table holds is not a param: each data set
+is described by its file in `datasets/` (see `datasets/README.md`).
 """
 
 

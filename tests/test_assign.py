@@ -109,6 +109,22 @@ def test_a_saved_model_loads_to_the_same_predictions_and_the_same_bytes(trained,
     assert manifest["segment_names"] == ["first", "second", "third"]
 
 
+def test_a_model_with_stable_numbers_predicts_them_with_their_names(trained, tmp_path):
+    _, _, vectors, fitted = trained
+    fitted.save(tmp_path / "model.zip")
+    renumbered = SegmentModel.load(tmp_path / "model.zip")
+    # fitted segment 1 kept adopted segment 2, 2 kept 1, and 3 is new: the next free number, 6
+    renumbered.segment_numbers = [2, 1, 6]
+    renumbered.save(tmp_path / "stable.zip")
+    loaded = SegmentModel.load(tmp_path / "stable.zip")
+    plain, stable = fitted.predict(vectors), loaded.predict(vectors)
+    assert stable["segment"].tolist() == [{1: 2, 2: 1, 3: 6}[s] for s in plain["segment"]]
+    assert stable["segment_name"].equals(plain["segment_name"])
+    assert loaded.stable_numbers(np.array([3, 1])).tolist() == [6, 2]
+    manifest = json.loads(zipfile.ZipFile(tmp_path / "stable.zip").read("manifest.json"))
+    assert manifest["segment_numbers"] == [2, 1, 6]
+
+
 def test_a_file_that_is_not_a_model_is_one_line(tmp_path):
     (tmp_path / "model.zip").write_text("not a zip")
     with pytest.raises(PipelineError, match=r"model.zip: not a saved model of format 1"):

@@ -20,7 +20,13 @@ from segmentation.lineage.migration import (
     segment_changes,
 )
 from segmentation.lineage.reference import Reference, adopted, load_reference, save_reference
-from segmentation.lineage.tracking import Numbering, lineage_record, track
+from segmentation.lineage.tracking import (
+    Numbering,
+    lineage_metrics,
+    lineage_record,
+    track,
+    untracked,
+)
 from segmentation.reporting.lineage import changed_sentences
 
 
@@ -154,8 +160,10 @@ def test_each_changed_segment_gets_one_plain_sentence():
     ]
     drifted = segments([1] * 70 + [9] * 30 + [2] * 40 + [9] * 20 + [1] * 15 + [2] * 15 + [9] * 10)
     assert changed_sentences(lineage_of(reference, drifted), {}) == [
-        "Segment 1 kept 70% of its customers; the others moved to segment 4 (30%).",
-        "Segment 2 kept 67% of its customers; the others moved to segment 4 (33%).",
+        "Segment 1 kept 70% of its customers (Jaccard 0.61 with the adopted segment); the "
+        "others moved to segment 4 (30%).",
+        "Segment 2 kept 67% of its customers (Jaccard 0.53 with the adopted segment); the "
+        "others moved to segment 4 (33%).",
         "Segment 3 is gone: its customers moved to segment 1 (38%), segment 2 (38%) and "
         "segment 4 (25%).",
         "Segment 4 is new: its customers came from segment 1 (50%) and segment 2 (33%).",
@@ -267,3 +275,83 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     assert set(kinds(again.lineage).values()) == {"kept"}
     # another embedding model: only the customers the reference segmented are compared
     assert follow(reference, "another model").lineage.numbers == tracked.lineage.numbers
+
+
+def test_a_fit_with_nothing_adopted_keeps_its_numbers_and_every_segment_is_new():
+    fitted = segments([1, 1, 2, 3, 3, 3])
+    outcome = pd.Series([1.0, 0, 0, 1, 1, 0], index=fitted.index)
+    tracked = untracked(fitted, outcome)
+    assert tracked.lineage.numbers == {1: 1, 2: 2, 3: 3}
+    assert tracked.segments.equals(fitted)
+    assert kinds(tracked.lineage) == {1: "new", 2: "new", 3: "new"}
+    metrics = lineage_metrics(tracked, 0)
+    assert metrics["reference_segments"] == 0 and metrics["segments_new"] == 3
+    assert metrics["customers_new"] == 6 and metrics["psi"] == 0.0
+    assert tracked.changes["outcome_now"].tolist() == [0.5, 0.0, 2 / 3]
+    record = lineage_record(tracked, None)
+    assert Numbering.of(record) == Numbering({1: 1, 2: 2, 3: 3}, {})
+
+
+def test_the_lineage_metrics_count_moves_new_and_left_customers():
+    reference = segments([1, 1, 1, 1, 2, 2, 2, 2], list("abcdefgh"))
+    current = segments([1, 1, 1, 2, 2, 2, 2, 1], list("abcdefgi"))  # d moved, h left, i is new
+    tracked = track(
+        Reference(reference, [1, 2], ["Savers", "Spenders"], np.eye(2), "m"),
+        current,
+        lambda ids: np.tile([1.0, 0.0], (len(ids), 1)),
+        np.eye(2),
+        "m",
+        pd.Index(list("abcdefgi")),
+    )
+    metrics = lineage_metrics(tracked, 2)
+    assert (metrics["customers_in_both"], metrics["customers_new"], metrics["customers_left"]) == (
+        7,
+        1,
+        1,
+    )
+    assert metrics["customers_moved_share"] == pytest.approx(1 / 7)
+    assert metrics["segments_kept"] == 2 and metrics["matched_jaccard_min"] > 0.5
+    moves = tracked.moves
+    assert moves.loc["d"].tolist() == [1, 2]
+    assert moves.loc["h"].tolist() == [2, "left"] and moves.loc["i"].tolist() == ["new", 1]
+    assert moves.index.tolist()[-1] == "h"  # those who left come last
+
+
+def test_adopting_again_replaces_the_reference_folder_whole(tmp_path):
+    first = Reference(
+        segments([1, 2]), [1, 2], ["A", "B"], np.eye(2), "m", "y_yes_rate", [0.1, 0.2]
+    )
+    save_reference(tmp_path / "bank", first)
+    second = Reference(segments([3]), [3], ["C"], np.eye(2)[:1], "m")
+    save_reference(tmp_path / "bank", second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]  # no temporary folder left
+    loaded = load_reference(tmp_path / "bank")
+    assert loaded.names == ["C"] and loaded.outcome_rates == [] and loaded.outcome == ""
+    save_reference(tmp_path / "bank", first)
+    again = load_reference(tmp_path / "bank")
+    assert again.outcome == "y_yes_rate" and again.outcome_by_segment().to_dict() == {
+        1: 0.1,
+        2: 0.2,
+    }
+
+
+def test_customers_placed_by_the_other_model_pair_segments_but_do_not_count_as_staying():
+    reference = segments([1, 1, 1, 1, 2, 2, 2, 2], list("abcdefgh"))
+    current = segments([1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1], list("abcdefghxyz"))  # x, y, z new
+    tracked = track(
+        Reference(reference, [1, 2], ["Savers", "Spenders"], np.eye(2), "m"),
+        current,
+        lambda ids: np.tile([1.0, 0.0], (len(ids), 1)),  # the new ones: nearest to segment 1
+        np.eye(2),
+        "m",
+        pd.Index(list("abcdefghxyz")),
+    )
+    kept = next(t for t in tracked.lineage.transitions if t.segment == 1)
+    # the pairing saw x, y and z in segment 1 both times (6 of 7 stayed), the shares do not
+    assert kept.flows == ((1, 0.75), (2, 0.25))
+    migration = tracked.migration.set_index(["from", "to"])["share"]
+    assert migration.loc[(1, 1)] == 0.75
+    # both models put x, y and z in segment 1, so it is unchanged (Jaccard 6/7); segment 2 took d
+    assert changed_sentences(tracked.lineage, tracked.names) == [
+        "Segment 2 'Spenders' kept 100% of its customers (Jaccard 0.80 with the adopted segment)."
+    ]

@@ -34,6 +34,7 @@ PROJECT_FILES = (
     "segmentation",
     "datasets",
     "scripts",
+    "references/README.md",
     "dvc.yaml",
     "params.yaml",
     ".dvc/config",
@@ -51,6 +52,7 @@ EMBEDDING_CHAIN = {
     "elbow",
     "project",
     "kmeans",
+    "lineage",
     "stability",
     "evaluate",
     "explain",
@@ -60,6 +62,7 @@ EMBEDDING_CHAIN = {
 COMPARISON = {"tabular", "kprototypes_cost", "kprototypes", "mca", "compare"}
 PER_K = {
     "kmeans",
+    "lineage",
     "stability",
     "evaluate",
     "explain",
@@ -336,6 +339,21 @@ def test_second_repro_is_a_no_op_and_one_from_scratch_is_byte_identical(repo, fi
 
 def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
     before = json.loads((repo / "metrics/bank/evaluate.json").read_text())
+    for name in DATASETS:
+        assert (
+            "No segmentation of this data set has been adopted"
+            in (repo / f"reports/{name}/lineage.md").read_text()
+        )
+        adopt = subprocess.run(
+            [sys.executable, "-m", "stages.adopt", name], cwd=repo, capture_output=True, text=True
+        )
+        assert adopt.returncode == 0, adopt.stderr
+    adopted = {
+        name: json.loads((repo / f"references/{name}/reference.json").read_text())
+        for name in DATASETS
+    }
+    git(repo, "add", "references")
+    git(repo, "commit", "-qm", "adopt the k = 4 segments")
     output = dvc(repo, "exp", "run", "-S", "k=3")
     assert stages_run(output) == K_STAGES
     after = json.loads((repo / "metrics/bank/evaluate.json").read_text())
@@ -350,6 +368,29 @@ def test_experiment_on_k_reruns_only_k_dependent_stages(repo, first_run):
             "k = 3 segments for every method"
             in (repo / f"reports/{name}/comparison.md").read_text()
         )
+        # the three segments are followed from the four adopted ones
+        lineage = json.loads((repo / f"metrics/{name}/lineage.json").read_text())
+        assert lineage["reference_segments"] == 4 and lineage["customers_compared"] > 0
+        # four segments cannot all come back as three: one at least is gone, merged or split
+        assert lineage["segments_kept"] <= 3
+        assert sum(lineage[f"segments_{kind}"] for kind in ("gone", "merged", "split")) >= 1
+        record = json.loads((repo / f"reports/{name}/lineage.json").read_text())
+        names = {s["number"]: s["name"] for s in adopted[name]["segments"]}
+        kept = {s["number"]: s["name"] for s in record["segments"] if s["name"]}
+        assert kept and all(names[number] == shown for number, shown in kept.items())
+        profiles = pd.read_csv(repo / f"reports/{name}/profiles.csv")
+        numbers = [s["number"] for s in record["segments"]]
+        assert sorted(profiles["segment"]) == sorted(numbers)
+        assert all(profiles.set_index("segment").loc[list(kept), "name"] == list(kept.values()))
+        report = (repo / f"reports/{name}/lineage.md").read_text()
+        assert "## What changed" in report
+        assert re.search(r"^- Segment \d+( '[^']+')? (is gone|is a merge|split)", report, re.M)
+        migration = pd.read_csv(repo / f"reports/{name}/migration.csv")
+        assert migration["customers"].sum() == profiles["customers"].sum()
+    checked = subprocess.run(
+        [sys.executable, "scripts/check_model.py"], cwd=repo, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     diff = dvc(repo, "metrics", "diff", "--md")
     assert (
         "metrics/bank/evaluate.json" in diff

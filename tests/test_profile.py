@@ -61,6 +61,20 @@ def test_segment_names_state_what_is_over_represented(bank):
     ]
 
 
+def test_a_segment_that_kept_an_adopted_one_keeps_its_name(bank):
+    from segmentation.reporting import profile
+
+    customers, segments = _six_customers(), pd.Series([4, 4, 2, 2, 7, 7])
+    differences = profile.value_differences(customers, segments, bank)
+    found = profile.profile(customers, segments, bank, differences, {})["name"].tolist()
+    # 4 and 2 kept adopted segments; the adopted name of 2 is what the profile would call 7
+    table = profile.profile(
+        customers, segments, bank, differences, {4: "Our best savers", 2: found[2]}
+    )
+    assert table["segment"].tolist() == [2, 4, 7]
+    assert table["name"].tolist() == [found[2], "Our best savers", f"{found[2]} (#7)"]
+
+
 def test_segment_names_follow_the_data_set_file(telco):
     """Another data set's names come from its own phrases: no decade, its own subject and words."""
     customers = pd.DataFrame(

@@ -87,6 +87,22 @@ def overlap_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
     return pd.crosstab(reference.loc[shared].to_numpy(), current.loc[shared].to_numpy())
 
 
+class Flows(NamedTuple):
+    """Where customers went: those both segmentations hold, per reference segment (rows) and new
+    segment (columns), and each segment's whole size, its customers that left or are new
+    included, so that a share of a segment is of all its customers, as in the migration table."""
+
+    shared: pd.DataFrame
+    reference_sizes: pd.Series
+    current_sizes: pd.Series
+
+    @classmethod
+    def between(cls, reference: pd.Series, current: pd.Series) -> Flows:
+        both = reference.index.intersection(current.index)
+        shared = pd.crosstab(reference.loc[both].to_numpy(), current.loc[both].to_numpy())
+        return cls(shared, reference.value_counts(), current.value_counts())
+
+
 def jaccard_table(overlap: pd.DataFrame) -> pd.DataFrame:
     union = (
         overlap.sum(axis=1).to_numpy()[:, None] + overlap.sum(axis=0).to_numpy()[None, :] - overlap
@@ -103,11 +119,14 @@ def match_segments(
     overlap: pd.DataFrame,
     thresholds: LineageParams = DEFAULT_THRESHOLDS,
     taken: Collection[int] = (),
+    flows: Flows | None = None,
 ) -> Lineage:
     """Stable numbers for the new segments (the columns of ``overlap``) and every transition.
 
     ``taken``: numbers the reference has used besides its rows here (a segment none of whose
-    customers is left); a new segment never takes one of them.
+    customers is left); a new segment never takes one of them. The pairing is on ``overlap``; the
+    transitions and their shares are on ``flows`` (default: ``overlap`` itself), so that customers
+    one segmentation only has by placement pair segments without counting as moving.
     """
     jaccard, floor = jaccard_table(overlap), thresholds.flow_share
     rows, columns = linear_sum_assignment(-jaccard.to_numpy())
@@ -122,9 +141,15 @@ def match_segments(
     first_free = max([int(overlap.index.max()), *taken]) + 1
     numbers = pairs | {c: first_free + i for i, c in enumerate(unmatched)}
 
-    stable_columns = overlap.rename(columns=numbers)
-    out_share = stable_columns.div(stable_columns.sum(axis=1), axis=0)  # of the reference segment
-    in_share = stable_columns.div(stable_columns.sum(axis=0), axis=1)  # of the new segment
+    flows = flows or Flows(overlap, overlap.sum(axis=1), overlap.sum(axis=0))
+    old_segments = overlap.index.union(flows.reference_sizes.index)
+    moved = flows.shared.reindex(index=old_segments, columns=overlap.columns, fill_value=0)
+    stable_columns = moved.rename(columns=numbers)
+    # of all the reference segment's customers, and of all the new segment's
+    out_share = stable_columns.div(flows.reference_sizes.reindex(old_segments), axis=0)
+    in_share = moved.div(flows.current_sizes.reindex(overlap.columns), axis=1).rename(
+        columns=numbers
+    )
     # A flow forms a new segment when it is a big share of the old one and most of the new one;
     # it is absorbed when it is most of the old one and a big share of the new one.
     forming = (out_share >= floor) & (in_share > 0.5)

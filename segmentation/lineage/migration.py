@@ -26,14 +26,15 @@ def segment_order(value: int | str) -> tuple[bool, int | str]:
 def customer_moves(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
     """Each customer's segment ``from`` (``new`` for none) and ``to`` (``left`` for none): the
     current segmentation's customers in their order, then those that left."""
-    left = reference.index.difference(current.index, sort=False)
+    order = current.index.append(reference.index.difference(current.index, sort=False))
     moves = pd.DataFrame(
         {
-            "from": reference.astype(object).reindex(current.index.append(left)),
-            "to": current.astype(object),
-        }
+            "from": reference.astype(object).reindex(order).fillna(NEW),
+            "to": current.astype(object).reindex(order).fillna(LEFT),
+        },
+        index=order,
     )
-    return moves.fillna({"from": NEW, "to": LEFT}).astype(object)
+    return moves
 
 
 def migration_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:

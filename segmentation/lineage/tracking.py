@@ -13,6 +13,7 @@ from segmentation.artifacts import PipelineError, rounded
 from segmentation.config import LineageParams
 from segmentation.lineage.matching import (
     DEFAULT_THRESHOLDS,
+    Flows,
     Kind,
     Lineage,
     Transition,
@@ -76,7 +77,9 @@ def track(
             "the reference segmentation shares no customer id with this table; adopt this "
             "segmentation as the reference ('python -m stages.adopt') or restore the old one"
         ) from None
-    lineage = match_segments(overlap, thresholds, taken=reference.numbers)
+    lineage = match_segments(
+        overlap, thresholds, reference.numbers, Flows.between(reference.segments, segments)
+    )
     stable = lineage.stable(segments)
     outcome_then = reference.outcome_by_segment() if outcome_now is not None else None
     moves = customer_moves(reference.segments, stable)

@@ -27,7 +27,10 @@ def _listed(flows: tuple[tuple[int, float], ...], names: dict[int, str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def transition_sentence(transition: Transition, names: dict[int, str]) -> str:
+def transition_sentence(
+    transition: Transition, names: dict[int, str], jaccard: float | None = None
+) -> str:
+    """``jaccard``: a kept segment's with its adopted segment."""
     segment, flows = transition.segment, transition.flows
     own = _named(segment, names)
     own = own[0].upper() + own[1:]
@@ -51,7 +54,8 @@ def transition_sentence(transition: Transition, names: dict[int, str]) -> str:
         return f"{own} is new: its customers came from {_listed(flows, names)}."
     stayed = dict(flows).get(segment, 0.0)
     moved = tuple((s, share) for s, share in flows if s != segment)
-    return f"{own} kept {stayed:.0%} of its customers" + (
+    overlap = "" if jaccard is None else f" (Jaccard {jaccard:.2f} with the adopted segment)"
+    return f"{own} kept {stayed:.0%} of its customers{overlap}" + (
         f"; the others moved to {_listed(moved, names)}." if moved else "."
     )
 
@@ -65,7 +69,7 @@ def changed_sentences(lineage: Lineage, names: dict[int, str]) -> list[str]:
         or lineage.matched_jaccard.get(transition.segment, 0.0) < UNCHANGED_JACCARD
     ]
     return [
-        transition_sentence(transition, names)
+        transition_sentence(transition, names, lineage.matched_jaccard.get(transition.segment))
         for transition in sorted(changed, key=lambda t: t.segment)
     ]
 
