@@ -132,6 +132,8 @@ HEADLINE = {
         ("seed_ari_mean", "Stability: mean ARI across seeds", True),
     ),
 }
+# The report's migration leaves out flows smaller than this share of the segment they leave.
+SHOWN_FLOW_SHARE = 0.01
 # The comparison's outcome separation of the embedding segments, one pair per described outcome.
 OUTCOME_MEASURE = re.compile(r"^embedding_outcome_(\w+)_(association|spread)$")
 
@@ -180,7 +182,7 @@ def _section(markdown: str, heading: str) -> list[str]:
         return []
     start = lines.index(heading) + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return lines[start:end]
+    return "\n".join(lines[start:end]).strip().splitlines()
 
 
 def segment_lines(base: str, datasets: list[str]) -> list[str]:
@@ -197,11 +199,12 @@ def segment_lines(base: str, datasets: list[str]) -> list[str]:
         migration = Path("reports") / name / "migration.csv"
         if migration.exists():
             moves = pd.read_csv(migration, dtype={"from": str, "to": str})
-            moves = moves[moves["from"] != moves["to"]]
+            moves = moves[(moves["from"] != moves["to"]) & (moves["share"] >= SHOWN_FLOW_SHARE)]
             if len(moves):
                 lines += [
                     "",
-                    f"Customers that changed segment (all of them: `{migration.as_posix()}`):",
+                    f"Customers that changed segment, in flows of at least "
+                    f"{SHOWN_FLOW_SHARE:.0%} of a segment (every flow: `{migration.as_posix()}`):",
                     "",
                     markdown_table(
                         ["From", "To", "Customers", "Share of from"],
@@ -215,7 +218,9 @@ def segment_lines(base: str, datasets: list[str]) -> list[str]:
         lines += [""]
         if measures:
             lines += [
-                markdown_table(["Headline measure", "base", "this pull request", ""], measures),
+                markdown_table(
+                    ["Headline measure", "base", "this pull request", "which way"], measures
+                ),
                 "",
             ]
         else:

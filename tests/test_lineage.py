@@ -63,6 +63,39 @@ def test_a_refit_with_another_seed_on_shuffled_rows_keeps_every_number(four_blob
     assert all(value == 1.0 for value in lineage.matched_jaccard.values())
 
 
+def test_a_moved_reference_with_shuffled_rows_gives_every_number_and_name(four_blobs, tmp_path):
+    vectors, fitted = four_blobs
+    names = {1: "Savers", 2: "Spenders", 3: "Families", 4: "Retired"}
+    centroids = np.stack([vectors[fitted.to_numpy() == s].mean(axis=0) for s in range(1, 5)])
+    # adopted as 4, 2, 7, 1: numbers a team kept from earlier refits
+    numbers = {1: 4, 2: 2, 3: 7, 4: 1}
+    save_reference(
+        tmp_path / "bank",
+        adopted(fitted, numbers, {numbers[s]: n for s, n in names.items()}, centroids, "m"),
+    )
+    (tmp_path / "bank").rename(tmp_path / "elsewhere")
+    rows = (tmp_path / "elsewhere" / "segments.csv").read_text().splitlines()
+    body = rows[1:]
+    np.random.default_rng(5).shuffle(body)
+    (tmp_path / "elsewhere" / "segments.csv").write_text("\n".join([rows[0], *body]) + "\n")
+    reference = load_reference(tmp_path / "elsewhere")
+    order = np.random.default_rng(3).permutation(len(vectors))
+    refit = KMeans(n_clusters=4, n_init=3, random_state=11).fit_predict(vectors[order]) + 1
+    refit_centroids = np.stack([vectors[order][refit == s].mean(axis=0) for s in range(1, 5)])
+    table = pd.DataFrame(vectors, index=fitted.index)
+    tracked = track(
+        reference,
+        segments(refit, fitted.index[order]),
+        lambda ids: table.loc[ids].to_numpy(),
+        refit_centroids,
+        "m",
+        fitted.index,
+    )
+    assert tracked.segments.loc[fitted.index].equals(fitted.map(numbers))
+    kept = Numbering.of(lineage_record(tracked, "elsewhere")).kept_names
+    assert kept == {numbers[s]: name for s, name in names.items()}
+
+
 def test_renumbered_segments_get_their_reference_numbers_back():
     reference = segments([1] * 50 + [2] * 30 + [3] * 20)
     current = reference.map({1: 3, 2: 1, 3: 2})
