@@ -27,16 +27,19 @@ def main(name: str) -> None:
             f"{missing[0]}: not found; run 'dvc repro' for {name} before adopting its segments"
         )
     numbering = Numbering.of(read_json(paths.lineage))
+    labels = read_csv(paths.labels).set_index(CUSTOMER_ID)["segment"]
     names = read_csv(profiles, usecols=["segment", "name"]).set_index("segment")["name"]
-    if set(names.index) != set(numbering.numbers.values()):
+    if set(labels.unique()) != set(numbering.numbers) or set(names.index) != set(
+        numbering.numbers.values()
+    ):
         raise PipelineError(
-            f"{profiles} and {paths.lineage} number the segments differently; run 'dvc repro' "
-            "before adopting them"
+            f"{paths.labels}, {paths.lineage} and {profiles} are not from one run (their segments "
+            "differ); run 'dvc repro' before adopting them"
         )
     outcome = next(iter(dataset.describe), None)
     rates = read_csv(changes).set_index("segment").get("outcome_now")
     reference = adopted(
-        read_csv(paths.labels).set_index(CUSTOMER_ID)["segment"],
+        labels,
         numbering.numbers,
         names.to_dict(),
         read_npy(paths.centroids),

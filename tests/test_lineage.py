@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +33,9 @@ from segmentation.lineage.tracking import (
     untracked,
 )
 from segmentation.reporting.lineage import changed_sentences
+from segmentation.testing.project_copy import copy_project
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def segments(labels, ids=None) -> pd.Series:
@@ -388,3 +396,54 @@ def test_customers_placed_by_the_other_model_pair_segments_but_do_not_count_as_s
     assert changed_sentences(tracked.lineage, tracked.names) == [
         "Segment 2 'Spenders' kept 100% of its customers (Jaccard 0.80 with the adopted segment)."
     ]
+
+
+def test_the_adopt_command_writes_the_reference_and_refuses_outputs_of_two_runs(tmp_path):
+    project = copy_project(tmp_path, ("datasets", "params.yaml", "dvc.yaml"))
+    processed, reports = project / "data/bank/processed", project / "reports/bank"
+    processed.mkdir(parents=True)
+    reports.mkdir(parents=True)
+    (project / "data/bank/interim").mkdir()
+    (processed / "labels.csv").write_text("customer_id,segment\na,1\nb,1\nc,2\nd,3\n")
+    np.save(processed / "centroids.npy", np.eye(3, dtype=np.float32))
+    (project / "data/bank/interim/embedding_info.json").write_text('{"model": "m"}')
+    record = {
+        "reference": "references/bank",
+        "segments": [
+            {"fitted": 1, "number": 1, "name": "Savers", "jaccard": 0.9},
+            {"fitted": 2, "number": 4, "name": None, "jaccard": None},
+            {"fitted": 3, "number": 2, "name": "Spenders", "jaccard": 0.7},
+        ],
+        "transitions": [],
+    }
+    (reports / "lineage.json").write_text(json.dumps(record))
+    (reports / "profiles.csv").write_text("segment,name\n1,Savers\n2,Spenders\n4,Young renters\n")
+    (reports / "segment_changes.csv").write_text(
+        "segment,customers_then,customers_now,outcome_then,outcome_now,psi\n"
+        "1,2,2,0.5,0.5,0\n2,1,1,0.1,0.0,0\n4,0,1,,1.0,0\n"
+    )
+
+    def adopt():
+        return subprocess.run(
+            [sys.executable, "-m", "stages.adopt", "bank"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+
+    result = adopt()
+    assert result.returncode == 0, result.stderr
+    reference = load_reference(project / "references/bank")
+    assert reference.segments.to_dict() == {"a": 1, "b": 1, "c": 4, "d": 2}
+    assert (reference.numbers, reference.names) == (
+        [1, 4, 2],
+        ["Savers", "Young renters", "Spenders"],
+    )
+    assert reference.outcome == "y_yes_rate" and reference.outcome_rates == [0.5, 1.0, 0.0]
+    before = (project / "references/bank/segments.csv").read_bytes()
+    (reports / "profiles.csv").write_text("segment,name\n1,Savers\n2,Spenders\n3,Young renters\n")
+    result = adopt()
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "are not from one run" in result.stderr and "dvc repro" in result.stderr
+    assert (project / "references/bank/segments.csv").read_bytes() == before
