@@ -67,7 +67,7 @@ def main(name: str) -> None:
         {
             "title": dataset.title,
             "name": name,
-            "k": params.k,
+            "k": len(tracked.lineage.numbers),
             "reference": folder,
             "reference_folder": paths.reference.as_posix(),
             "match_jaccard": params.lineage.match_jaccard,

@@ -244,6 +244,13 @@ def test_a_reference_round_trips_and_places_unseen_customers(tmp_path):
     assert loaded.name_of()[4] == "Families"
     with pytest.raises(PipelineError, match="no reference segmentation here"):
         load_reference(tmp_path / "telco")
+    (tmp_path / "bank" / "reference.json").write_text('{"segments": [{"number": 1}]')
+    with pytest.raises(PipelineError, match=r"bank: not a reference segmentation .*stages.adopt"):
+        load_reference(tmp_path / "bank")
+    save_reference(tmp_path / "bank", reference)
+    (tmp_path / "bank" / "reference.json").write_text('{"segments": [{"number": 1}]}')
+    with pytest.raises(PipelineError, match=r"not a reference segmentation \(KeyError"):
+        load_reference(tmp_path / "bank")
 
 
 def test_customers_one_segmentation_lacks_are_placed_by_the_other_model():

@@ -120,21 +120,28 @@ def load_reference(folder: Path) -> Reference:
         raise PipelineError(
             f"{folder}: no reference segmentation here (missing {', '.join(missing)})"
         )
-    description = read_json(folder / DESCRIPTION)
-    segments = read_csv(folder / SEGMENTS).set_index(CUSTOMER_ID)
-    centroids = read_npy(folder / CENTROIDS)
-    listed = description["segments"]
-    if len(listed) != len(centroids):
-        raise PipelineError(
-            f"{folder / DESCRIPTION} lists {len(listed)} segments but {folder / CENTROIDS} has "
-            f"{len(centroids)} centroids; adopt the segmentation again"
+    try:
+        description = read_json(folder / DESCRIPTION)
+        segments = read_csv(folder / SEGMENTS, usecols=[CUSTOMER_ID, "segment"])
+        listed = description["segments"]
+        reference = Reference(
+            segments.set_index(CUSTOMER_ID)["segment"].astype(int),
+            [int(segment["number"]) for segment in listed],
+            [str(segment["name"]) for segment in listed],
+            read_npy(folder / CENTROIDS),
+            str(description["embedding_model"]),
+            str(description.get("outcome", "")),
+            [float(segment["outcome"]) for segment in listed if "outcome" in segment],
         )
-    return Reference(
-        segments["segment"],
-        [int(segment["number"]) for segment in listed],
-        [segment["name"] for segment in listed],
-        centroids,
-        description["embedding_model"],
-        description.get("outcome", ""),
-        [float(segment["outcome"]) for segment in listed if "outcome" in segment],
-    )
+    except (ValueError, KeyError, TypeError) as error:
+        raise PipelineError(
+            f"{folder}: not a reference segmentation ({type(error).__name__}: {error}); "
+            f"adopt the segmentation again ('python -m stages.adopt {folder.name}')"
+        ) from None
+    if len(reference.numbers) != len(reference.centroids):
+        raise PipelineError(
+            f"{folder / DESCRIPTION} lists {len(reference.numbers)} segments but "
+            f"{folder / CENTROIDS} has {len(reference.centroids)} centroids; adopt the "
+            "segmentation again"
+        )
+    return reference

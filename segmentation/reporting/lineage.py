@@ -16,9 +16,14 @@ from segmentation.reporting.tables import markdown_table
 UNCHANGED_JACCARD = JACCARD_BANDS[0][0]
 
 
-def _named(segment: int, names: dict[int, str]) -> str:
+def _label(segment: int, names: dict[int, str]) -> str:
+    """3 'Young singles', or 3 for a segment without a name."""
     name = names.get(segment)
-    return f"segment {segment} '{name}'" if name else f"segment {segment}"
+    return f"{segment} '{name}'" if name else str(segment)
+
+
+def _named(segment: int, names: dict[int, str]) -> str:
+    return f"segment {_label(segment, names)}"
 
 
 def _listed(flows: tuple[tuple[int, float], ...], names: dict[int, str]) -> str:
@@ -74,13 +79,6 @@ def changed_sentences(lineage: Lineage, names: dict[int, str]) -> list[str]:
     ]
 
 
-def _segment(value: int | str, names: dict[int, str]) -> str:
-    if isinstance(value, str):
-        return value  # new or left
-    name = names.get(value)
-    return f"{value} '{name}'" if name else str(value)
-
-
 def migration_rows(migration: pd.DataFrame) -> list[list[str]]:
     return [
         [str(source), str(target), f"{customers:,}", f"{share:.1%}"]
@@ -95,7 +93,7 @@ def changes_rows(changes: pd.DataFrame, names: dict[int, str]) -> list[list[str]
     rows = []
     for segment, row in changes.iterrows():
         cells = [
-            _segment(segment, names),
+            _label(segment, names),
             f"{int(row['customers_then']):,}",
             f"{int(row['customers_now']):,}",
         ]
