@@ -28,14 +28,15 @@ from segmentation.artifacts import (
     write_csv,
     write_json,
     write_metrics,
-    write_npy,
     write_png,
 )
-from segmentation.config import layout, load_params, read_inlier_vectors
+from segmentation.config import layout, load_params
 from segmentation.embedding.encoders import load_model
+from segmentation.embedding.shards import write_matrix
 from segmentation.evaluation import elbow
 from segmentation.evaluation import maps as evaluate
 from segmentation.evaluation import projection as project
+from segmentation.model.sampling import read_inlier_vectors
 
 ARTICLE_BATCH_SIZE = 32
 SKLEARN_TSNE_ITER = (
@@ -53,11 +54,12 @@ def article_scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def embed_main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    texts = read_csv(paths.texts)["text"].tolist()
+    table = read_csv(paths.texts)
+    texts = table["text"].tolist()
     vectors = load_model(params.model).encode(
         texts, batch_size=ARTICLE_BATCH_SIZE, normalize_embeddings=True
     )
-    write_npy(paths.embeddings, np.ascontiguousarray(vectors, dtype=np.float32))
+    write_matrix(paths.embeddings, vectors, table[CUSTOMER_ID].tolist(), params.embed.shard_rows)
     write_json(
         paths.embedding_info,
         {"model": params.model, "dimension": int(vectors.shape[1]), "rows": len(texts)},

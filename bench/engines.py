@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,10 +32,12 @@ import pandas as pd
 import yaml
 from sklearn.metrics import adjusted_rand_score
 
+from segmentation import cluster
 from segmentation.config import DEFAULT_MODEL, layout, validate_params
 from segmentation.embedding import chunks as embed
 from segmentation.embedding import ray_engine
 from segmentation.embedding.encoders import TorchEncoder, load_model, resolve_tokenizer_processes
+from segmentation.embedding.shards import read_vectors
 from segmentation.model import (
     kmeans,
     outliers,
@@ -142,10 +145,10 @@ def feed(args) -> None:
         )
 
 
-def arrivals(chunks_vectors) -> list[float]:
-    """The time at which each chunk's vectors arrived."""
+def arrivals(chunks_written) -> list[float]:
+    """The time at which each chunk's file was written."""
     started, times = time.perf_counter(), []
-    for _ in chunks_vectors:
+    for _ in chunks_written:
         times.append(time.perf_counter() - started)
     return times
 
@@ -157,24 +160,30 @@ def steady_rate(times: list[float], chunk_rows: int, warm: int) -> float:
 
 def ray_overhead(args) -> None:
     """1 CPU actor vs the local engine with 1 torch thread; 2 actors of 1 thread vs 2 threads;
-    each pair run twice in alternating order (ABBA)."""
+    each pair run twice in alternating order (ABBA), each writing its chunk files."""
     import torch
 
     chunk_rows = args.chunk_rows
     texts = distinct_texts(args.texts)
     texts = texts[: len(texts) // chunk_rows * chunk_rows]
     chunks = [texts[start : start + chunk_rows] for start in range(0, len(texts), chunk_rows)]
+    work = Path(tempfile.mkdtemp(prefix="ray-overhead-"))
+
+    def chunk_files() -> list[tuple[Path, list[str]]]:
+        folder = Path(tempfile.mkdtemp(dir=work))
+        return [(embed.chunk_file(folder, index), chunk) for index, chunk in enumerate(chunks)]
+
     model = load_model(DEFAULT_MODEL)
-    ray_engine.start_ray(num_cpus=2)
+    cluster.start_ray(num_cpus=2)
     for cores in (1, 2):
         torch.set_num_threads(cores)
         settings = validate_params({"embed": {"engine": "ray", "ray_actors": cores}}).embed
         engines = {
-            "local": (lambda: TorchEncoder(model, 64).encode_chunks(chunks), 1),
+            "local": (lambda: embed.write_chunks(TorchEncoder(model, 64), chunk_files()), 1),
             "Ray": (
                 lambda settings=settings: ray_engine.RayEncoder(
                     DEFAULT_MODEL, settings
-                ).encode_chunks(chunks),
+                ).write_chunks(chunk_files()),
                 cores,
             ),
         }
@@ -194,6 +203,7 @@ def ray_overhead(args) -> None:
         "the actors' "
         "start are left out (rates after the first chunk per worker)"
     )
+    shutil.rmtree(work)
 
 
 def capacity(args) -> None:
@@ -258,7 +268,8 @@ def stage_run(folder: Path, precision: str) -> tuple[float, np.ndarray]:
     )
     if result.returncode != 0:
         sys.exit(f"the {precision} embed stage failed:\n{result.stderr[-3000:]}")
-    return float(STAGE_LINE.findall(result.stderr)[-1]), np.load(folder / EMBEDDINGS)
+    vectors = np.asarray(read_vectors(folder / EMBEDDINGS))
+    return float(STAGE_LINE.findall(result.stderr)[-1]), vectors
 
 
 def segments_on_inliers(
@@ -286,7 +297,7 @@ def precision(args) -> None:
     params = validate_params(yaml.safe_load(Path("params.yaml").read_text()))
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as work:
         if args.fp32_matrix:
-            fp32_seconds, fp32 = args.fp32_seconds, np.load(args.fp32_matrix)
+            fp32_seconds, fp32 = args.fp32_seconds, np.asarray(read_vectors(args.fp32_matrix))
         else:
             fp32_seconds, fp32 = stage_run(Path(work) / "fp32", "fp32")
         bf16_seconds, bf16 = stage_run(Path(work) / "bf16", "bf16")
@@ -332,7 +343,7 @@ def main() -> None:
     commands.choices["feed"].add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     command = commands.add_parser("precision")
     command.add_argument(
-        "--fp32-matrix", type=Path, help="a finished default (fp32) embeddings.npy to reuse"
+        "--fp32-matrix", type=Path, help="a finished default (fp32) embeddings folder to reuse"
     )
     command.add_argument(
         "--fp32-seconds", type=float, help="the embed stage's logged time for that matrix"

@@ -45,6 +45,7 @@ from segmentation.config import validate_params
 from segmentation.data.dataset import Dataset
 from segmentation.embedding import chunks as embed
 from segmentation.embedding.encoders import make_encoder
+from segmentation.embedding.shards import read_vectors
 from segmentation.evaluation import validity as scoring
 from segmentation.model import (
     kmeans,
@@ -304,8 +305,8 @@ def main() -> None:
         flush=True,
     )
 
-    vectors_ours = np.load(ours / INTERIM / "embeddings.npy")
-    vectors_article = np.load(article / INTERIM / "embeddings.npy")
+    vectors_ours = np.asarray(read_vectors(ours / INTERIM / "embeddings"))
+    vectors_article = np.asarray(read_vectors(article / INTERIM / "embeddings"))
     max_dcos = float(np.abs(np.einsum("ij,ij->i", vectors_ours, vectors_article) - 1).max())
     # The bank's customer ids are the data-row numbers, so they index the embedding rows.
     labels = pd.read_csv(ours / PROCESSED / "labels.csv").merge(

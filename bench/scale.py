@@ -1,10 +1,10 @@
 """Benchmark: fit on a sample, assign the rest, at two sizes; peak memory and time per step.
 
-    python bench/scale.py [--sizes 500000 2000000] [--keep]
+    python bench/scale.py [--sizes 500000 2000000] [--engine ray] [--keep]
 
 For each size a scratch project folder gets that many customers' stand-in embeddings (unit-norm
-float32, a seeded mixture of 300 clusters in 384 dimensions, written a block at a time: see
-``tests/synthetic.py``) and placeholder texts, then runs
+float32, a seeded mixture of 300 clusters in 384 dimensions, written a block at a time into
+shards: see ``segmentation/testing/synthetic.py``) and placeholder texts, then runs
 
 1. ``python -m stages.outliers``: ECOD fitted on the seeded sample, every customer scored;
 2. ``python -m stages.kmeans``: KMeans fitted on a sample of the inliers, every inlier labelled;
@@ -12,7 +12,10 @@ float32, a seeded mixture of 300 clusters in 384 dimensions, written a block at 
    Calinski-Harabasz and sampled silhouette; the stage's maps need the t-SNE of every inlier,
    which this scale leaves out);
 4. assignment: the segment model (the stages' saved ECOD reference and centroids) predicting over
-   every customer of the memory-mapped matrix, written to a CSV.
+   every customer of the memory-mapped shards, written to a CSV.
+
+``--engine ray`` scores every customer in steps 1 and 4 with a Ray Data task per shard on a local
+Ray (``engine: ray``); the peaks are then the driver's, the workers' are not measured.
 
 Each step is a child process; its peak RSS and CPU time come from ``wait4``. The targets: peak RSS
 at most 2 GB in every step, and time within 1.2x of linear from the first size to the second.
@@ -36,6 +39,7 @@ from pathlib import Path
 import yaml
 from run import measured, verdict
 
+from segmentation.cluster import ENGINES
 from segmentation.testing.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,18 +77,18 @@ print(json.dumps(validity_scores(paths, params, segments)))
 """
 ASSIGN = """
 import sys
-from segmentation.artifacts import CUSTOMER_ID, read_csv, read_npy, write_csv_chunks
+from segmentation.artifacts import read_npy, write_csv_chunks
 from segmentation.config import layout, load_params
-from segmentation.model.sampling import BLOCK_ROWS, MatrixRows
+from segmentation.embedding.shards import read_vectors
+from segmentation.model.outliers import with_ids
+from segmentation.model.predict import ROW, predict_customers
 from segmentation.model.segment_model import OutlierDetector, SegmentModel
 params, paths = load_params(), layout(sys.argv[1])
 model = SegmentModel.assembled(OutlierDetector.load(paths.outlier_detector),
                                read_npy(paths.centroids), params.kmeans.n_init, 0, 0)
-blocks = MatrixRows(read_npy(paths.embeddings, mmap_mode="r")).blocks()
-with read_csv(paths.texts, usecols=[CUSTOMER_ID], chunksize=BLOCK_ROWS) as ids:
-    assigned = (model.predict(block).assign(**{CUSTOMER_ID: chunk[CUSTOMER_ID].to_numpy()})
-                for (_, block), chunk in zip(blocks, ids))
-    write_csv_chunks("assigned.csv", assigned)
+predicted = predict_customers(model, paths.embeddings, params.engine)
+parts = (part.drop(columns=ROW) for part in predicted)
+write_csv_chunks("assigned.csv", with_ids(parts, paths, len(read_vectors(paths.embeddings))))
 """
 STEPS = {
     "outliers": STAGE.format(stage="outliers"),
@@ -101,7 +105,7 @@ synthetic.write_embedding_stand_ins(Path(sys.argv[1]), int(sys.argv[2]))
 OWN_PEAK_LINE = re.compile(r"own peak RSS (\d+) MB")
 
 
-def scratch_project(folder: Path, customers: int, sample_fit_rows: int) -> Path:
+def scratch_project(folder: Path, customers: int, sample_fit_rows: int, engine: str) -> Path:
     """A project folder with the stand-in data set and the benchmark's params."""
     copy_project(folder, ("params.yaml",))
     # params.yaml lists data sets by their file; the stages run here never read its contents.
@@ -112,12 +116,13 @@ def scratch_project(folder: Path, customers: int, sample_fit_rows: int) -> Path:
         datasets=[DATASET],
         silhouette_max_rows=BENCH_PARAMS["silhouette_max_rows"],
         sample_fit_rows=sample_fit_rows,
+        engine=engine,
     )
     params["kmeans"].update(BENCH_PARAMS["kmeans"])
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     interim = folder / "data" / DATASET / "interim"
     # in a child, so that this process stays small (see OWN_PEAK)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     measured([sys.executable, "-c", GENERATE, str(interim), str(customers)], folder, env)
     info = {"model": params["model"], "rows": customers, "dimension": 384}
     (interim / "embedding_info.json").write_text(json.dumps(info))
@@ -194,19 +199,25 @@ def main() -> None:
         default=default_threshold,
         help="the threshold and sample size (default: params.yaml's)",
     )
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="local", help="where every customer is scored"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders, print where")
     args = parser.parse_args()
     if min(args.sizes) <= args.sample_fit_rows:
         parser.error(f"both sizes must be above --sample-fit-rows ({args.sample_fit_rows})")
     work = Path(tempfile.mkdtemp(prefix="segments-scale-"))
     print(
-        f"params changed from params.yaml: {BENCH_PARAMS}; sample_fit_rows {args.sample_fit_rows}"
+        f"params changed from params.yaml: {BENCH_PARAMS}; sample_fit_rows "
+        f"{args.sample_fit_rows}; engine {args.engine}"
     )
     runs = []
     try:
         for customers in args.sizes:
             started = time.perf_counter()
-            folder = scratch_project(work / str(customers), customers, args.sample_fit_rows)
+            folder = scratch_project(
+                work / str(customers), customers, args.sample_fit_rows, args.engine
+            )
             print(
                 f"{customers:,} customers ({customers * 384 * 4 / 2**30:.2f} GiB matrix, written "
                 f"in {time.perf_counter() - started:.0f} s):",

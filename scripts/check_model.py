@@ -1,6 +1,6 @@
 """Load each data set's saved segment model and predict every customer it was fitted on.
 
-    python scripts/check_model.py [NAME ...]    # default: every data set in params.yaml
+    python scripts/check_model.py [NAME ...] [--engine ray]   # default: params.yaml's data sets
 
 The prediction must put every inlier in its pipeline segment (``labels.csv``, in the model's
 stable numbers). A customer the
@@ -17,19 +17,17 @@ import sys
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, read_csv, read_npy
+from segmentation.artifacts import CUSTOMER_ID, read_csv
+from segmentation.cluster import ENGINES
 from segmentation.config import layout, load_params
-from segmentation.model.sampling import MatrixRows
+from segmentation.model.predict import predict_customers
 from segmentation.model.segment_model import SegmentModel
 
 
-def check(name: str) -> tuple[bool, str]:
+def check(name: str, engine: str) -> tuple[bool, str]:
     paths = layout(name)
     model = SegmentModel.load(paths.segment_model)
-    matrix = read_npy(paths.embeddings, mmap_mode="r")
-    predicted = pd.concat(
-        [model.predict(block) for _, block in MatrixRows(matrix).blocks()], ignore_index=True
-    )
+    predicted = pd.concat(predict_customers(model, paths.embeddings, engine), ignore_index=True)
     flags = read_csv(paths.outliers)
     labels = read_csv(paths.labels)
     inliers = flags["outlier"].to_numpy() == 0
@@ -54,10 +52,16 @@ def check(name: str) -> tuple[bool, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="data sets (default: params.yaml's datasets)")
-    names = parser.parse_args().names or load_params().datasets
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="predict in this process, or as a Ray Data job (RAY_ADDRESS, else a local Ray)",
+    )
+    args = parser.parse_args()
     failed = []
-    for name in names:
-        ok, line = check(name)
+    for name in args.names or load_params().datasets:
+        ok, line = check(name, args.engine)
         print(line)
         if not ok:
             failed.append(name)

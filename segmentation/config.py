@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, read_npy
+from segmentation.artifacts import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
 PIPELINE_FILE = Path("dvc.yaml")
@@ -67,7 +66,7 @@ def layout(name: str) -> Layout:
         rejected=Path("reports") / name / "rejected.csv",
         texts=interim / "texts.csv",
         text_writing=interim / "text_writing.json",
-        embeddings=interim / "embeddings.npy",
+        embeddings=interim / "embeddings",
         embedding_info=interim / "embedding_info.json",
         outliers=interim / "outliers.csv",
         outlier_detector=interim / "outlier_detector.zip",
@@ -148,6 +147,12 @@ class EmbedParams(_Section):
         "auto", "`auto`: CUDA when the backend (or the Ray cluster) has one, else the CPU"
     )
     chunk_rows: int = param(4096, "distinct texts per resumable chunk", ge=1)
+    shard_rows: int = param(
+        262144,
+        "customers per shard of the embedding matrix; texts are deduplicated within a shard, "
+        "so a table of at most this many customers is one shard, the same bytes as one matrix",
+        ge=1,
+    )
     tokenizer_processes: int | Literal["auto"] = param(
         "auto",
         "processes tokenizing the next batches while the model runs (speed only); `auto`: "
@@ -367,6 +372,12 @@ class Params(_Section):
         "assigned in blocks (docs/performance.md)",
         ge=100,
     )
+    engine: Literal["local", "ray"] = param(
+        "local",
+        "where every customer is scored above sample_fit_rows (speed only): `local`, this "
+        "process shard by shard, or `ray`, a Ray Data task per shard on the cluster at "
+        "RAY_ADDRESS or a local one (embed has its own embed.engine)",
+    )
     download: DownloadParams = DownloadParams()
     text: TextParams = TextParams()
     embed: EmbedParams = EmbedParams()
@@ -476,16 +487,3 @@ class DeclaredParams:
             f"stage {self._stage} reads the param '{key}', which dvc.yaml does not list in its "
             f"params; add '{key}' there, so that changing it reruns the stage"
         )
-
-
-def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The customer ids that ECOD kept, their rows in the matrix, and their embeddings."""
-    vectors = read_npy(paths.embeddings)
-    flags = read_csv(paths.outliers)
-    if len(flags) != len(vectors):
-        raise PipelineError(
-            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {len(vectors)}; "
-            "rerun 'dvc repro'"
-        )
-    rows = np.flatnonzero(flags["outlier"].to_numpy() == 0)
-    return flags[CUSTOMER_ID].to_numpy()[rows], rows, vectors[rows]

@@ -6,6 +6,8 @@ inliers that are also Method-1 ECOD inliers), so the methods are scored on ident
 
 from __future__ import annotations
 
+import numpy as np
+
 from segmentation.artifacts import (
     CUSTOMER_ID,
     read_csv,
@@ -19,6 +21,7 @@ from segmentation.artifacts import (
 from segmentation.baselines.compare import compare_methods, comparison_figure
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset, read_customers
+from segmentation.embedding.shards import read_vectors
 from segmentation.evaluation.projection import pca_projection
 from segmentation.reporting.comparison import comparison_report
 
@@ -39,7 +42,8 @@ def main(name: str) -> None:
         )
     }
     found = read_json(paths.metrics / "stability.json")
-    tabular_matrix, embeddings = read_npy(paths.tabular_matrix), read_npy(paths.embeddings)
+    tabular_matrix = read_npy(paths.tabular_matrix)
+    embeddings = np.asarray(read_vectors(paths.embeddings))
     compared = compare_methods(
         customers, labels, tabular_matrix, embeddings, found, dataset, params
     )

@@ -1,45 +1,49 @@
 """Stage 3: embed every customer text with a sentence-transformers model (unit-norm float32).
 
-Each distinct text is embedded once and scattered back to every customer who has it. The distinct
-texts are embedded in chunks, each saved as it finishes in a resume folder (not a DVC output, which
-DVC would delete before a rerun) keyed by everything that changes the vectors: a killed run
-restarts from its last complete chunk. ``embed.engine`` runs the encoder in this process
-(``local``) or in a pool of Ray actors (``ray``, stages/ray_engine.py). The matrix is assembled
-chunk by chunk into a memory-mapped ``.npy``, so memory holds one chunk, not the whole matrix.
+The texts are read ``embed.shard_rows`` customers at a time; each shard's distinct texts are
+embedded once and scattered back to its customers, into one ``.npy`` shard of
+``data/<name>/interim/embeddings/`` with an ``index.json``. Chunks and shards are saved as they
+finish in a resume folder (not a DVC output, which DVC would delete before a rerun) keyed by
+everything that changes the vectors: a killed run restarts from its last complete chunk.
+``embed.engine`` runs the encoder in this process (``local``) or in a pool of Ray actors (``ray``),
+whose workers write the chunks and shards themselves.
 """
 
 from __future__ import annotations
 
 from segmentation.artifacts import (
     PipelineError,
-    read_csv,
     run,
     write_json,
     write_metrics,
 )
 from segmentation.config import layout, load_params
 from segmentation.embedding.chunks import (
-    distinct_texts,
-    embed_to_file,
+    embed_to_shards,
     log,
     open_engine,
     resume_folder,
-    texts_digest,
+    scan_texts,
+    text_shards,
 )
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    texts = read_csv(paths.texts)["text"].tolist()
-    if not texts:
-        raise PipelineError(f"{paths.texts}: has no texts; rerun 'dvc repro serialize'")
     settings = params.embed
-    codes, uniques = distinct_texts(texts)
+    rows, digest = scan_texts(paths.texts)
+    if not rows:
+        raise PipelineError(f"{paths.texts}: has no texts; rerun 'dvc repro serialize'")
     encoder, device, batch_size = open_engine(params.model, settings)
     try:
-        folder = resume_folder(params.model, settings, device, batch_size, texts_digest(uniques))
-        summary = embed_to_file(
-            encoder, codes, uniques, paths.embeddings, folder, settings.chunk_rows
+        folder = resume_folder(params.model, settings, device, batch_size, digest)
+        summary = embed_to_shards(
+            encoder,
+            text_shards(paths.texts, settings.shard_rows),
+            -(-rows // settings.shard_rows),
+            paths.embeddings,
+            folder,
+            settings.chunk_rows,
         )
     finally:
         encoder.close()
@@ -48,7 +52,7 @@ def main(name: str) -> None:
         {
             "model": params.model,
             "dimension": summary["dimension"],
-            "rows": len(texts),
+            "rows": rows,
             "engine": settings.engine,
             "backend": settings.backend,
             "device": device,
@@ -59,17 +63,18 @@ def main(name: str) -> None:
     write_metrics(
         paths.metrics / "embed.json",
         {
-            "embedded_rows": len(texts),
+            "embedded_rows": rows,
             "embedding_dimension": summary["dimension"],
             "distinct_texts": summary["distinct"],
         },
     )
     log.info(
-        "embedded %d texts (%d distinct, %d chunks reused) into %d dimensions with %s "
-        "on %s/%s/%s (%s engine)",
-        len(texts),
+        "embedded %d texts (%d distinct, %d chunks reused) into %d shard(s) of %d dimensions "
+        "with %s on %s/%s/%s (%s engine)",
+        rows,
         summary["distinct"],
         summary["chunks_reused"],
+        summary["shards"],
         summary["dimension"],
         params.model,
         settings.backend,

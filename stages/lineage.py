@@ -26,9 +26,11 @@ from segmentation.artifacts import (
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset, read_customers
 from segmentation.data.outcomes import outcome_title, outcome_values
+from segmentation.embedding.shards import read_vectors
 from segmentation.lineage.figure import alluvial_figure
 from segmentation.lineage.reference import load_reference
 from segmentation.lineage.tracking import lineage_metrics, lineage_record, track, untracked
+from segmentation.model.sampling import MatrixRows
 from segmentation.reporting.lineage import render_report
 
 
@@ -47,12 +49,12 @@ def main(name: str) -> None:
     if reference is None:
         tracked = untracked(segments, outcome_now)
     else:
-        matrix = read_npy(paths.embeddings, mmap_mode="r")
+        matrix = MatrixRows(read_vectors(paths.embeddings))
         rows = pd.Series(np.arange(len(table)), index=table.to_numpy())
         tracked = track(
             reference,
             segments,
-            lambda ids: np.asarray(matrix[rows.loc[ids].to_numpy()]),
+            lambda ids: matrix.take(rows.loc[ids].to_numpy()),
             read_npy(paths.centroids),
             read_json(paths.embedding_info)["model"],
             pd.Index(table),

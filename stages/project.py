@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 
 from segmentation.artifacts import CUSTOMER_ID, run, write_csv, write_metrics
-from segmentation.config import layout, load_params, read_inlier_vectors
+from segmentation.config import layout, load_params
 from segmentation.evaluation.projection import PCA_COMPONENTS, pca_projection, tsne_projection
+from segmentation.model.sampling import read_inlier_vectors
 
 
 def main(name: str) -> None:

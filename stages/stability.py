@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_metrics
-from segmentation.config import layout, load_params, read_inlier_vectors
+from segmentation.config import layout, load_params
 from segmentation.evaluation.stability import refit_sample, saved_refits, segment_stability
+from segmentation.model.sampling import read_inlier_vectors
 
 
 def main(name: str) -> None:

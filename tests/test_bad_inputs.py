@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import numpy as np
 import pytest
 import yaml
 
+from segmentation.embedding.shards import write_matrix
 from segmentation.testing import synthetic
 from segmentation.testing.project_copy import copy_project
 
@@ -304,9 +306,11 @@ def _texts_and_model(p: Project) -> None:
 
 
 def _inliers(p: Project, rows: int = 20) -> None:
-    np.save(
-        p.path / "data/bank/interim/embeddings.npy",
+    write_matrix(
+        p.path / "data/bank/interim/embeddings",
         np.random.default_rng(0).random((rows, 4), dtype=np.float32),
+        [str(i) for i in range(rows)],
+        shard_rows=8,
     )
     p.write(
         "data/bank/interim/outliers.csv",
@@ -315,12 +319,23 @@ def _inliers(p: Project, rows: int = 20) -> None:
 
 
 def _pickled_embeddings(p: Project) -> None:
-    (p.path / "data/bank/interim").mkdir(parents=True)
+    _inliers(p)
+    p.write(
+        "data/bank/interim/texts.csv", "customer_id,text\n" + "".join(f"{i},t\n" for i in range(20))
+    )
     np.save(
-        p.path / "data/bank/interim/embeddings.npy",
+        p.path / "data/bank/interim/embeddings/shard-000001.npy",
         np.array([{"payload": 1}], dtype=object),
         allow_pickle=True,
     )
+
+
+def _shard_left_out(p: Project) -> None:
+    _pickled_embeddings(p)
+    index = p.path / "data/bank/interim/embeddings/index.json"
+    entries = json.loads(index.read_text())
+    del entries["shards"][1]
+    index.write_text(json.dumps(entries))
 
 
 def _k_above_inliers(p: Project) -> None:
@@ -646,7 +661,13 @@ CASES = [
         "pickled embeddings",
         "outliers",
         _pickled_embeddings,
-        ("embeddings.npy: not a plain .npy array",),
+        ("shard-000001.npy: not a plain .npy array",),
+    ),
+    Case(
+        "a shard left out of the index",
+        "outliers",
+        _shard_left_out,
+        ("embeddings/index.json: shard-000002.npy starts at row 16, where row 8 was due",),
     ),
     Case(
         "k above inliers",

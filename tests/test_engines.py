@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
+from segmentation import cluster
 from segmentation.artifacts import PipelineError
 from segmentation.config import DEFAULT_MODEL, validate_params
 from segmentation.embedding import chunks as embed
 from segmentation.embedding import encoders, ray_engine
+from segmentation.embedding.shards import read_vectors
 from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,49 +179,51 @@ class Terminal(io.StringIO):
 
 
 def test_each_chunk_logs_its_speed_and_time_left(texts, tmp_path, caplog):
-    codes, uniques = embed.distinct_texts(texts[:160])
-    (tmp_path / "resume").mkdir()
-    embed.write_npy(embed.chunk_file(tmp_path / "resume", 0), ByteEncoder().encode(uniques[:50]))
+    shards = synthetic.in_shards(texts[:160] + texts[:40], 160)
+    uniques = embed.distinct_texts(shards[0][1])[1]
+    (tmp_path / "resume" / "chunks-000000").mkdir(parents=True)
+    embed.write_npy(
+        embed.chunk_file(tmp_path / "resume" / "chunks-000000", 0),
+        ByteEncoder().encode(uniques[:50]),
+    )
     with caplog.at_level(logging.INFO, logger="segments"):
-        summary = embed.embed_to_file(
-            ByteEncoder(),
-            codes,
-            uniques,
-            tmp_path / "m.npy",
-            tmp_path / "resume",
-            50,
-            stream=io.StringIO(),
+        summary = embed.embed_to_shards(
+            ByteEncoder(), shards, 2, tmp_path / "m", tmp_path / "resume", 50, io.StringIO()
         )
     lines = [
-        record.getMessage() for record in caplog.records if record.getMessage().startswith("chunk ")
+        record.getMessage() for record in caplog.records if record.getMessage().startswith("shard ")
     ]
-    assert summary["chunks_reused"] == 1 and len(lines) == 3
+    assert summary["chunks_reused"] == 1 and len(lines) == 6
     pattern = (
-        r"chunk (\d)/4: ([\d,]+) of 160 distinct texts, [\d,]+ texts/s, "
+        r"shard (\d)/2, chunk (\d)/\d: ([\d,]+) of (\d+) distinct texts, [\d,]+ texts/s, "
         r"about \d+ (s|min \d+ s) left"
     )
-    assert [re.fullmatch(pattern, line).group(1, 2) for line in lines] == [
-        ("2", "100"),
-        ("3", "150"),
-        ("4", "160"),
+    chunk_lines = [re.fullmatch(pattern, line) for line in lines if ", chunk " in line]
+    assert [line.group(1, 2, 3, 4) for line in chunk_lines] == [
+        ("1", "2", "100", "160"),
+        ("1", "3", "150", "160"),
+        ("1", "4", "160", "160"),
+        ("2", "1", "40", "40"),
     ]
+    done = r"shard (\d)/2 done: ([\d,]+) customers so far, about \d+ (s|min \d+ s) left"
+    finished = [re.fullmatch(done, line) for line in lines if " done: " in line]
+    assert [line.group(1, 2) for line in finished] == [("1", "160"), ("2", "200")]
 
 
 def test_a_terminal_gets_a_bar_and_no_lines(texts, tmp_path, caplog):
-    codes, uniques = embed.distinct_texts(texts[:100])
     terminal = Terminal()
     with caplog.at_level(logging.INFO, logger="segments"):
-        embed.embed_to_file(
+        embed.embed_to_shards(
             ByteEncoder(),
-            codes,
-            uniques,
-            tmp_path / "m.npy",
+            synthetic.in_shards(texts[:100], 100),
+            1,
+            tmp_path / "m",
             tmp_path / "resume",
             30,
             stream=terminal,
         )
-    assert not [record for record in caplog.records if record.getMessage().startswith("chunk ")]
-    assert "embedding" in terminal.getvalue() and "100/100" in terminal.getvalue()
+    assert not [record for record in caplog.records if record.getMessage().startswith("shard ")]
+    assert "embedding shard 1/1" in terminal.getvalue() and "100/100" in terminal.getvalue()
 
 
 def test_time_left_reads_as_a_duration():
@@ -248,9 +252,10 @@ def test_the_resume_key_covers_the_choices_that_change_vectors():
         folder(batch_size=32),
         folder(device="cuda"),
         folder(chunk_rows=100),
+        folder(shard_rows=1000),
         folder(backend="onnx"),
     ]
-    assert len({base, *changed}) == 7
+    assert len({base, *changed}) == 8
 
 
 # --- the Ray engine -------------------------------------------------------------------------------
@@ -261,7 +266,7 @@ def ray_address():
     """One local Ray with 2 CPUs for the module; the stage subprocesses join it via RAY_ADDRESS."""
     import ray
 
-    owned = ray_engine.start_ray(num_cpus=2)
+    owned = cluster.start_ray(num_cpus=2)
     yield ray.get_runtime_context().gcs_address
     if owned:
         ray.shutdown()
@@ -272,23 +277,24 @@ def ray_settings(**embed_params):
 
 
 def test_ray_engine_gives_the_local_engine_vectors(model, texts, tmp_path, ray_address):
-    codes, uniques = embed.distinct_texts(texts)
+    """Two shards: the actors write the chunk files, a Ray task each shard."""
+    shards = synthetic.in_shards(texts, 120)
     encoder = ray_engine.RayEncoder(DEFAULT_MODEL, ray_settings(ray_actors=2))
     assert (encoder.device, encoder.batch_size, encoder.actors) == ("cpu", 64, 2)
-    summary = embed.embed_to_file(
-        encoder, codes, uniques, tmp_path / "ray.npy", tmp_path / "ray", 50
+    try:
+        summary = embed.embed_to_shards(encoder, shards, 2, tmp_path / "ray", tmp_path / "r", 50)
+    finally:
+        encoder.close()
+    local = embed.embed_to_shards(
+        encoders.TorchEncoder(model, 64), shards, 2, tmp_path / "local", tmp_path / "l", 50
     )
-    embed.embed_to_file(
-        encoders.TorchEncoder(model, 64),
-        codes,
-        uniques,
-        tmp_path / "local.npy",
-        tmp_path / "local",
-        50,
-    )
-    on_ray, local = np.load(tmp_path / "ray.npy"), np.load(tmp_path / "local.npy")
-    assert summary["chunks_embedded"] == 4 and on_ray.shape == local.shape == (200, 384)
-    assert np.abs(cosines(on_ray, local) - 1).max() <= 1e-6
+    on_ray = np.asarray(read_vectors(tmp_path / "ray"))
+    in_process = np.asarray(read_vectors(tmp_path / "local"))
+    assert summary == local and summary["chunks_embedded"] == 5
+    assert on_ray.shape == in_process.shape == (200, 384)
+    assert np.abs(cosines(on_ray, in_process) - 1).max() <= 1e-6
+    index = (tmp_path / "ray" / "index.json").read_bytes()
+    assert index == (tmp_path / "local" / "index.json").read_bytes()
 
 
 def test_ray_engine_refuses_what_the_cluster_cannot_hold(ray_address):
@@ -313,10 +319,11 @@ def embed_stage(folder: Path, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def test_a_ray_run_killed_with_sigkill_resumes_to_the_identical_matrix(
+def test_a_ray_run_killed_with_sigkill_resumes_to_the_identical_shards(
     texts, tmp_path, ray_address, bank
 ):
-    """The embed stage with engine ray, chunks of 10 texts, killed by SIGKILL after three chunks."""
+    """The embed stage with engine ray, two shards in chunks of 10 texts, killed by SIGKILL in the
+    second shard."""
     project = tmp_path / "project"
     (project / "data" / "bank" / "interim").mkdir(parents=True)
     (project / "datasets").mkdir()
@@ -324,13 +331,19 @@ def test_a_ray_run_killed_with_sigkill_resumes_to_the_identical_matrix(
     synthetic.texts(200, 11, bank).to_csv(
         project / "data" / "bank" / "interim" / "texts.csv", index=False
     )
-    params = {"datasets": ["bank"], "embed": {"engine": "ray", "chunk_rows": 10, "ray_actors": 2}}
+    params = {
+        "datasets": ["bank"],
+        "embed": {"engine": "ray", "chunk_rows": 10, "shard_rows": 100, "ray_actors": 2},
+    }
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     cache = tmp_path / "cache"
     env = dict(os.environ, PYTHONPATH=str(ROOT), SEGMENTS_CACHE=str(cache), RAY_ADDRESS=ray_address)
 
     child = embed_stage(project, env)
-    while len(list(cache.glob("embed-resume/*/chunk-*.npy"))) < 3:
+    while (
+        not list(cache.glob("embed-resume/*/shard-*.npy"))
+        or len(list(cache.glob("embed-resume/*/chunks-000001/chunk-*.npy"))) < 2
+    ):
         assert child.poll() is None, (
             f"the stage ended before it could be killed:\n{child.stdout.read()}"
         )
@@ -338,20 +351,22 @@ def test_a_ray_run_killed_with_sigkill_resumes_to_the_identical_matrix(
     os.kill(child.pid, signal.SIGKILL)
     child.communicate()
     assert child.returncode == -signal.SIGKILL
-    output = project / "data" / "bank" / "interim" / "embeddings.npy"
+    output = project / "data" / "bank" / "interim" / "embeddings"
     assert not output.exists()
-    completed = len(list(cache.glob("embed-resume/*/chunk-*.npy")))
+    completed = len(list(cache.glob("embed-resume/*/chunks-*/chunk-*.npy")))
 
     resumed = embed_stage(project, env)
     log = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, log
-    assert f"200 distinct, {completed} chunks reused)" in log and completed >= 3
-    assert re.search(r"chunk 20/20: 200 of 200 distinct texts, [\d,]+ texts/s", log)
-    first = output.read_bytes()
+    assert f"200 distinct, {completed} chunks reused) into 2 shard(s)" in log and completed >= 2
+    assert re.search(r"shard 2/2, chunk 10/10: 100 of 100 distinct texts, [\d,]+ texts/s", log)
+    assert not re.search(r"shard 1/2, chunk", log)  # the first shard was complete
+    files = ("index.json", "shard-000000.npy", "shard-000001.npy")
+    first = [(output / name).read_bytes() for name in files]
     straight = embed_stage(project, env)  # the resume folder is gone: an uninterrupted run
     log = straight.communicate(timeout=300)[0]
     assert straight.returncode == 0 and "200 distinct, 0 chunks reused)" in log, log
-    assert output.read_bytes() == first
+    assert [(output / name).read_bytes() for name in files] == first
     info = yaml.safe_load(
         (project / "data" / "bank" / "interim" / "embedding_info.json").read_text()
     )

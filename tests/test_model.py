@@ -4,6 +4,7 @@ seeded, and refused when k is not below the inliers."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from segmentation.artifacts import PipelineError
@@ -16,7 +17,9 @@ def test_ecod_flags_the_far_points_and_the_contamination_share():
     flags = outliers.detect_outliers(vectors, contamination=0.05, ids=np.arange(200).astype(str))
     assert flags["outlier"].sum() == 10
     assert flags.loc[190:, "outlier"].eq(1).all() and flags["customer_id"].iloc[-1] == "199"
-    assert outliers.outlier_metrics(flags) == {
+    count = outliers.FlagCount()
+    assert pd.concat(count.counted([flags[:150], flags[150:]])).equals(flags)
+    assert count.metrics() == {
         "customers": 200,
         "inliers": 190,
         "outliers": 10,

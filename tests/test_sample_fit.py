@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,10 @@ import stages.elbow
 import stages.evaluate
 import stages.kmeans
 import stages.outliers
+from segmentation import cluster
 from segmentation.artifacts import write_csv, write_csv_chunks
 from segmentation.config import layout, load_params
+from segmentation.embedding.shards import read_vectors, write_matrix
 from segmentation.evaluation import validity as scoring
 from segmentation.model import kmeans
 from segmentation.model.ecod import ECODReference
@@ -83,8 +86,17 @@ def test_scores_do_not_depend_on_how_rows_are_batched(tmp_path, monkeypatch):
 def mapped(tmp_path_factory):
     """20,000 rows (more than two blocks) of a mixture on disk, a subset of them and its labels."""
     folder = tmp_path_factory.mktemp("mapped")
-    synthetic.write_embedding_stand_ins(folder, 20_000, dimension=12, centers=5, spread=0.9, seed=4)
-    matrix = np.load(folder / "embeddings.npy", mmap_mode="r")
+    synthetic.write_embedding_stand_ins(
+        folder,
+        20_000,
+        dimension=12,
+        centers=5,
+        spread=0.9,
+        seed=4,
+        block_rows=2000,
+        shard_rows=6000,
+    )
+    matrix = read_vectors(folder / "embeddings")  # four shards, the last a partial one
     positions = np.flatnonzero(np.random.default_rng(5).random(len(matrix)) < 0.9)
     in_memory = np.asarray(matrix)[positions].astype(np.float64)
     labels = kmeans.fit_segments(in_memory, 4, 1, 0)[0]
@@ -99,6 +111,8 @@ def test_blocks_of_a_mapped_matrix_are_its_rows_in_order(mapped):
     assert np.array_equal(together, in_memory.astype(np.float32))
     picked = np.array([0, 7, 4095, 8192, len(rows) - 1])
     assert np.array_equal(rows.take(picked), in_memory[picked].astype(np.float32))
+    shuffled = np.array([8192, 7, len(rows) - 1, 0, 7, 6001])  # any order, repeats, across shards
+    assert np.array_equal(rows.take(shuffled), in_memory[shuffled].astype(np.float32))
 
 
 def test_streamed_davies_bouldin_and_calinski_harabasz_equal_sklearns(mapped):
@@ -213,6 +227,35 @@ def metrics(folder, stage: str) -> dict:
     return yaml.safe_load((folder / f"metrics/bank/{stage}.json").read_text())
 
 
+def test_ray_scores_every_customer_as_this_process_does(sample_fitted, tmp_path, monkeypatch):
+    """Above the threshold with ``engine: ray`` (a local 2-CPU Ray, a task per shard, four shards
+    here), the outliers stage writes this process's flags, metrics and detector byte for byte."""
+    import ray
+
+    copy = tmp_path / "on-ray"
+    shutil.copytree(sample_fitted, copy)
+    embeddings = copy / "data/bank/interim/embeddings"
+    vectors = np.asarray(read_vectors(embeddings))
+    ids = read(copy, "data/bank/interim/texts.csv")["customer_id"].tolist()
+    shutil.rmtree(embeddings)
+    write_matrix(embeddings, vectors, ids, shard_rows=CUSTOMERS // 4 + 10)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    (copy / "params.yaml").write_text(yaml.safe_dump({**params, "engine": "ray"}, sort_keys=False))
+    monkeypatch.chdir(copy)
+    owned = cluster.start_ray(num_cpus=2)
+    try:
+        stages.outliers.main("bank")
+    finally:
+        if owned:
+            ray.shutdown()
+    for name in (
+        "data/bank/interim/outliers.csv",
+        "data/bank/interim/outlier_detector.zip",
+        "metrics/bank/outliers.json",
+    ):
+        assert (copy / name).read_bytes() == (sample_fitted / name).read_bytes(), name
+
+
 def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):
     flags = read(sample_fitted, "data/bank/interim/outliers.csv")
     labels = read(sample_fitted, "data/bank/processed/labels.csv")
@@ -238,7 +281,7 @@ def test_the_segment_model_reproduces_the_stages_flags_and_segments(sample_fitte
     model = SegmentModel.assembled(
         detector, np.load(paths.centroids), params.kmeans.n_init, CUSTOMERS, THRESHOLD
     )
-    matrix = np.load(paths.embeddings, mmap_mode="r")
+    matrix = read_vectors(paths.embeddings)
     flags = read(sample_fitted, "data/bank/interim/outliers.csv")
     assigned = model.predict(np.asarray(matrix))
     assert assigned["outlier"].tolist() == flags["outlier"].tolist()
@@ -250,7 +293,7 @@ def test_the_segment_model_reproduces_the_stages_flags_and_segments(sample_fitte
 
 
 def test_below_the_threshold_the_stages_fit_on_everyone(fully_fitted):
-    vectors = np.load(fully_fitted / "data/bank/interim/embeddings.npy")
+    vectors = np.asarray(read_vectors(fully_fitted / "data/bank/interim/embeddings"))
     reference = ECOD(contamination=0.1, n_jobs=1).fit(vectors)
     flags = read(fully_fitted, "data/bank/interim/outliers.csv")
     assert flags["outlier"].tolist() == reference.labels_.tolist()
@@ -265,7 +308,7 @@ def test_sample_fit_agrees_with_the_full_fit_as_well_as_two_seeds_of_the_full_fi
     full = read(fully_fitted, "data/bank/processed/labels.csv")
     common = sample.merge(full, on="customer_id", suffixes=("_sample", "_full"))
     sample_ari = adjusted_rand_score(common["segment_full"], common["segment_sample"])
-    inliers = np.load(fully_fitted / "data/bank/interim/embeddings.npy")[
+    inliers = np.asarray(read_vectors(fully_fitted / "data/bank/interim/embeddings"))[
         read(fully_fitted, "data/bank/interim/outliers.csv")["outlier"].to_numpy() == 0
     ]
     params = load_params(fully_fitted / "params.yaml")

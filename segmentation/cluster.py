@@ -1,0 +1,136 @@
+"""Work on every customer, one embedding shard at a time: in this process, or on a Ray cluster.
+
+``map_shards(function, folder, engine, ...)`` calls ``function(rows, shard, ...)`` for each shard
+of an embedding folder, where ``rows`` is the shard's memory-mapped vectors (read in blocks) and
+``shard`` its index entry, and yields the ``DataFrame`` each call returns, in row order. The
+``local`` engine makes the calls here, one shard after another. The ``ray`` engine runs the same
+function as a Ray Data pipeline with one task per shard: each worker maps its shard from the shared
+file system, and only the function's result comes back to the driver, which streams the results
+on in row order. So a per-customer result (a prediction per customer) is never whole in any
+process, and a reduction (sums per segment) returns one small frame per shard.
+
+Ray is joined at ``RAY_ADDRESS`` when that is set, and otherwise started on this machine with the
+given number of CPUs; the ``segmentation`` package travels to the workers as a ``py_modules``
+entry of the Ray runtime environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from segmentation.artifacts import PipelineError
+from segmentation.embedding.shards import Shard, ShardedMatrix
+from segmentation.model.sampling import MatrixRows
+
+ENGINES = ("local", "ray")
+# Settings the workers need from this process's environment (a remote node has its own).
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "SEGMENTS_LOG_LEVEL")
+
+ShardFunction = Callable[..., pd.DataFrame]
+
+
+def start_ray(num_cpus: int | str = "auto", env_vars: dict[str, str] | None = None) -> bool:
+    """Join the cluster at ``RAY_ADDRESS``, or start a local one with ``num_cpus`` CPUs; the
+    workers get ``env_vars`` besides the forwarded settings.
+
+    Returns False when this process was already connected (the caller owns that connection).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    env.update(env_vars or {})
+    options = {
+        "include_dashboard": False,
+        # Ray's own INFO and WARNING lines (token set-up, deprecations) would drown the stage's log.
+        "logging_level": logging.ERROR,
+        "runtime_env": {"py_modules": [str(Path(__file__).resolve().parent)], "env_vars": env},
+    }
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        options["num_cpus"] = os.cpu_count() if num_cpus == "auto" else int(num_cpus)
+    try:
+        ray.init(address=address or None, **options)
+    except ConnectionError as exc:
+        raise PipelineError(
+            f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({exc}); "
+            "start one with 'ray start --head' or unset RAY_ADDRESS to start a local one"
+        ) from None
+    quiet_ray_data()
+    return True
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's console lines at WARNING and above only; its session log file keeps the rest."""
+    import ray.data  # noqa: F401  (importing it configures Ray Data's loggers)
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.WARNING)
+    # Its only lines say that Ray Data's bars are off, which the caller does on purpose.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def run_shard(folder: Path, number: int, function: ShardFunction, arguments: tuple) -> pd.DataFrame:
+    """``function`` on shard ``number`` (in row order) of the embedding folder."""
+    matrix = ShardedMatrix(folder)
+    return function(MatrixRows(matrix.shard(number)), matrix.shards[number], *arguments)
+
+
+def _shard_task(batch: pd.DataFrame, folder: str, function, arguments) -> pd.DataFrame:
+    (number,) = batch["shard"].tolist()
+    return run_shard(Path(folder), number, function, arguments)
+
+
+def map_shards(
+    function: ShardFunction,
+    folder: Path,
+    engine: str,
+    *arguments,
+    num_cpus: int | str = "auto",
+) -> Iterator[pd.DataFrame]:
+    """``function(rows, shard, *arguments)`` for every shard of ``folder``, results in row order.
+
+    ``function`` and ``arguments`` must pickle (a module-level function, a fitted model) for the
+    ``ray`` engine, which runs one Ray Data task of one CPU per shard.
+    """
+    if engine not in ENGINES:
+        raise PipelineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    shards: list[Shard] = ShardedMatrix(folder).shards
+    if engine == "local":
+        for number in range(len(shards)):
+            yield run_shard(folder, number, function, arguments)
+        return
+    import ray
+
+    owns_connection = start_ray(num_cpus)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        tasks = ray.data.from_items(
+            [{"shard": number} for number in range(len(shards))],
+            override_num_blocks=len(shards),
+        )
+        results = tasks.map_batches(
+            _shard_task,
+            fn_kwargs={
+                "folder": str(Path(folder).resolve()),
+                "function": function,
+                "arguments": arguments,
+            },
+            batch_size=1,
+            batch_format="pandas",
+            num_cpus=1,
+        )
+        for table in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield table.to_pandas()
+    finally:
+        if owns_connection:
+            ray.shutdown()

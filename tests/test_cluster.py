@@ -1,0 +1,58 @@
+"""Work on every customer shard by shard: a local 2-CPU Ray gives what this process gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentation import cluster
+from segmentation.artifacts import PipelineError
+from segmentation.embedding.shards import read_vectors
+from segmentation.model.predict import ROW, predict_customers
+from segmentation.model.segment_model import SegmentModel
+from segmentation.testing import synthetic
+
+CUSTOMERS = 3_000
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Stand-in vectors of 3,000 customers in shards of 700 (the last one partial), and a segment
+    model fitted on a sample of 2,000 of them."""
+    folder = tmp_path_factory.mktemp("stand-ins")
+    shape = {"dimension": 16, "centers": 6, "spread": 0.8, "seed": 3}
+    synthetic.write_embedding_stand_ins(folder, CUSTOMERS, **shape, block_rows=350, shard_rows=700)
+    vectors = read_vectors(folder / "embeddings")
+    model = SegmentModel(k=4, n_init=2, sample_fit_rows=2_000, seed=7).fit(vectors)
+    model.segment_names = ["Savers", "Borrowers", "Retirees", "Students"]
+    return folder / "embeddings", model
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    owned = cluster.start_ray(num_cpus=2)
+    yield
+    if owned:
+        ray.shutdown()
+
+
+def test_ray_predicts_every_customer_as_this_process_does(fitted, ray_cluster):
+    folder, model = fitted
+    local = list(predict_customers(model, folder, "local"))
+    on_ray = pd.concat(predict_customers(model, folder, "ray"), ignore_index=True)
+    assert [len(part) for part in local] == [700, 700, 700, 700, 200]
+    local = pd.concat(local, ignore_index=True)
+    pd.testing.assert_frame_equal(on_ray, local)
+    assert local[ROW].tolist() == list(range(CUSTOMERS))
+    whole = model.predict(np.asarray(read_vectors(folder)))
+    pd.testing.assert_frame_equal(local.drop(columns=ROW), whole)
+    assert set(local["segment"]) == {1, 2, 3, 4} and local["outlier"].between(0, 1).all()
+
+
+def test_an_unknown_engine_is_refused_in_one_line(fitted):
+    folder, model = fitted
+    with pytest.raises(PipelineError, match="engine 'spark' is not one of local, ray"):
+        next(predict_customers(model, folder, "spark"))
