@@ -166,7 +166,12 @@ def read_csv(path: Path, **options) -> pd.DataFrame:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(_existing(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(_existing(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PipelineError(
+            f"{path}: not JSON ({exc}); delete it and rerun 'dvc repro' to rebuild it"
+        ) from None
 
 
 def _existing(path: Path) -> Path:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from segmentation.artifacts import PipelineError
-from segmentation.embedding.shards import Shard, ShardedMatrix
+from segmentation.embedding.shards import ShardedMatrix
 from segmentation.model.sampling import MatrixRows
 
 ENGINES = ("local", "ray")
@@ -77,15 +77,16 @@ def quiet_ray_data() -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
-def run_shard(folder: Path, number: int, function: ShardFunction, arguments: tuple) -> pd.DataFrame:
-    """``function`` on shard ``number`` (in row order) of the embedding folder."""
-    matrix = ShardedMatrix(folder)
+def run_shard(
+    matrix: ShardedMatrix, number: int, function: ShardFunction, arguments: tuple
+) -> pd.DataFrame:
+    """``function`` on shard ``number`` (in row order) of the embedding shards."""
     return function(MatrixRows(matrix.shard(number)), matrix.shards[number], *arguments)
 
 
 def _shard_task(batch: pd.DataFrame, folder: str, function, arguments) -> pd.DataFrame:
     (number,) = batch["shard"].tolist()
-    return run_shard(Path(folder), number, function, arguments)
+    return run_shard(ShardedMatrix(Path(folder)), number, function, arguments)
 
 
 def map_shards(
@@ -102,10 +103,10 @@ def map_shards(
     """
     if engine not in ENGINES:
         raise PipelineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    shards: list[Shard] = ShardedMatrix(folder).shards
+    matrix = ShardedMatrix(folder)
     if engine == "local":
-        for number in range(len(shards)):
-            yield run_shard(folder, number, function, arguments)
+        for number in range(len(matrix.shards)):
+            yield run_shard(matrix, number, function, arguments)
         return
     import ray
 
@@ -115,8 +116,8 @@ def map_shards(
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         tasks = ray.data.from_items(
-            [{"shard": number} for number in range(len(shards))],
-            override_num_blocks=len(shards),
+            [{"shard": number} for number in range(len(matrix.shards))],
+            override_num_blocks=len(matrix.shards),
         )
         results = tasks.map_batches(
             _shard_task,

@@ -330,6 +330,11 @@ def _pickled_embeddings(p: Project) -> None:
     )
 
 
+def _index_not_json(p: Project) -> None:
+    _pickled_embeddings(p)
+    (p.path / "data/bank/interim/embeddings/index.json").write_text("{ half-written")
+
+
 def _shard_left_out(p: Project) -> None:
     _pickled_embeddings(p)
     index = p.path / "data/bank/interim/embeddings/index.json"
@@ -662,6 +667,12 @@ CASES = [
         "outliers",
         _pickled_embeddings,
         ("shard-000001.npy: not a plain .npy array",),
+    ),
+    Case(
+        "a shard index that is not JSON",
+        "outliers",
+        _index_not_json,
+        ("embeddings/index.json: not JSON (", "rerun 'dvc repro'"),
     ),
     Case(
         "a shard left out of the index",
