@@ -133,7 +133,7 @@ def load_reference(folder: Path) -> Reference:
             str(description.get("outcome", "")),
             [float(segment["outcome"]) for segment in listed if "outcome" in segment],
         )
-    except (ValueError, KeyError, TypeError) as error:
+    except (PipelineError, ValueError, KeyError, TypeError) as error:
         raise PipelineError(
             f"{folder}: not a reference segmentation ({type(error).__name__}: {error}); "
             f"adopt the segmentation again ('python -m stages.adopt {folder.name}')"
