@@ -15,12 +15,15 @@ shards: see ``segmentation/testing/synthetic.py``) and placeholder texts, then r
    every customer of the memory-mapped shards, written to a CSV.
 
 ``--engine ray`` scores every customer in steps 1 and 4 with a Ray Data task per shard on a local
-Ray (``engine: ray``); the peaks are then the driver's, the workers' are not measured.
+Ray (``engine: ray``) of every core.
 
-Each step is a child process; its peak RSS and CPU time come from ``wait4``. The targets: peak RSS
-at most 2 GB in every step, and time within 1.2x of linear from the first size to the second.
-Time is judged on CPU seconds as well as wall seconds, since the machine is shared and another
-process's load stretches wall time.
+Each step is a child process (the driver); its peak RSS and CPU time come from ``wait4``. While it
+runs, a watcher reads every Ray worker's own peak (``VmHWM``) and the machine's busy CPU time from
+``/proc``. Per step the bench prints customers per second per core (wall time, every core of the
+machine counted), the driver's and the largest worker's peak, and the bytes the step added to the
+project folder. The targets: peak RSS at most 2 GB in every process, and time within 1.2x of linear
+from the first size to the second. Time is judged on CPU seconds as well as wall seconds, since the
+machine is shared and another process's load stretches wall time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -129,19 +133,73 @@ def scratch_project(folder: Path, customers: int, sample_fit_rows: int, engine: 
     return folder
 
 
-def run_steps(folder: Path) -> dict[str, tuple[float, float, float]]:
-    """Wall seconds, CPU seconds and peak RSS (MB) of each step, run one after another."""
+class RayWorkerWatch:
+    """The largest own peak RSS (``VmHWM``, MB) of any Ray worker process seen while it runs, and
+    the machine's busy CPU seconds over the same time, read from ``/proc`` twice a second."""
+
+    def __init__(self):
+        self.worker_peak_mb, self._done = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> RayWorkerWatch:
+        self._busy_before = busy_cpu_seconds()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join()
+        self.busy_cpu = busy_cpu_seconds() - self._busy_before
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    text = status.read_text()
+                    command = (status.parent / "cmdline").read_bytes()
+                except OSError:  # the process ended between the listing and the read
+                    continue
+                if command.startswith(b"ray::") and "VmHWM:" in text:
+                    kilobytes = int(text.split("VmHWM:")[1].split()[0])
+                    self.worker_peak_mb = max(self.worker_peak_mb, kilobytes / 1024)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (not idle or waiting on IO) since boot."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def run_steps(folder: Path, customers: int) -> dict[str, tuple[float, float, float]]:
+    """Wall seconds, CPU seconds and peak RSS (MB, the driver's or a worker's) of each step, run
+    one after another."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     results = {}
+    cores = os.cpu_count()
     for step, code in STEPS.items():
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall, _, output = measured([sys.executable, "-c", OWN_PEAK + code, DATASET], folder, env)
+        before, written = resource.getrusage(resource.RUSAGE_CHILDREN), folder_bytes(folder)
+        with RayWorkerWatch() as workers:
+            wall, _, output = measured(
+                [sys.executable, "-c", OWN_PEAK + code, DATASET], folder, env
+            )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        peak = float(OWN_PEAK_LINE.findall(output)[-1])
-        results[step] = wall, cpu, peak
+        # Ray's workers are not this process's children: the machine's busy time counts them.
+        cpu = max(
+            after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, workers.busy_cpu
+        )
+        driver_peak = float(OWN_PEAK_LINE.findall(output)[-1])
+        results[step] = wall, cpu, max(driver_peak, workers.worker_peak_mb)
+        worker_peak = f"{workers.worker_peak_mb:6.0f} MB" if workers.worker_peak_mb else "     -"
         print(
-            f"  {step:<10} wall {wall:7.1f} s  cpu {cpu:7.1f} s  peak RSS {peak:6.0f} MB",
+            f"  {step:<10} wall {wall:7.1f} s  cpu {cpu:7.1f} s  "
+            f"{customers / wall / cores:8,.0f} customers/s/core  "
+            f"peak RSS driver {driver_peak:6.0f} MB, worker {worker_peak}  "
+            f"written {(folder_bytes(folder) - written) / 2**20:8,.0f} MiB",
             flush=True,
         )
         metrics = folder / "metrics" / DATASET / f"{step}.json"
@@ -170,7 +228,7 @@ def report(small: dict, large: dict, linear: float) -> None:
         )
     peak = max(rss for run in (small, large) for _, _, rss in run.values())
     print(
-        f"\npeak RSS <= {RSS_LIMIT_MB} MB in every step | largest {peak:.0f} MB | "
+        f"\npeak RSS <= {RSS_LIMIT_MB} MB in every process | largest {peak:.0f} MB | "
         f"{verdict(peak <= RSS_LIMIT_MB)}"
     )
     for column, kind in enumerate(("wall", "cpu")):
@@ -223,7 +281,7 @@ def main() -> None:
                 f"in {time.perf_counter() - started:.0f} s):",
                 flush=True,
             )
-            runs.append(run_steps(folder))
+            runs.append(run_steps(folder, customers))
             if not args.keep:
                 shutil.rmtree(folder)
     finally:
