@@ -7,15 +7,16 @@ float32, a seeded mixture of 300 clusters in 384 dimensions, written a block at 
 shards: see ``segmentation/testing/synthetic.py``) and placeholder texts, then runs
 
 1. ``python -m stages.outliers``: ECOD fitted on the seeded sample, every customer scored;
-2. ``python -m stages.kmeans``: KMeans fitted on a sample of the inliers, every inlier labelled;
-3. evaluate's validity scores (``stages.evaluate.validity_scores``: streamed Davies-Bouldin,
-   Calinski-Harabasz and sampled silhouette; the stage's maps need the t-SNE of every inlier,
-   which this scale leaves out);
-4. assignment: the segment model (the stages' saved ECOD reference and centroids) predicting over
+2. ``python -m stages.project``: PCA and t-SNE fitted on the sample of the inliers, the PCA
+   applied to every inlier;
+3. ``python -m stages.kmeans``: KMeans fitted on the sample of the inliers, every inlier labelled;
+4. evaluate's validity scores (``segmentation.evaluation.scores``: Davies-Bouldin,
+   Calinski-Harabasz and sampled silhouette, two reductions over the shards);
+5. assignment: the segment model (the stages' saved ECOD reference and centroids) predicting over
    every customer of the memory-mapped shards, written to a CSV.
 
-``--engine ray`` scores every customer in steps 1 and 4 with a Ray Data task per shard on a local
-Ray (``engine: ray``) of every core.
+``--engine ray`` runs every per-customer step with a Ray Data task per shard on a local Ray
+(``engine: ray``) of every core.
 
 Each step is a child process (the driver); its peak RSS and CPU time come from ``wait4``. While it
 runs, a watcher reads every Ray worker's own peak (``VmHWM``) and the machine's busy CPU time from
@@ -72,12 +73,10 @@ run(main)
 """
 EVALUATE = """
 import json, sys
-from segmentation.artifacts import read_csv
 from segmentation.config import layout, load_params
-from segmentation.evaluation.maps import validity_scores
+from segmentation.evaluation.scores import validity_scores
 params, paths = load_params(), layout(sys.argv[1])
-segments = read_csv(paths.labels, usecols=["segment"])["segment"].to_numpy()
-print(json.dumps(validity_scores(paths, params, segments)))
+print(json.dumps(validity_scores(paths, params)))
 """
 ASSIGN = """
 import sys
@@ -96,6 +95,7 @@ write_csv_chunks("assigned.csv", with_ids(parts, paths, len(read_vectors(paths.e
 """
 STEPS = {
     "outliers": STAGE.format(stage="outliers"),
+    "project": STAGE.format(stage="project"),
     "kmeans": STAGE.format(stage="kmeans"),
     "evaluate": EVALUATE,
     "assignment": ASSIGN,

@@ -165,6 +165,61 @@ def read_csv(path: Path, **options) -> pd.DataFrame:
         ) from None
 
 
+SCAN_BYTES = 1 << 24
+
+
+def csv_row_starts(path: Path, rows: list[int]) -> tuple[list[int], int]:
+    """The byte offsets at which the CSV's data rows numbered ``rows`` (0 is the row after the
+    header) begin, and how many data rows the file has.
+
+    One pass over the bytes, a block at a time: a line break inside a quoted field does not end a
+    row (CSV doubles a quote inside quotes, so the count of quotes before a break says whether it
+    is quoted).
+    """
+    wanted = np.unique(np.asarray(rows, dtype=np.int64))
+    starts: dict[int, int] = {}
+    ends = position = 0  # row ends seen (the header's included), bytes read
+    quotes = np.uint8(0)  # quotes seen, modulo 256: only its parity matters
+    last = b"\n"
+    with _existing(path).open("rb") as handle:
+        while block := handle.read(SCAN_BYTES):
+            data = np.frombuffer(block, dtype=np.uint8)
+            open_quotes = np.cumsum(data == ord('"'), dtype=np.uint8) + quotes
+            breaks = np.flatnonzero((data == ord("\n")) & (open_quotes % 2 == 0))
+            # data row j begins after the row end numbered j, the header's being row end 0
+            first, stop = np.searchsorted(wanted, [ends, ends + len(breaks)])
+            for row in wanted[first:stop]:
+                starts[int(row)] = position + int(breaks[row - ends]) + 1
+            ends += len(breaks)
+            quotes, position, last = open_quotes[-1], position + len(block), block[-1:]
+    rows_in_file = max(ends - 1 + (last != b"\n"), 0)
+    # a row past the end begins where the file ends
+    return [starts.get(int(row), position) for row in rows], rows_in_file
+
+
+def read_csv_rows(path: Path, start: int, rows: int, columns: list[str]) -> pd.DataFrame:
+    """``rows`` data rows of a stage's CSV output (as ``read_csv`` reads them), from the byte offset
+    ``start`` that ``csv_row_starts`` gave, with only ``columns``."""
+    with _existing(path).open("rb") as handle:
+        names = pd.read_csv(handle, nrows=0).columns.tolist()
+        handle.seek(start)
+        frame = pd.read_csv(
+            handle,
+            header=None,
+            names=names,
+            usecols=columns,
+            nrows=rows,
+            dtype={CUSTOMER_ID: str},
+            keep_default_na=False,
+            na_values=[""],
+        )
+    if len(frame) != rows:
+        raise PipelineError(
+            f"{path} ends {rows - len(frame)} rows early after byte {start}; rerun 'dvc repro'"
+        )
+    return frame
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(_existing(path).read_text(encoding="utf-8"))

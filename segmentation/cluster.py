@@ -9,6 +9,11 @@ file system, and only the function's result comes back to the driver, which stre
 on in row order. So a per-customer result (a prediction per customer) is never whole in any
 process, and a reduction (sums per segment) returns one small frame per shard.
 
+A stage's CSV with one row per customer in the same order (the outlier flags) can go along as
+``aligned={"flags": (path, columns)}``, and a CSV of the inliers only (the labels) with the inliers
+per shard: the driver finds where each shard's rows begin in one pass over its bytes, and each call
+gets its shard's rows of those columns as the keyword ``flags``, read by the worker itself.
+
 Ray is joined at ``RAY_ADDRESS`` when that is set, and otherwise started on this machine with the
 given number of CPUs; the ``segmentation`` package travels to the workers as a ``py_modules``
 entry of the Ray runtime environment.
@@ -16,14 +21,16 @@ entry of the Ray runtime environment.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from segmentation.artifacts import PipelineError
+from segmentation.artifacts import PipelineError, csv_row_starts, read_csv_rows
 from segmentation.embedding.shards import ShardedMatrix
 from segmentation.model.sampling import MatrixRows
 
@@ -77,16 +84,64 @@ def quiet_ray_data() -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
+@dataclass(frozen=True)
+class AlignedCsv:
+    """Columns of a CSV whose rows follow the shards (one per customer, or a given number per
+    shard, as the inliers' labels), and where each shard's rows begin."""
+
+    path: str
+    columns: tuple[str, ...]
+    first_rows: tuple[int, ...]
+    rows: tuple[int, ...]
+    shard_starts: tuple[int, ...]
+
+    @classmethod
+    def located(
+        cls,
+        path: Path,
+        columns: Sequence[str],
+        matrix: ShardedMatrix,
+        rows_per_shard: Sequence[int] | None = None,
+    ) -> AlignedCsv:
+        rows = [shard.rows for shard in matrix.shards] if rows_per_shard is None else rows_per_shard
+        first_rows = [0, *itertools.accumulate(rows)]
+        starts, in_file = csv_row_starts(path, first_rows[:-1])
+        if in_file != first_rows[-1]:
+            raise PipelineError(
+                f"{path} has {in_file} rows but the shards of {matrix.folder} call for "
+                f"{first_rows[-1]}; rerun 'dvc repro'"
+            )
+        return cls(
+            str(Path(path).resolve()),
+            tuple(columns),
+            tuple(first_rows[:-1]),
+            tuple(int(count) for count in rows),
+            tuple(starts),
+        )
+
+    def shard_rows(self, number: int) -> pd.DataFrame:
+        """Shard ``number``'s rows, indexed by their row numbers in the file."""
+        first, rows = self.first_rows[number], self.rows[number]
+        frame = read_csv_rows(Path(self.path), self.shard_starts[number], rows, list(self.columns))
+        frame.index = pd.RangeIndex(first, first + rows)
+        return frame
+
+
 def run_shard(
-    matrix: ShardedMatrix, number: int, function: ShardFunction, arguments: tuple
+    matrix: ShardedMatrix,
+    number: int,
+    function: ShardFunction,
+    arguments: tuple,
+    aligned: dict[str, AlignedCsv],
 ) -> pd.DataFrame:
     """``function`` on shard ``number`` (in row order) of the embedding shards."""
-    return function(MatrixRows(matrix.shard(number)), matrix.shards[number], *arguments)
+    tables = {name: csv.shard_rows(number) for name, csv in aligned.items()}
+    return function(MatrixRows(matrix.shard(number)), matrix.shards[number], *arguments, **tables)
 
 
-def _shard_task(batch: pd.DataFrame, folder: str, function, arguments) -> pd.DataFrame:
+def _shard_task(batch: pd.DataFrame, folder: str, function, arguments, aligned) -> pd.DataFrame:
     (number,) = batch["shard"].tolist()
-    return run_shard(ShardedMatrix(Path(folder)), number, function, arguments)
+    return run_shard(ShardedMatrix(Path(folder)), number, function, arguments, aligned)
 
 
 def map_shards(
@@ -94,9 +149,14 @@ def map_shards(
     folder: Path,
     engine: str,
     *arguments,
+    aligned: dict[str, tuple] | None = None,
     num_cpus: int | str = "auto",
 ) -> Iterator[pd.DataFrame]:
-    """``function(rows, shard, *arguments)`` for every shard of ``folder``, results in row order.
+    """``function(rows, shard, *arguments, **aligned tables)`` for every shard of ``folder``,
+    results in row order.
+
+    ``aligned`` names CSVs as ``(path, columns)``, a row per customer, or ``(path, columns, rows
+    per shard)``; each call gets its shard's rows of each, indexed by their row numbers.
 
     ``function`` and ``arguments`` must pickle (a module-level function, a fitted model) for the
     ``ray`` engine, which runs one Ray Data task of one CPU per shard.
@@ -104,9 +164,13 @@ def map_shards(
     if engine not in ENGINES:
         raise PipelineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     matrix = ShardedMatrix(folder)
+    located = {
+        name: AlignedCsv.located(path, columns, matrix, *rows_per_shard)
+        for name, (path, columns, *rows_per_shard) in (aligned or {}).items()
+    }
     if engine == "local":
         for number in range(len(matrix.shards)):
-            yield run_shard(matrix, number, function, arguments)
+            yield run_shard(matrix, number, function, arguments, located)
         return
     import ray
 
@@ -125,6 +189,7 @@ def map_shards(
                 "folder": str(Path(folder).resolve()),
                 "function": function,
                 "arguments": arguments,
+                "aligned": located,
             },
             batch_size=1,
             batch_format="pandas",

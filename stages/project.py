@@ -2,32 +2,50 @@
 
 PCA (on standardized embeddings, as the article) and t-SNE depend only on the embeddings and the
 outlier mask, so they live here: ``dvc exp run -S k=6`` recolours the maps without recomputing them.
+Both are fitted on kmeans' seeded sample of ``sample_fit_rows`` inliers (all of them below that);
+above that size the PCA places every inlier shard by shard, here or on Ray (``engine``), and the
+t-SNE columns hold the sample's map only.
 """
 
 from __future__ import annotations
 
-import pandas as pd
-
-from segmentation.artifacts import CUSTOMER_ID, run, write_csv, write_metrics
+from segmentation.artifacts import CUSTOMER_ID, read_csv, run, write_csv_chunks, write_metrics
+from segmentation.cluster import map_shards
 from segmentation.config import layout, load_params
-from segmentation.evaluation.projection import PCA_COMPONENTS, pca_projection, tsne_projection
-from segmentation.model.sampling import read_inlier_vectors
+from segmentation.evaluation.projection import SampleProjection, project_shard
+from segmentation.model.sampling import sample_inliers
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    ids, _, vectors = read_inlier_vectors(paths)
-    components, variance = pca_projection(vectors, params.seed)
-    embedding_2d = tsne_projection(
-        vectors, params.project.tsne_perplexity, params.project.tsne_max_iter, params.seed
+    sample = sample_inliers(paths, params.sample_fit_rows, params.seed)
+    projection = SampleProjection.fit(
+        sample.vectors,
+        sample.positions,
+        params.project.tsne_perplexity,
+        params.project.tsne_max_iter,
+        params.seed,
     )
-    coordinates = pd.DataFrame({CUSTOMER_ID: ids})
-    for i in range(PCA_COMPONENTS):
-        coordinates[f"pca_{i + 1}"] = components[:, i]
-    coordinates["tsne_1"], coordinates["tsne_2"] = embedding_2d[:, 0], embedding_2d[:, 1]
-    write_csv(paths.projections, coordinates)
+    sampled = sample.inliers > params.sample_fit_rows
+    if sampled:
+        parts = map_shards(
+            project_shard,
+            paths.embeddings,
+            params.engine,
+            projection.scaler,
+            projection.pca,
+            aligned={"flags": (paths.outliers, [CUSTOMER_ID, "outlier"])},
+        )
+    else:
+        flags = read_csv(paths.outliers, usecols=[CUSTOMER_ID, "outlier"])
+        inlier_ids = flags.loc[flags["outlier"] == 0, CUSTOMER_ID].to_numpy()
+        parts = [projection.sample_coordinates(inlier_ids)]
+    write_csv_chunks(paths.projections, projection.with_tsne(parts))
+    variance = projection.pca.explained_variance_ratio_
     metrics = {f"pca_variance_{i + 1}": ratio for i, ratio in enumerate(variance)}
     metrics["pca_variance_first3"] = variance.sum()
+    if sampled:
+        metrics["fit_sample_rows"] = params.sample_fit_rows
     write_metrics(paths.metrics / "project.json", metrics)
 
 

@@ -1,5 +1,6 @@
 """Shared stage output: metrics JSON (rounded; NaN and dotted keys refused) and atomic writes that
-keep the old file, with no temporary file behind, when a stage fails or is terminated in run()."""
+keep the old file, with no temporary file behind, when a stage fails or is terminated in run();
+a CSV read from where a row begins."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from segmentation import artifacts
 from segmentation.artifacts import PipelineError, atomic_path, read_csv, write_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +72,25 @@ def test_a_stage_output_without_an_expected_column_is_one_line(tmp_path):
             PipelineError, match=r"outliers.csv: no column \['outlier'\]; .*dvc repro"
         ):
             read_csv(old, usecols=["outlier"], **options)
+
+
+@pytest.mark.parametrize("scan_bytes", [5, 1 << 24])
+def test_row_starts_skip_line_breaks_inside_quotes_across_blocks(tmp_path, monkeypatch, scan_bytes):
+    monkeypatch.setattr(artifacts, "SCAN_BYTES", scan_bytes)
+    ids = ["a", 'b\n"x"\n', "00c", "d,e", "NA", "f"]
+    path = tmp_path / "flags.csv"
+    artifacts.write_csv(path, pd.DataFrame({"customer_id": ids, "outlier": [0, 1, 0, 1, 0, 0]}))
+    starts, rows = artifacts.csv_row_starts(path, [4, 0, 1, 5])
+    assert rows == 6
+    slices = [
+        artifacts.read_csv_rows(path, start, 2 if row < 5 else 1, ["customer_id"])
+        for row, start in zip([4, 0, 1, 5], starts)
+    ]
+    assert [part["customer_id"].tolist() for part in slices] == [
+        ["NA", "f"],
+        ["a", 'b\n"x"\n'],
+        ['b\n"x"\n', "00c"],
+        ["f"],
+    ]
+    with pytest.raises(artifacts.PipelineError, match=r"flags.csv ends 1 rows early after byte"):
+        artifacts.read_csv_rows(path, starts[3], 2, ["outlier"])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from segmentation import cluster
-from segmentation.artifacts import PipelineError
+from segmentation.artifacts import PipelineError, write_csv
 from segmentation.embedding.shards import read_vectors
 from segmentation.model.predict import ROW, predict_customers
 from segmentation.model.segment_model import SegmentModel
@@ -56,3 +56,36 @@ def test_an_unknown_engine_is_refused_in_one_line(fitted):
     folder, model = fitted
     with pytest.raises(PipelineError, match="engine 'spark' is not one of local, ray"):
         next(predict_customers(model, folder, "spark"))
+
+
+def test_each_shard_gets_its_rows_of_a_row_aligned_csv(fitted, tmp_path):
+    folder, _ = fitted
+    ids = [f"C{row:05d}" for row in range(CUSTOMERS)]
+    write_csv(tmp_path / "flags.csv", pd.DataFrame({"customer_id": ids, "row": range(CUSTOMERS)}))
+    aligned = {"flags": (tmp_path / "flags.csv", ["customer_id", "row"])}
+    parts = list(cluster.map_shards(shard_flags, folder, "local", aligned=aligned))
+    assert [part["first"].item() for part in parts] == [
+        "C00000",
+        "C00700",
+        "C01400",
+        "C02100",
+        "C02800",
+    ]
+    assert all(part["aligned"].item() for part in parts)
+    write_csv(tmp_path / "short.csv", pd.DataFrame({"customer_id": ids[:-1]}))
+    with pytest.raises(
+        PipelineError, match=r"short.csv has 2999 rows but the shards of .*embeddings call for 3000"
+    ):
+        next(
+            cluster.map_shards(
+                shard_flags,
+                folder,
+                "local",
+                aligned={"flags": (tmp_path / "short.csv", ["customer_id"])},
+            )
+        )
+
+
+def shard_flags(rows, shard, flags: pd.DataFrame) -> pd.DataFrame:
+    aligned = flags["row"].tolist() == list(range(shard.start, shard.start + shard.rows))
+    return pd.DataFrame({"first": [flags["customer_id"].iloc[0]], "aligned": [aligned]})

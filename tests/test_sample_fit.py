@@ -20,6 +20,7 @@ from segmentation import cluster
 from segmentation.artifacts import write_csv, write_csv_chunks
 from segmentation.config import layout, load_params
 from segmentation.embedding.shards import read_vectors, write_matrix
+from segmentation.evaluation import scores
 from segmentation.evaluation import validity as scoring
 from segmentation.model import kmeans
 from segmentation.model.ecod import ECODReference
@@ -115,24 +116,47 @@ def test_blocks_of_a_mapped_matrix_are_its_rows_in_order(mapped):
     assert np.array_equal(rows.take(shuffled), in_memory[shuffled].astype(np.float32))
 
 
-def test_streamed_davies_bouldin_and_calinski_harabasz_equal_sklearns(mapped):
-    rows, in_memory, labels = mapped
-    davies_bouldin, calinski_harabasz = scoring.streamed_dispersions(rows, labels)
-    assert davies_bouldin == pytest.approx(davies_bouldin_score(in_memory, labels), rel=1e-9)
-    assert calinski_harabasz == pytest.approx(calinski_harabasz_score(in_memory, labels), rel=1e-9)
-    named = np.array(["a", "b", "c", "d"])[labels - 1]  # any label values, as sklearn takes them
-    assert scoring.streamed_dispersions(rows, named) == (davies_bouldin, calinski_harabasz)
+@pytest.fixture
+def scored_project(mapped, tmp_path, monkeypatch):
+    """A data set folder whose embeddings are ``mapped``'s four shards, with its rows outside the
+    subset flagged as outliers and the subset's labels; the working directory is its root."""
+    rows, _, labels = mapped
+    interim = tmp_path / "data/bank/interim"
+    shutil.copytree(rows.matrix.folder, interim / "embeddings")
+    ids = np.array([f"C{row:05d}" for row in range(len(rows.matrix))])
+    flags = np.ones(len(ids), dtype=np.int8)
+    flags[rows.positions] = 0
+    write_csv(interim / "outliers.csv", pd.DataFrame({"customer_id": ids, "outlier": flags}))
+    labelled = pd.DataFrame({"customer_id": ids[rows.positions], "segment": labels})
+    write_csv(tmp_path / "data/bank/processed/labels.csv", labelled)
+    monkeypatch.chdir(tmp_path)
+    return layout("bank")
 
 
-def test_streamed_metrics_are_the_in_memory_ones(mapped):
-    rows, in_memory, labels = mapped
-    streamed = scoring.streamed_cluster_metrics(rows, labels, silhouette_max_rows=500, seed=3)
-    (held,) = scoring.cluster_metrics(in_memory, [labels], silhouette_max_rows=500, seed=3)
-    assert streamed["silhouette_sampled"] == held["silhouette_sampled"] == 1
+@pytest.mark.parametrize("silhouette_max_rows", [500, 20_000])
+def test_scores_over_the_shards_are_the_in_memory_ones(mapped, scored_project, silhouette_max_rows):
+    """The two reductions over four shards give sklearn's Davies-Bouldin and Calinski-Harabasz and
+    the in-memory silhouette: the same seeded estimate, or the exact value below the sample size."""
+    _, in_memory, labels = mapped
+    sharded = scores.sharded_validity_scores(scored_project, "local", silhouette_max_rows, seed=3)
+    (held,) = scoring.cluster_metrics(in_memory, [labels], silhouette_max_rows, seed=3)
+    assert sharded["silhouette_sampled"] == held["silhouette_sampled"]
+    assert sharded["davies_bouldin"] == pytest.approx(davies_bouldin_score(in_memory, labels))
+    assert sharded["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(in_memory, labels))
     for key in ("silhouette", "silhouette_ci95"):  # the same estimate, centred by another summation
-        assert streamed[key] == pytest.approx(held[key], rel=1e-5)
+        assert sharded[key] == pytest.approx(held[key], rel=1e-5, abs=1e-12)
     for key in ("davies_bouldin", "calinski_harabasz"):
-        assert streamed[key] == pytest.approx(held[key], rel=1e-9)
+        assert sharded[key] == pytest.approx(held[key], rel=1e-9)
+
+
+def test_scores_over_the_shards_take_any_segment_values(mapped, scored_project):
+    _, _, labels = mapped
+    numbered = scores.sharded_validity_scores(scored_project, "local", 500, seed=3)
+    named = pd.read_csv(scored_project.labels).assign(
+        segment=np.array(["a", "b", "c", "d"])[labels - 1]
+    )
+    write_csv(scored_project.labels, named)
+    assert scores.sharded_validity_scores(scored_project, "local", 500, seed=3) == numbered
 
 
 def test_chunked_csv_is_the_csv_of_the_whole_frame(tmp_path):
@@ -227,9 +251,13 @@ def metrics(folder, stage: str) -> dict:
     return yaml.safe_load((folder / f"metrics/bank/{stage}.json").read_text())
 
 
-def test_ray_scores_every_customer_as_this_process_does(sample_fitted, tmp_path, monkeypatch):
+def test_ray_scores_and_labels_every_customer_as_this_process_does(
+    sample_fitted, tmp_path, monkeypatch
+):
     """Above the threshold with ``engine: ray`` (a local 2-CPU Ray, a task per shard, four shards
-    here), the outliers stage writes this process's flags, metrics and detector byte for byte."""
+    here, where this process read one), the outliers and kmeans stages write this process's flags,
+    detector, labels, centroids and metrics byte for byte, and evaluate its scores (summed in
+    another order)."""
     import ray
 
     copy = tmp_path / "on-ray"
@@ -245,6 +273,8 @@ def test_ray_scores_every_customer_as_this_process_does(sample_fitted, tmp_path,
     owned = cluster.start_ray(num_cpus=2)
     try:
         stages.outliers.main("bank")
+        stages.kmeans.main("bank")
+        stages.evaluate.main("bank")
     finally:
         if owned:
             ray.shutdown()
@@ -252,8 +282,13 @@ def test_ray_scores_every_customer_as_this_process_does(sample_fitted, tmp_path,
         "data/bank/interim/outliers.csv",
         "data/bank/interim/outlier_detector.zip",
         "metrics/bank/outliers.json",
+        "data/bank/processed/labels.csv",
+        "data/bank/processed/centroids.npy",
+        "metrics/bank/kmeans.json",
     ):
         assert (copy / name).read_bytes() == (sample_fitted / name).read_bytes(), name
+    on_ray, here = metrics(copy, "evaluate"), metrics(sample_fitted, "evaluate")
+    assert on_ray == pytest.approx(here, rel=1e-5) and on_ray["silhouette_sampled"] == 1
 
 
 def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):

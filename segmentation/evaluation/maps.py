@@ -3,21 +3,45 @@ streamed above ``sample_fit_rows`` customers."""
 
 from __future__ import annotations
 
+from itertools import zip_longest
+
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import (
-    subplots,
-)
-from segmentation.config import Layout, Params
-from segmentation.evaluation.validity import cluster_metrics, streamed_cluster_metrics
-from segmentation.model.sampling import fits_on_sample, read_inlier_vectors, read_inliers
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, subplots
+from segmentation.config import Layout
+from segmentation.model.sampling import BLOCK_ROWS
 
 # plot name: (x and y columns of the projections, title)
 MAPS = {
     "pca_map": (("pca_1", "pca_2"), "PCA of the standardized embeddings"),
     "tsne_map": (("tsne_1", "tsne_2"), "t-SNE of the embeddings"),
 }
+TSNE_X = MAPS["tsne_map"][0][0]
+
+
+def mapped_segments(paths: Layout) -> pd.DataFrame:
+    """The projections of the customers on the t-SNE map (every inlier below ``sample_fit_rows``,
+    the sample above) with their segment; the projections and labels, both in the inliers' row
+    order, are read a chunk at a time."""
+    kept = []
+    with (
+        read_csv(paths.projections, chunksize=BLOCK_ROWS) as projections,
+        read_csv(paths.labels, chunksize=BLOCK_ROWS) as labels,
+    ):
+        for coordinates, segments in zip_longest(projections, labels):
+            if (
+                coordinates is None
+                or segments is None
+                or not np.array_equal(coordinates[CUSTOMER_ID], segments[CUSTOMER_ID])
+            ):
+                raise PipelineError(
+                    f"{paths.labels} and {paths.projections} disagree on the inlier rows; "
+                    "rerun 'dvc repro'"
+                )
+            coordinates["segment"] = segments["segment"].to_numpy()
+            kept.append(coordinates[coordinates[TSNE_X].notna()])
+    return pd.concat(kept, ignore_index=True)
 
 
 def map_points(
@@ -53,18 +77,3 @@ def map_figure(coordinates: pd.DataFrame, columns: tuple[str, str], title: str):
     axis.set_title(title)
     axis.legend(markerscale=6, fontsize="small", loc="best")
     return figure
-
-
-def validity_scores(paths: Layout, params: Params, segments: np.ndarray) -> dict[str, float]:
-    """``cluster_metrics`` of the inliers' segments (in the inliers' order).
-
-    Above ``sample_fit_rows`` customers the inliers are read in blocks from the memory-mapped
-    embeddings, so memory does not grow with the customers.
-    """
-    if fits_on_sample(paths, params):
-        return streamed_cluster_metrics(
-            read_inliers(paths), segments, params.silhouette_max_rows, params.seed
-        )
-    _, _, vectors = read_inlier_vectors(paths)
-    (scores,) = cluster_metrics(vectors, [segments], params.silhouette_max_rows, params.seed)
-    return scores

@@ -2,26 +2,97 @@
 
 PCA (on standardized embeddings, as the article) and t-SNE depend only on the embeddings and the
 outlier mask, so they live here: ``dvc exp run -S k=6`` recolours the maps without recomputing them.
+
+Both are fitted on the seeded sample of ``sample_fit_rows`` inliers that kmeans fits on, which is
+every inlier below that size. Above it, the fitted scaling and PCA place every inlier, shard by
+shard (``project_shard``), while the t-SNE map is the sample's own: t-SNE has no faithful way to
+add millions of points to a map of 200,000, and the picture of the sample is the picture of the
+segments. So the t-SNE columns are empty outside the sample.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 from openTSNE import TSNE
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from segmentation.artifacts import PipelineError
+from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.embedding.shards import Shard
+from segmentation.model.sampling import MatrixRows
 
 PCA_COMPONENTS = 3
 EARLY_EXAGGERATION_ITER = 250
 
 
+PCA_COLUMNS = [f"pca_{number}" for number in range(1, PCA_COMPONENTS + 1)]
+TSNE_COLUMNS = ["tsne_1", "tsne_2"]
+
+
 def pca_projection(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """First three principal components of the standardized matrix and their variance ratios."""
-    pca = PCA(n_components=PCA_COMPONENTS, svd_solver="full", random_state=seed)
-    components = pca.fit_transform(StandardScaler().fit_transform(vectors))
+    _, pca, components = fitted_pca(vectors, seed)
     return components, pca.explained_variance_ratio_
+
+
+def fitted_pca(vectors: np.ndarray, seed: int) -> tuple[StandardScaler, PCA, np.ndarray]:
+    """The scaling and PCA fitted on ``vectors``, and their first three principal components."""
+    scaler = StandardScaler()
+    pca = PCA(n_components=PCA_COMPONENTS, svd_solver="full", random_state=seed)
+    return scaler, pca, pca.fit_transform(scaler.fit_transform(vectors))
+
+
+@dataclass
+class SampleProjection:
+    """PCA and t-SNE fitted on a sample of the inliers (``positions`` among them, sorted), with
+    the sample's own coordinates."""
+
+    scaler: StandardScaler
+    pca: PCA
+    positions: np.ndarray
+    components: np.ndarray
+    tsne: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, sample: np.ndarray, positions: np.ndarray, perplexity: float, max_iter: int, seed: int
+    ) -> SampleProjection:
+        scaler, pca, components = fitted_pca(sample, seed)
+        tsne = tsne_projection(sample, perplexity, max_iter, seed)
+        return cls(scaler, pca, positions, components, tsne)
+
+    def sample_coordinates(self, ids: np.ndarray) -> pd.DataFrame:
+        """The sample's PCA coordinates, when the sample is every inlier (``ids``)."""
+        return pd.DataFrame({CUSTOMER_ID: ids, **dict(zip(PCA_COLUMNS, self.components.T))})
+
+    def with_tsne(self, parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """The inliers' PCA coordinates in row order, each part with the sample's t-SNE columns
+        (empty for a customer outside the sample)."""
+        done = 0
+        for part in parts:
+            first, last = np.searchsorted(self.positions, [done, done + len(part)])
+            tsne = np.full((len(part), len(TSNE_COLUMNS)), np.nan)
+            tsne[self.positions[first:last] - done] = self.tsne[first:last]
+            done += len(part)
+            yield part.assign(**dict(zip(TSNE_COLUMNS, tsne.T)))
+
+
+def project_shard(
+    rows: MatrixRows, shard: Shard, scaler: StandardScaler, pca: PCA, flags: pd.DataFrame
+) -> pd.DataFrame:
+    """The PCA coordinates of one shard's inliers (``flags``: its customers' ids and outlier
+    flags), block by block, in row order."""
+    inliers = np.flatnonzero(flags["outlier"].to_numpy() == 0)
+    components = [np.empty((0, PCA_COMPONENTS))]
+    for _, block in MatrixRows(rows.matrix, inliers).blocks():
+        components.append(pca.transform(scaler.transform(block)))
+    coordinates = np.concatenate(components)
+    ids = flags[CUSTOMER_ID].to_numpy()[inliers]
+    return pd.DataFrame({CUSTOMER_ID: ids, **dict(zip(PCA_COLUMNS, coordinates.T))})
 
 
 def tsne_projection(vectors: np.ndarray, perplexity: float, max_iter: int, seed: int) -> np.ndarray:

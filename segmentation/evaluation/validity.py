@@ -7,17 +7,22 @@ using symmetry, and reduced to per-cluster sums with a one-hot
 matrix product for every labeling at once (the elbow scores all its k with one pass over the
 distances). Above ``max_rows`` rows the exact value (quadratic in rows) gives way to a seeded
 estimate: the exact silhouette of a random sample of rows, each scored against all rows, with a
-95% confidence interval. That estimate reads the rows in blocks, and ``streamed_cluster_metrics``
-scores a memory-mapped matrix of any size that way: the scores' memory does not grow with rows.
+95% confidence interval. That estimate reads the rows in blocks. Above ``sample_fit_rows``
+customers the evaluation scores the embedding shards one at a time, here or on Ray, as two
+reductions: each segment's size and vector sum (``shard_cluster_sums``), then the distances to the
+centroids and from the silhouette's sample (``shard_dispersions``); memory does not grow with rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, pairwise_distances
 
+from segmentation.embedding.shards import Shard
 from segmentation.model.sampling import MatrixRows, as_rows, sample_rows
 
 BLOCK_ROWS = 2048
@@ -93,6 +98,11 @@ def _factors(centered: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.nda
     return left, right
 
 
+def silhouette_factors(sample: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The left factors of a silhouette sample's rows, centred by the mean of every row."""
+    return _factors(sample.astype(np.float64), mean)[0]
+
+
 def exact_silhouettes(vectors: np.ndarray, labelings: Sequence[np.ndarray]) -> list[float]:
     """The mean silhouette of each labeling over all rows (Euclidean), as sklearn defines it."""
     left, right = _prepared(vectors)
@@ -134,26 +144,50 @@ def sampled_silhouettes(
     for _, block in data.blocks():
         mean += block.sum(axis=0, dtype=np.float64)
     mean /= len(data)
-    left, _ = _factors(data.take(chosen).astype(np.float64), mean)
+    left = silhouette_factors(data.take(chosen), mean)
     sums = np.zeros((rows, spans[-1].stop), dtype=np.float64)
     for span, block in data.blocks(BLOCK_ROWS):
-        _, right = _factors(block.astype(np.float64), mean)
-        indicator = _indicator(codes, spans, span)
-        first, last = np.searchsorted(chosen, [span.start, span.stop])
-        for i in range(0, rows, BLOCK_ROWS):
-            distances = _distances(left[i : i + BLOCK_ROWS], right)
-            inside = np.arange(max(first, i), min(last, i + BLOCK_ROWS))
-            distances[inside - i, chosen[inside] - span.start] = 0.0  # a row's distance to itself
-            sums[i : i + BLOCK_ROWS] += distances @ indicator
-    correction = np.sqrt(1.0 - rows / len(data))
-    results = []
-    for code, span in zip(codes, spans):
-        sizes = np.bincount(code).astype(np.float64)
-        scores = _per_sample(sums[:, span], code[chosen], sizes)
-        results.append(
-            (float(scores.mean()), float(Z_95 * scores.std(ddof=1) / np.sqrt(rows) * correction))
+        add_sample_distances(sums, left, chosen, span, block, mean, _indicator(codes, spans, span))
+    return [
+        silhouette_estimate(
+            sums[:, span], code[chosen], np.bincount(code).astype(np.float64), len(data)
         )
-    return results
+        for code, span in zip(codes, spans)
+    ]
+
+
+def add_sample_distances(
+    sums: np.ndarray,
+    left: np.ndarray,
+    chosen: np.ndarray,
+    span: slice,
+    block: np.ndarray,
+    mean: np.ndarray,
+    indicator: np.ndarray,
+) -> None:
+    """Add to each sampled row's per-cluster distance sums (``sums``) its distances to the rows
+    ``span`` (``block``, with their cluster ``indicator``); ``left`` are the sample's factors and
+    ``chosen`` its sorted positions, so that a sampled row's distance to itself is left out."""
+    if not len(left):
+        return
+    _, right = _factors(block.astype(np.float64), mean)
+    first, last = np.searchsorted(chosen, [span.start, span.stop])
+    for i in range(0, len(left), BLOCK_ROWS):
+        distances = _distances(left[i : i + BLOCK_ROWS], right)
+        inside = np.arange(max(first, i), min(last, i + BLOCK_ROWS))
+        distances[inside - i, chosen[inside] - span.start] = 0.0
+        sums[i : i + BLOCK_ROWS] += distances @ indicator
+
+
+def silhouette_estimate(
+    sums: np.ndarray, sample_codes: np.ndarray, sizes: np.ndarray, population: int
+) -> tuple[float, float]:
+    """The sample's mean silhouette and its 95% half-width (finite-population corrected), from its
+    rows' distance sums to every cluster of ``sizes`` rows."""
+    rows = len(sample_codes)
+    scores = _per_sample(sums, sample_codes, sizes)
+    correction = np.sqrt(1.0 - rows / population)
+    return float(scores.mean()), float(Z_95 * scores.std(ddof=1) / np.sqrt(rows) * correction)
 
 
 def cluster_metrics(
@@ -172,41 +206,77 @@ def cluster_metrics(
     return _with_silhouettes(vectors, labelings, dispersions, silhouette_max_rows, seed)
 
 
-def streamed_cluster_metrics(
-    vectors: MatrixRows, labels: np.ndarray, silhouette_max_rows: int, seed: int
-) -> dict[str, float]:
-    """``cluster_metrics`` of one labeling of rows read in blocks: memory flat in the rows."""
-    (scores,) = _with_silhouettes(
-        vectors, [labels], [streamed_dispersions(vectors, labels)], silhouette_max_rows, seed
-    )
-    return scores
-
-
-def streamed_dispersions(vectors: MatrixRows, labels: np.ndarray) -> tuple[float, float]:
-    """sklearn's Davies-Bouldin and Calinski-Harabasz scores, from per-cluster sums over two passes.
-
-    The first pass gives the centroids and the overall mean, the second each row's distance to its
-    centroid; sums are float64, so a float32 matrix scores as sklearn scores it in float64.
-    """
-    values, codes = np.unique(labels, return_inverse=True)
-    clusters, rows = len(values), len(vectors)
-    if not 2 <= clusters <= rows - 1:
-        raise ValueError(
-            f"Davies-Bouldin and Calinski-Harabasz need 2 to n_samples - 1 clusters, got {clusters}"
-        )
-    sizes = np.bincount(codes, minlength=clusters).astype(np.float64)
-    sums = np.zeros((clusters, vectors.dimension))
-    for span, block in vectors.blocks():
-        members = _indicator([codes], [slice(0, clusters)], span).T.astype(np.float64)
+def shard_cluster_sums(
+    rows: MatrixRows, shard: Shard, flags: pd.DataFrame, labels: pd.DataFrame
+) -> pd.DataFrame:
+    """Per segment of one shard's inliers (``flags``: the shard's outlier flags; ``labels``: its
+    inliers' segments): their number (``size``) and the float64 sum of their vectors."""
+    inliers = np.flatnonzero(flags["outlier"].to_numpy() == 0)
+    values, codes = np.unique(labels["segment"].to_numpy(), return_inverse=True)
+    sums = np.zeros((len(values), rows.dimension))
+    for span, block in MatrixRows(rows.matrix, inliers).blocks(BLOCK_ROWS):
+        members = _indicator([codes], [slice(0, len(values))], span).T.astype(np.float64)
         sums += members @ block.astype(np.float64)
-    centroids, mean = sums / sizes[:, None], sums.sum(axis=0) / rows
-    spread, within = np.zeros(clusters), 0.0
-    for span, block in vectors.blocks():
-        residuals = block.astype(np.float64) - centroids[codes[span]]
+    frame = pd.DataFrame(sums, columns=[f"sum_{column}" for column in range(rows.dimension)])
+    frame.insert(0, "segment", values)
+    frame.insert(1, "size", np.bincount(codes, minlength=len(values)))
+    return frame
+
+
+@dataclass(frozen=True)
+class Dispersion:
+    """What each shard needs to score its inliers: the segments (``values``), their centroids, the
+    inliers' mean, and the silhouette sample's factors and sorted positions among the inliers."""
+
+    values: np.ndarray
+    centroids: np.ndarray
+    mean: np.ndarray
+    sample_factors: np.ndarray
+    sample_positions: np.ndarray
+
+
+SPREAD_ROW, WITHIN_ROW = 0, 1
+
+
+def shard_dispersions(
+    rows: MatrixRows,
+    shard: Shard,
+    dispersion: Dispersion,
+    flags: pd.DataFrame,
+    labels: pd.DataFrame,
+) -> pd.DataFrame:
+    """A column per segment: the sum of one shard's inliers' distances to their centroid (row
+    ``SPREAD_ROW``) and of their squares (``WITHIN_ROW``), then each sampled customer's sum of
+    distances to the shard's inliers of that segment."""
+    inliers = np.flatnonzero(flags["outlier"].to_numpy() == 0)
+    codes = np.searchsorted(dispersion.values, labels["segment"].to_numpy())
+    clusters, first_inlier = len(dispersion.values), labels.index.start
+    spread, within = np.zeros(clusters), np.zeros(clusters)
+    sums = np.zeros((len(dispersion.sample_positions), clusters))
+    for span, block in MatrixRows(rows.matrix, inliers).blocks(BLOCK_ROWS):
+        residuals = block.astype(np.float64) - dispersion.centroids[codes[span]]
         squared = np.einsum("ij,ij->i", residuals, residuals)
         spread += np.bincount(codes[span], weights=np.sqrt(squared), minlength=clusters)
-        within += float(squared.sum())
-    spread /= sizes
+        within += np.bincount(codes[span], weights=squared, minlength=clusters)
+        add_sample_distances(
+            sums,
+            dispersion.sample_factors,
+            dispersion.sample_positions,
+            slice(first_inlier + span.start, first_inlier + span.stop),
+            block,
+            dispersion.mean,
+            _indicator([codes], [slice(0, clusters)], span),
+        )
+    return pd.DataFrame(np.vstack([spread, within, sums]), columns=dispersion.values.astype(str))
+
+
+def dispersion_scores(
+    sizes: np.ndarray, centroids: np.ndarray, mean: np.ndarray, spread: np.ndarray, within: float
+) -> tuple[float, float]:
+    """sklearn's Davies-Bouldin and Calinski-Harabasz scores from per-cluster sizes, centroids and
+    sums of distances to the centroid, the overall mean and the within-cluster sum of squares."""
+    clusters, rows = len(sizes), sizes.sum()
+    spread = spread / sizes
     between = pairwise_distances(centroids)
     if np.allclose(spread, 0) or np.allclose(between, 0):
         davies_bouldin = 0.0
@@ -234,16 +304,22 @@ def _with_silhouettes(
             vectors.take(np.arange(len(vectors))) if isinstance(vectors, MatrixRows) else vectors
         )
         silhouettes = [(value, 0.0) for value in exact_silhouettes(in_memory, labelings)]
-    sampled = int(len(vectors) > silhouette_max_rows)
+    sampled = len(vectors) > silhouette_max_rows
     return [
-        {
-            "davies_bouldin": davies_bouldin,
-            "calinski_harabasz": calinski_harabasz,
-            "silhouette": value,
-            "silhouette_ci95": half_width,
-            "silhouette_sampled": sampled,
-        }
-        for (davies_bouldin, calinski_harabasz), (value, half_width) in zip(
-            dispersions, silhouettes
-        )
+        validity_record(dispersion, silhouette, sampled)
+        for dispersion, silhouette in zip(dispersions, silhouettes)
     ]
+
+
+def validity_record(
+    dispersion: tuple[float, float], silhouette: tuple[float, float], sampled: bool
+) -> dict[str, float]:
+    """The scores under their metric names, from (Davies-Bouldin, Calinski-Harabasz) and
+    (silhouette, its 95% half-width)."""
+    return {
+        "davies_bouldin": dispersion[0],
+        "calinski_harabasz": dispersion[1],
+        "silhouette": silhouette[0],
+        "silhouette_ci95": silhouette[1],
+        "silhouette_sampled": int(sampled),
+    }

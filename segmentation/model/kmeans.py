@@ -1,10 +1,18 @@
 """KMeans segments numbered 1..k by size, largest first: fitted in memory, or on a seeded sample
 of rows read in blocks (``fit_kmeans``, the segment model's path for every size), and the nearest
-centroid of any vectors."""
+centroid of any vectors.
+
+The kmeans stage fits on the sample the same way, then finds every inlier's nearest centroid one
+embedding shard at a time, here or on Ray (``nearest_shard``); the sizes that number the segments
+are counted as the shards come back, and the labels are numbered in a second pass over their file.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +23,9 @@ from segmentation.artifacts import (
     CUSTOMER_ID,
     PipelineError,
     read_csv,
+    write_csv_chunks,
 )
-from segmentation.config import Layout
+from segmentation.embedding.shards import Shard
 from segmentation.model.sampling import BLOCK_ROWS, MatrixRows, sample_rows
 
 
@@ -26,10 +35,17 @@ def number_by_size(clusters: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     Clustering algorithms number clusters arbitrarily; ordering by size makes segment 1 mean the
     same across runs and across methods.
     """
-    by_size = np.argsort(-np.bincount(clusters, minlength=k), kind="stable")
-    rank = np.empty(k, dtype=np.int64)
-    rank[by_size] = np.arange(k)
+    rank, by_size = size_ranks(np.bincount(clusters, minlength=k))
     return rank[clusters] + 1, by_size
+
+
+def size_ranks(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cluster's place by size (0 = largest; ties keep the cluster order), and the clusters
+    from largest to smallest."""
+    by_size = np.argsort(-np.asarray(sizes), kind="stable")
+    rank = np.empty(len(by_size), dtype=np.int64)
+    rank[by_size] = np.arange(len(by_size))
+    return rank, by_size
 
 
 def fit_segments(
@@ -75,11 +91,69 @@ def fit_kmeans(
     return labels, sample_centroids[by_size], inertia
 
 
-def inlier_labels(paths: Layout, labels: np.ndarray) -> Iterator[pd.DataFrame]:
-    """labels.csv's rows a chunk at a time, with the inliers' ids from the outliers stage's file."""
-    done = 0
-    with read_csv(paths.outliers, usecols=[CUSTOMER_ID, "outlier"], chunksize=BLOCK_ROWS) as chunks:
-        for chunk in chunks:
-            ids = chunk.loc[chunk["outlier"] == 0, CUSTOMER_ID].to_numpy()
-            yield pd.DataFrame({CUSTOMER_ID: ids, "segment": labels[done : done + len(ids)]})
-            done += len(ids)
+def nearest_shard(
+    rows: MatrixRows, shard: Shard, centroids: np.ndarray, flags: pd.DataFrame
+) -> pd.DataFrame:
+    """Each inlier of one shard (``flags``: its customers' ids and outlier flags) with its nearest
+    centroid (0 = the first) and squared distance to it, in row order."""
+    inliers = np.flatnonzero(flags["outlier"].to_numpy() == 0)
+    nearest, squared = [np.empty(0, dtype=np.int16)], [np.empty(0)]
+    for _, block in MatrixRows(rows.matrix, inliers).blocks():
+        segments, distances = nearest_segments(block, centroids)
+        nearest.append((segments - 1).astype(np.int16))
+        squared.append(np.square(distances, dtype=np.float64))
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[inliers],
+            "nearest": np.concatenate(nearest),
+            "squared_distance": np.concatenate(squared),
+        }
+    )
+
+
+class NearestCount:
+    """The inliers per centroid and their inertia, over the ``nearest_shard`` frames passed
+    through ``counted``, which drops the distances."""
+
+    def __init__(self, k: int):
+        self.sizes, self.inertia = np.zeros(k, dtype=np.int64), 0.0
+
+    def counted(self, parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for part in parts:
+            self.sizes += np.bincount(part["nearest"], minlength=len(self.sizes))
+            self.inertia += float(part["squared_distance"].sum())
+            yield part.drop(columns="squared_distance")
+
+
+def write_labels(
+    path: Path, nearest: Iterable[pd.DataFrame], k: int
+) -> tuple[NearestCount, np.ndarray]:
+    """labels.csv (customer id, segment 1..k, largest first) from the inliers' nearest centroids in
+    row order, with their count and the centroids from largest to smallest.
+
+    The sizes that number the segments are only known at the end, so the nearest centroids are
+    written to a scratch file first and renumbered from it.
+    """
+    count = NearestCount(k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".csv")
+    os.close(descriptor)
+    try:
+        write_csv_chunks(Path(scratch), count.counted(nearest))
+        rank, by_size = size_ranks(count.sizes)
+        with read_csv(Path(scratch), chunksize=BLOCK_ROWS) as chunks:
+            write_csv_chunks(
+                path,
+                (
+                    pd.DataFrame(
+                        {
+                            CUSTOMER_ID: chunk[CUSTOMER_ID],
+                            "segment": rank[chunk["nearest"].to_numpy()] + 1,
+                        }
+                    )
+                    for chunk in chunks
+                ),
+            )
+    finally:
+        Path(scratch).unlink(missing_ok=True)
+    return count, by_size

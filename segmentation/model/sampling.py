@@ -10,12 +10,14 @@ copied: the file stays in the page cache, the process holds one block.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
 from segmentation.config import Layout, Params
-from segmentation.embedding.shards import read_vectors, release
+from segmentation.embedding.shards import ShardedMatrix, read_vectors, release
 
 BLOCK_ROWS = 8192
 
@@ -88,16 +90,81 @@ def as_rows(vectors: np.ndarray | MatrixRows) -> MatrixRows:
     return vectors if isinstance(vectors, MatrixRows) else MatrixRows(vectors)
 
 
+def flag_chunks(paths: Layout) -> Iterator[np.ndarray]:
+    """The outliers stage's flags (1 = outlier), a chunk of customers at a time, in row order."""
+    with read_csv(paths.outliers, usecols=["outlier"], chunksize=BLOCK_ROWS) as chunks:
+        for chunk in chunks:
+            yield chunk["outlier"].to_numpy(dtype=np.int8)
+
+
+def flag_mismatch(paths: Layout, flags: int, customers: int) -> PipelineError:
+    return PipelineError(
+        f"{paths.outliers} has {flags} rows but {paths.embeddings} has {customers}; "
+        "rerun 'dvc repro'"
+    )
+
+
 def inlier_rows(paths: Layout, customers: int) -> np.ndarray:
     """Positions of the customers ECOD kept, read from the outliers stage's file in chunks."""
-    with read_csv(paths.outliers, usecols=["outlier"], chunksize=BLOCK_ROWS) as chunks:
-        flags = np.concatenate([chunk["outlier"].to_numpy(dtype=np.int8) for chunk in chunks])
+    flags = np.concatenate(list(flag_chunks(paths)))
     if len(flags) != customers:
-        raise PipelineError(
-            f"{paths.outliers} has {len(flags)} rows but {paths.embeddings} has {customers}; "
-            "rerun 'dvc repro'"
-        )
+        raise flag_mismatch(paths, len(flags), customers)
     return np.flatnonzero(flags == 0)
+
+
+class InlierSample(NamedTuple):
+    """A seeded sample of the inliers: their vectors, their positions among the inliers (sorted)
+    and the number of inliers."""
+
+    vectors: np.ndarray
+    positions: np.ndarray
+    inliers: int
+
+
+def sample_inliers(paths: Layout, size: int, seed: int) -> InlierSample:
+    """A seeded sample of ``size`` of the inliers (all of them if fewer): the rows
+    ``fit_sample(read_inliers(paths), ...)`` takes.
+
+    The flags are read twice, a chunk at a time, so only the sample's positions are held.
+    """
+    matrix = read_vectors(paths.embeddings)
+    customers = inliers = 0
+    for flags in flag_chunks(paths):
+        customers, inliers = customers + len(flags), inliers + int((flags == 0).sum())
+    if customers != len(matrix):
+        raise flag_mismatch(paths, customers, len(matrix))
+    chosen, picked = sample_rows(inliers, size, seed), []
+    inliers_before = customers_before = 0
+    for flags in flag_chunks(paths):
+        kept = np.flatnonzero(flags == 0)
+        first, last = np.searchsorted(chosen, [inliers_before, inliers_before + len(kept)])
+        picked.append(customers_before + kept[chosen[first:last] - inliers_before])
+        inliers_before, customers_before = inliers_before + len(kept), customers_before + len(flags)
+    return InlierSample(MatrixRows(matrix).take(np.concatenate(picked)), chosen, inliers)
+
+
+def inliers_per_shard(paths: Layout, matrix: ShardedMatrix) -> list[int]:
+    """How many customers ECOD kept in each shard of the embeddings, read in chunks."""
+    counts, done = np.zeros(len(matrix.shards), dtype=np.int64), 0
+    for flags in flag_chunks(paths):
+        rows = done + np.flatnonzero(flags == 0)
+        shards = np.searchsorted(matrix.starts, rows, side="right") - 1
+        counts += np.bincount(shards, minlength=len(counts))
+        done += len(flags)
+    if done != len(matrix):
+        raise flag_mismatch(paths, done, len(matrix))
+    return counts.tolist()
+
+
+def column_at(path: Path, column: str, positions: np.ndarray) -> np.ndarray:
+    """``column`` of a stage's CSV at the sorted row ``positions``, read a chunk at a time."""
+    picked, done = [], 0
+    with read_csv(path, usecols=[column], chunksize=BLOCK_ROWS) as chunks:
+        for chunk in chunks:
+            first, last = np.searchsorted(positions, [done, done + len(chunk)])
+            picked.append(chunk[column].to_numpy()[positions[first:last] - done])
+            done += len(chunk)
+    return np.concatenate(picked)
 
 
 def read_inliers(paths: Layout) -> MatrixRows:
