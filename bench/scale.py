@@ -240,6 +240,33 @@ def report(small: dict, large: dict, linear: float) -> None:
         )
 
 
+PROJECTED_CUSTOMERS = (100_000_000, 1_000_000_000)
+PROJECTED_CORES = (64, 512)
+
+
+def projection(small: dict, large: dict, sizes: list[int]) -> None:
+    """Each step's time as a fixed part (the sample fits, starting Ray) plus CPU seconds per
+    customer, both from the line through the two runs, projected to more customers on more cores:
+    the per-customer work spread evenly over the cores, the fixed part as measured here."""
+    print("\nprojection (fixed part + CPU per customer / cores; see docs/scale-fit.md):")
+    header = "".join(
+        f"  {customers / 1e6:,.0f}M on {cores}"
+        for customers in PROJECTED_CUSTOMERS
+        for cores in PROJECTED_CORES
+    )
+    print(f"  {'step':<10} {'fixed':>8} {'CPU/customer':>13}{header}")
+    for step in STEPS:
+        (wall_small, cpu_small, _), (wall_large, cpu_large, _) = small[step], large[step]
+        per_customer = (cpu_large - cpu_small) / (sizes[1] - sizes[0])
+        fixed = max(wall_small - (wall_large - wall_small) / (sizes[1] - sizes[0]) * sizes[0], 0)
+        projected = "".join(
+            f"  {(fixed + per_customer * customers / cores) / 60:>9,.1f} min"
+            for customers in PROJECTED_CUSTOMERS
+            for cores in PROJECTED_CORES
+        )
+        print(f"  {step:<10} {fixed:6.0f} s {per_customer * 1e6:10.1f} µs{projected}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -290,6 +317,7 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     report(*runs, linear=args.sizes[1] / args.sizes[0])
+    projection(*runs, sizes=args.sizes)
 
 
 if __name__ == "__main__":

@@ -374,9 +374,10 @@ class Params(_Section):
     )
     engine: Literal["local", "ray"] = param(
         "local",
-        "where every customer is scored above sample_fit_rows (speed only): `local`, this "
-        "process shard by shard, or `ray`, a Ray Data task per shard on the cluster at "
-        "RAY_ADDRESS or a local one (embed has its own embed.engine)",
+        "where the work on every customer runs (kmeans' labels; above sample_fit_rows also the "
+        "ECOD scores, the PCA and evaluate's scores; speed only): `local`, this process shard "
+        "by shard, or `ray`, a Ray Data task per shard on the cluster at RAY_ADDRESS or a local "
+        "one (embed has its own embed.engine)",
     )
     download: DownloadParams = DownloadParams()
     text: TextParams = TextParams()

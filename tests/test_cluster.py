@@ -1,4 +1,5 @@
-"""Work on every customer shard by shard: a local 2-CPU Ray gives what this process gives."""
+"""Work on every customer shard by shard: a local 2-CPU Ray gives what this process gives, and
+kmeans labelled shard by shard is the fit in memory."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from segmentation import cluster
 from segmentation.artifacts import PipelineError, write_csv
 from segmentation.embedding.shards import read_vectors
+from segmentation.model import kmeans
 from segmentation.model.predict import ROW, predict_customers
+from segmentation.model.sampling import MatrixRows, sample_rows
 from segmentation.model.segment_model import SegmentModel
 from segmentation.testing import synthetic
 
@@ -89,3 +92,36 @@ def test_each_shard_gets_its_rows_of_a_row_aligned_csv(fitted, tmp_path):
 def shard_flags(rows, shard, flags: pd.DataFrame) -> pd.DataFrame:
     aligned = flags["row"].tolist() == list(range(shard.start, shard.start + shard.rows))
     return pd.DataFrame({"first": [flags["customer_id"].iloc[0]], "aligned": [aligned]})
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_kmeans_labels_over_shards_are_the_in_memory_fits(fitted, tmp_path, engine, request):
+    """Every inlier labelled shard by shard, one shard holding outliers only, numbers the segments
+    as ``fit_kmeans`` does on the inliers in memory: the same labels, centroids and inertia."""
+    if engine == "ray":
+        request.getfixturevalue("ray_cluster")
+    folder, _ = fitted
+    outlier = np.zeros(CUSTOMERS, dtype=np.int8)
+    outlier[700:1400] = 1  # the second shard
+    outlier[::7] = 1
+    ids = [f"C{row:05d}" for row in range(CUSTOMERS)]
+    write_csv(tmp_path / "flags.csv", pd.DataFrame({"customer_id": ids, "outlier": outlier}))
+    inliers = MatrixRows(read_vectors(folder), np.flatnonzero(outlier == 0))
+    labels, centroids, inertia = kmeans.fit_kmeans(inliers, 4, 2, 1_000, 7)
+
+    sample = inliers.take(sample_rows(len(inliers), 1_000, 7))
+    _, sample_centroids, _ = kmeans.fit_segments(sample, 4, 2, 7)
+    nearest = cluster.map_shards(
+        kmeans.nearest_shard,
+        folder,
+        engine,
+        sample_centroids,
+        aligned={"flags": (tmp_path / "flags.csv", ["customer_id", "outlier"])},
+    )
+    count, by_size = kmeans.write_labels(tmp_path / "labels.csv", nearest, 4)
+    written = pd.read_csv(tmp_path / "labels.csv")
+    assert written["customer_id"].tolist() == [ids[row] for row in inliers.positions]
+    assert np.array_equal(written["segment"].to_numpy(), labels)
+    assert np.array_equal(sample_centroids[by_size], centroids)
+    assert count.inertia == pytest.approx(inertia, rel=1e-12)
+    assert list(tmp_path.glob(".labels.csv*")) == []  # the scratch file is gone

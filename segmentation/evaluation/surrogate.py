@@ -75,8 +75,9 @@ def explain(features: pd.DataFrame, segments: np.ndarray, params: ExplainParams,
     Segments are 1..k; SHAP values come from LightGBM's own ``pred_contrib`` (TreeSHAP).
     """
     target = segments - 1
-    # The explanation describes the segmentation itself, so the explained model sees every inlier;
-    # TreeSHAP costs rows x trees x leaves, so it runs on a seeded sample of them. The held-out fit
+    # The explanation describes the segmentation itself, so the explained model sees every inlier
+    # it is given (all of them up to sample_fit_rows); TreeSHAP costs rows x trees x leaves, so it
+    # runs on a seeded sample of them. The held-out fit
     # and this one are independent single-threaded fits, so they run side by side.
     with ThreadPoolExecutor(max_workers=1) as pool:
         held_out = pool.submit(holdout_scores, features, target, params, seed)
