@@ -82,16 +82,12 @@ ASSIGN = """
 import sys
 from segmentation.artifacts import read_npy, write_csv_chunks
 from segmentation.config import layout, load_params
-from segmentation.embedding.shards import read_vectors
-from segmentation.model.outliers import with_ids
-from segmentation.model.predict import ROW, predict_customers
+from segmentation.model.predict import predict_customers
 from segmentation.model.segment_model import OutlierDetector, SegmentModel
 params, paths = load_params(), layout(sys.argv[1])
 model = SegmentModel.assembled(OutlierDetector.load(paths.outlier_detector),
                                read_npy(paths.centroids), params.kmeans.n_init, 0, 0)
-predicted = predict_customers(model, paths.embeddings, params.engine)
-parts = (part.drop(columns=ROW) for part in predicted)
-write_csv_chunks("assigned.csv", with_ids(parts, paths, len(read_vectors(paths.embeddings))))
+write_csv_chunks("assigned.csv", predict_customers(model, paths.embeddings, params.engine))
 """
 STEPS = {
     "outliers": STAGE.format(stage="outliers"),

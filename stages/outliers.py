@@ -2,8 +2,9 @@
 
 ECOD is fitted on a seeded sample of ``sample_fit_rows`` customers (all of them below that) and
 saved, so that the segment model scores new customers against the same reference. Above that
-size every customer is scored against the sample shard by shard, here or on Ray (``engine``), and
-the flags are written as the shards' scores come back, in row order.
+size every customer is scored against the sample shard by shard, here or on Ray (``engine``), each
+shard with the ids of its rows of the texts file, and the flags are written as the shards' scores
+come back, in row order.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from segmentation.model.outliers import (
     flag_table,
     row_mismatch,
     score_shard,
-    with_ids,
 )
 from segmentation.model.segment_model import OutlierDetector
 
@@ -33,8 +33,13 @@ def main(name: str) -> None:
             raise row_mismatch(paths, len(matrix), len(ids))
         parts = [flag_table(ids, detector)]
     else:
-        scored = map_shards(score_shard, paths.embeddings, params.engine, detector)
-        parts = with_ids(scored, paths, len(matrix))
+        parts = map_shards(
+            score_shard,
+            paths.embeddings,
+            params.engine,
+            detector,
+            aligned={"texts": (paths.texts, [CUSTOMER_ID])},
+        )
     count = FlagCount()
     write_csv_chunks(paths.outliers, count.counted(parts))
     detector.save(paths.outlier_detector)

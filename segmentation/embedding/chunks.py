@@ -119,7 +119,9 @@ class Progress:
             self.bar.close()
 
 
-def embed_chunks(encoder, texts: list[str], folder: Path, chunk_rows: int, label: str, stream=None):
+def embed_chunks(
+    encoder, texts: list[str], folder: Path, chunk_rows: int, label: str, stream=None
+) -> tuple[int, int]:
     """Embed ``texts`` chunk by chunk into ``folder``, skipping chunks a previous run completed.
 
     Returns (chunks embedded now, chunks reused). A chunk file is written atomically, so one that

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
+from segmentation.artifacts import CUSTOMER_ID, PipelineError
 from segmentation.config import Layout
 from segmentation.embedding.shards import Shard
 from segmentation.model.sampling import MatrixRows
@@ -26,32 +26,19 @@ def flag_table(ids: np.ndarray, detector: OutlierDetector) -> pd.DataFrame:
     )
 
 
-def score_shard(rows: MatrixRows, shard: Shard, detector: OutlierDetector) -> pd.DataFrame:
-    """ECOD score and outlier flag of one shard's customers, block by block, in row order."""
+def score_shard(
+    rows: MatrixRows, shard: Shard, detector: OutlierDetector, texts: pd.DataFrame
+) -> pd.DataFrame:
+    """ECOD score and outlier flag of one shard's customers (``texts``: their rows of the texts
+    file, for the ids), block by block, in row order."""
     scores = np.concatenate([detector.decision_function(block) for _, block in rows.blocks()])
-    return pd.DataFrame({"ecod_score": scores, "outlier": detector.predict_scores(scores)})
-
-
-def with_ids(
-    parts: Iterable[pd.DataFrame], paths: Layout, customers: int
-) -> Iterator[pd.DataFrame]:
-    """Each part of the customers' rows, in row order, with the ids of the same rows of the texts
-    file first; one line if the two files hold different numbers of customers."""
-    read = 0
-    with read_csv(paths.texts, usecols=[CUSTOMER_ID], iterator=True) as reader:
-        for part in parts:
-            try:
-                ids = reader.get_chunk(len(part))[CUSTOMER_ID].to_numpy()
-            except StopIteration:
-                ids = np.array([])
-            read += len(ids)
-            if len(ids) != len(part):
-                raise row_mismatch(paths, customers, read)
-            part.insert(0, CUSTOMER_ID, ids)
-            yield part
-        left = sum(len(chunk) for chunk in reader)
-    if left:
-        raise row_mismatch(paths, customers, read + left)
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: texts[CUSTOMER_ID].to_numpy(),
+            "ecod_score": scores,
+            "outlier": detector.predict_scores(scores),
+        }
+    )
 
 
 def detect_outliers(vectors: np.ndarray, contamination: float, ids: np.ndarray) -> pd.DataFrame:
