@@ -253,7 +253,7 @@ def projection(small: dict, large: dict, sizes: list[int]) -> None:
     print(f"  {'step':<10} {'fixed':>8} {'CPU/customer':>13}{header}")
     for step in STEPS:
         (wall_small, cpu_small, _), (wall_large, cpu_large, _) = small[step], large[step]
-        per_customer = (cpu_large - cpu_small) / (sizes[1] - sizes[0])
+        per_customer = max((cpu_large - cpu_small) / (sizes[1] - sizes[0]), 0.0)
         fixed = max(wall_small - (wall_large - wall_small) / (sizes[1] - sizes[0]) * sizes[0], 0)
         projected = "".join(
             f"  {(fixed + per_customer * customers / cores) / 60:>9,.1f} min"

@@ -93,7 +93,7 @@ class AlignedCsv:
     columns: tuple[str, ...]
     first_rows: tuple[int, ...]
     rows: tuple[int, ...]
-    shard_starts: tuple[int, ...]
+    byte_offsets: tuple[int, ...]
 
     @classmethod
     def located(
@@ -122,7 +122,7 @@ class AlignedCsv:
     def shard_rows(self, number: int) -> pd.DataFrame:
         """Shard ``number``'s rows, indexed by their row numbers in the file."""
         first, rows = self.first_rows[number], self.rows[number]
-        frame = read_csv_rows(Path(self.path), self.shard_starts[number], rows, list(self.columns))
+        frame = read_csv_rows(Path(self.path), self.byte_offsets[number], rows, list(self.columns))
         frame.index = pd.RangeIndex(first, first + rows)
         return frame
 

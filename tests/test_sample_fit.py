@@ -366,3 +366,12 @@ def test_the_sample_is_seeded_and_all_rows_below_its_size():
     drawn = sample_rows(100, 10, 7)
     assert len(np.unique(drawn)) == 10 and np.all(np.diff(drawn) > 0)
     assert np.array_equal(sample_rows(10, 10, 7), np.arange(10))
+
+
+def test_a_sample_of_billions_of_rows_holds_the_sample_only():
+    rows = 10**12  # a shuffle of every position would need 8 TB
+    drawn = sample_rows(rows, 1_000, 7)
+    assert len(np.unique(drawn)) == 1_000 and np.all(np.diff(drawn) > 0)
+    assert drawn[0] >= 0 and drawn[-1] < rows
+    assert np.array_equal(drawn, sample_rows(rows, 1_000, 7))
+    assert not np.array_equal(drawn, sample_rows(rows, 1_000, 8))

@@ -20,6 +20,9 @@ from segmentation.config import Layout, Params
 from segmentation.embedding.shards import ShardedMatrix, read_vectors, release
 
 BLOCK_ROWS = 8192
+# Up to this many rows a sample is the head of a seeded shuffle of every position (the draw every
+# committed result was made with); above it the shuffle would hold 8 bytes per row.
+PERMUTED_ROWS = 1 << 25
 
 
 def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
@@ -31,6 +34,9 @@ def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
     """
     if size >= rows:
         return np.arange(rows)
+    if rows > PERMUTED_ROWS:
+        # a shuffle of every position would take 8 bytes per row; this draw holds the sample only
+        return np.sort(np.random.default_rng(seed).choice(rows, size, replace=False, shuffle=False))
     return np.sort(np.random.default_rng(seed).permutation(rows)[:size])
 
 
