@@ -287,12 +287,19 @@ class ProjectParams(_Section):
         "t-SNE iterations, the 250 exaggerated ones included (openTSNE; docs/performance.md)",
         ge=250,
     )
+    tsne_rows: int = param(
+        50_000,
+        "customers on the t-SNE map: a seeded sample of this many of the inliers the PCA is "
+        "fitted on, all of them if fewer (its time and memory grow with them; docs/scale-fit.md)",
+        ge=100,
+    )
 
 
 class EvaluateParams(_Section):
     map_points: int = param(
         5000,
-        "seeded sample of inliers written as scatter-plot data (the PNGs show every inlier)",
+        "seeded sample of inliers written as scatter-plot data (the PNGs show every inlier on "
+        "the t-SNE map)",
         ge=100,
     )
 

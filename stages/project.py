@@ -2,9 +2,9 @@
 
 PCA (on standardized embeddings, as the article) and t-SNE depend only on the embeddings and the
 outlier mask, so they live here: ``dvc exp run -S k=6`` recolours the maps without recomputing them.
-Both are fitted on kmeans' seeded sample of ``sample_fit_rows`` inliers (all of them below that);
-above that size the PCA places every inlier shard by shard, here or on Ray (``engine``), and the
-t-SNE columns hold the sample's map only.
+The PCA is fitted on kmeans' seeded sample of ``sample_fit_rows`` inliers (all of them below
+that) and above that size places every inlier shard by shard, here or on Ray (``engine``); the
+t-SNE maps a seeded sample of ``project.tsne_rows`` of those inliers, its columns empty elsewhere.
 """
 
 from __future__ import annotations
@@ -19,13 +19,7 @@ from segmentation.model.sampling import sample_inliers
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
     sample = sample_inliers(paths, params.sample_fit_rows, params.seed)
-    projection = SampleProjection.fit(
-        sample.vectors,
-        sample.positions,
-        params.project.tsne_perplexity,
-        params.project.tsne_max_iter,
-        params.seed,
-    )
+    projection = SampleProjection.fit(sample.vectors, sample.positions, params.project, params.seed)
     sampled = sample.inliers > params.sample_fit_rows
     if sampled:
         parts = map_shards(
@@ -46,6 +40,8 @@ def main(name: str) -> None:
     metrics["pca_variance_first3"] = variance.sum()
     if sampled:
         metrics["fit_sample_rows"] = params.sample_fit_rows
+    if len(projection.positions) < sample.inliers:
+        metrics["tsne_map_rows"] = len(projection.positions)
     write_metrics(paths.metrics / "project.json", metrics)
 
 

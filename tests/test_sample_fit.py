@@ -16,8 +16,9 @@ import stages.elbow
 import stages.evaluate
 import stages.kmeans
 import stages.outliers
+import stages.project
 from segmentation import cluster
-from segmentation.artifacts import write_csv, write_csv_chunks
+from segmentation.artifacts import read_csv, write_csv, write_csv_chunks
 from segmentation.config import layout, load_params
 from segmentation.embedding.shards import read_vectors, write_matrix
 from segmentation.evaluation import scores
@@ -375,3 +376,25 @@ def test_a_sample_of_billions_of_rows_holds_the_sample_only():
     assert drawn[0] >= 0 and drawn[-1] < rows
     assert np.array_equal(drawn, sample_rows(rows, 1_000, 7))
     assert not np.array_equal(drawn, sample_rows(rows, 1_000, 8))
+
+
+def test_above_the_threshold_pca_places_every_inlier_and_tsne_maps_a_sample(
+    sample_fitted, tmp_path, monkeypatch
+):
+    copy = tmp_path / "projected"
+    shutil.copytree(sample_fitted, copy)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["project"].update(tsne_rows=500, tsne_perplexity=10)
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(copy)
+    stages.project.main("bank")
+    projections = read_csv(copy / "data/bank/interim/projections.csv")  # empty cells are NaN
+    labels = read(copy, "data/bank/processed/labels.csv")
+    assert projections["customer_id"].tolist() == labels["customer_id"].tolist()
+    assert projections[["pca_1", "pca_2", "pca_3"]].notna().all().all()
+    mapped = projections["tsne_1"].notna()
+    assert mapped.sum() == 500 and mapped.equals(projections["tsne_2"].notna())
+    assert metrics(copy, "project")["fit_sample_rows"] == THRESHOLD
+    assert metrics(copy, "project")["tsne_map_rows"] == 500
+    stages.evaluate.main("bank")  # the maps are the t-SNE sample's
+    assert len(read(copy, "plots/bank/tsne_map.csv")) == 200  # evaluate.map_points of the 500

@@ -3,11 +3,12 @@
 PCA (on standardized embeddings, as the article) and t-SNE depend only on the embeddings and the
 outlier mask, so they live here: ``dvc exp run -S k=6`` recolours the maps without recomputing them.
 
-Both are fitted on the seeded sample of ``sample_fit_rows`` inliers that kmeans fits on, which is
-every inlier below that size. Above it, the fitted scaling and PCA place every inlier, shard by
-shard (``project_shard``), while the t-SNE map is the sample's own: t-SNE has no faithful way to
-add millions of points to a map of 200,000, and the picture of the sample is the picture of the
-segments. So the t-SNE columns are empty outside the sample.
+The PCA is fitted on the seeded sample of ``sample_fit_rows`` inliers that kmeans fits on, which
+is every inlier below that size; above it, the fitted scaling and PCA place every inlier, shard by
+shard (``project_shard``). The t-SNE map is that of a seeded sample of ``project.tsne_rows`` of
+those inliers (all of them if fewer): t-SNE has no faithful way to add millions of points to a
+map, its time and memory grow with its points, and the picture of a sample is the picture of the
+segments. So the t-SNE columns are empty outside the map's sample.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.config import ProjectParams
 from segmentation.embedding.shards import Shard
-from segmentation.model.sampling import MatrixRows
+from segmentation.model.sampling import MatrixRows, sample_rows
 
 PCA_COMPONENTS = 3
 EARLY_EXAGGERATION_ITER = 250
@@ -48,8 +50,8 @@ def fitted_pca(vectors: np.ndarray, seed: int) -> tuple[StandardScaler, PCA, np.
 
 @dataclass
 class SampleProjection:
-    """PCA and t-SNE fitted on a sample of the inliers (``positions`` among them, sorted), with
-    the sample's own coordinates."""
+    """PCA fitted on a sample of the inliers, with the sample's coordinates, and the t-SNE map of
+    the inliers at ``positions`` (sorted, among the inliers)."""
 
     scaler: StandardScaler
     pca: PCA
@@ -59,11 +61,14 @@ class SampleProjection:
 
     @classmethod
     def fit(
-        cls, sample: np.ndarray, positions: np.ndarray, perplexity: float, max_iter: int, seed: int
+        cls, sample: np.ndarray, positions: np.ndarray, params: ProjectParams, seed: int
     ) -> SampleProjection:
+        """PCA on ``sample`` (the inliers at ``positions``), t-SNE on a seeded sample of
+        ``params.tsne_rows`` of it (all of it if fewer)."""
         scaler, pca, components = fitted_pca(sample, seed)
-        tsne = tsne_projection(sample, perplexity, max_iter, seed)
-        return cls(scaler, pca, positions, components, tsne)
+        mapped = sample_rows(len(sample), params.tsne_rows, seed)
+        tsne = tsne_projection(sample[mapped], params.tsne_perplexity, params.tsne_max_iter, seed)
+        return cls(scaler, pca, positions[mapped], components, tsne)
 
     def sample_coordinates(self, ids: np.ndarray) -> pd.DataFrame:
         """The sample's PCA coordinates, when the sample is every inlier (``ids``)."""
