@@ -12,19 +12,18 @@ from segmentation.artifacts import run, write_csv, write_metrics, write_png
 from segmentation.config import layout, load_params
 from segmentation.evaluation import stability
 from segmentation.evaluation.elbow import elbow_curve, elbow_figure, stability_curve
-from segmentation.model.sampling import fit_sample, read_inliers
+from segmentation.model.sampling import sample_inliers
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    inliers = read_inliers(paths)
-    vectors = fit_sample(inliers, params)
+    vectors = sample_inliers(paths, params.sample_fit_rows, params.seed).vectors
     ks = range(params.elbow.k_min, params.elbow.k_max + 1)
     curve = elbow_curve(vectors, ks, params.elbow.n_init, params.seed, params.silhouette_max_rows)
     # The refits repeat the segmentation's own KMeans (kmeans.n_init restarts), so a k's stability
     # is that of the segments the pipeline would make with it.
     refits = stability.kmeans_refits(
-        inliers.take(stability.refit_sample(len(inliers), params)),
+        vectors[stability.refit_rows(len(vectors), params)],
         ks,
         params.kmeans.n_init,
         params.stability,

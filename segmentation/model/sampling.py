@@ -110,14 +110,6 @@ def flag_mismatch(paths: Layout, flags: int, customers: int) -> PipelineError:
     )
 
 
-def inlier_rows(paths: Layout, customers: int) -> np.ndarray:
-    """Positions of the customers ECOD kept, read from the outliers stage's file in chunks."""
-    flags = np.concatenate(list(flag_chunks(paths)))
-    if len(flags) != customers:
-        raise flag_mismatch(paths, len(flags), customers)
-    return np.flatnonzero(flags == 0)
-
-
 class InlierSample(NamedTuple):
     """A seeded sample of the inliers: their vectors, their positions among the inliers (sorted)
     and the number of inliers."""
@@ -128,8 +120,8 @@ class InlierSample(NamedTuple):
 
 
 def sample_inliers(paths: Layout, size: int, seed: int) -> InlierSample:
-    """A seeded sample of ``size`` of the inliers (all of them if fewer): the rows
-    ``fit_sample(read_inliers(paths), ...)`` takes.
+    """A seeded sample of ``size`` of the inliers (all of them if fewer): the rows kmeans and the
+    elbow study fit on when ``size`` is ``sample_fit_rows``.
 
     The flags are read twice, a chunk at a time, so only the sample's positions are held.
     """
@@ -171,17 +163,6 @@ def column_at(path: Path, column: str, positions: np.ndarray) -> np.ndarray:
             picked.append(chunk[column].to_numpy()[positions[first:last] - done])
             done += len(chunk)
     return np.concatenate(picked)
-
-
-def read_inliers(paths: Layout) -> MatrixRows:
-    """The inliers' rows of the memory-mapped embeddings."""
-    matrix = read_vectors(paths.embeddings)
-    return MatrixRows(matrix, inlier_rows(paths, len(matrix)))
-
-
-def fit_sample(rows: MatrixRows, params: Params) -> np.ndarray:
-    """The vectors of a seeded sample of ``sample_fit_rows`` of ``rows``: what kmeans fits on."""
-    return rows.take(sample_rows(len(rows), params.sample_fit_rows, params.seed))
 
 
 def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
