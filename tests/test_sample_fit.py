@@ -18,7 +18,7 @@ import stages.kmeans
 import stages.outliers
 import stages.project
 from segmentation import cluster
-from segmentation.artifacts import read_csv, write_csv, write_csv_chunks
+from segmentation.artifacts import PipelineError, read_csv, write_csv, write_csv_chunks
 from segmentation.config import layout, load_params
 from segmentation.embedding.shards import read_vectors, write_matrix
 from segmentation.evaluation import scores
@@ -398,3 +398,13 @@ def test_above_the_threshold_pca_places_every_inlier_and_tsne_maps_a_sample(
     assert metrics(copy, "project")["tsne_map_rows"] == 500
     stages.evaluate.main("bank")  # the maps are the t-SNE sample's
     assert len(read(copy, "plots/bank/tsne_map.csv")) == 200  # evaluate.map_points of the 500
+
+
+def test_labels_that_miss_an_inlier_are_one_line(fully_fitted, tmp_path, monkeypatch):
+    copy = tmp_path / "stale"
+    shutil.copytree(fully_fitted, copy)
+    for name in ("data/bank/processed/labels.csv", "data/bank/interim/projections.csv"):
+        write_csv(copy / name, read_csv(copy / name).iloc[1:])
+    monkeypatch.chdir(copy)
+    with pytest.raises(PipelineError, match=r"labels.csv does not list the inliers of .*outliers"):
+        stages.evaluate.main("bank")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import PipelineError, read_csv
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
 from segmentation.cluster import map_shards
 from segmentation.config import Layout, Params
 from segmentation.embedding.shards import read_vectors
@@ -42,8 +42,14 @@ def validity_scores(paths: Layout, params: Params) -> dict[str, float]:
         return sharded_validity_scores(
             paths, params.engine, params.silhouette_max_rows, params.seed
         )
-    _, _, vectors = read_inlier_vectors(paths)
-    segments = read_csv(paths.labels, usecols=["segment"])["segment"].to_numpy()
+    ids, _, vectors = read_inlier_vectors(paths)
+    labels = read_csv(paths.labels)
+    if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids):
+        raise PipelineError(
+            f"{paths.labels} does not list the inliers of {paths.outliers} in order; "
+            "rerun 'dvc repro'"
+        )
+    segments = labels["segment"].to_numpy()
     (scores,) = cluster_metrics(vectors, [segments], params.silhouette_max_rows, params.seed)
     return scores
 
