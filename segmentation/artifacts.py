@@ -197,9 +197,13 @@ def csv_row_starts(path: Path, rows: list[int]) -> tuple[list[int], int]:
     return [starts.get(int(row), position) for row in rows], rows_in_file
 
 
-def read_csv_rows(path: Path, start: int, rows: int, columns: list[str]) -> pd.DataFrame:
-    """``rows`` data rows of a stage's CSV output (as ``read_csv`` reads them), from the byte offset
-    ``start`` that ``csv_row_starts`` gave, with only ``columns``."""
+def read_csv_rows(
+    path: Path, start: int, rows: int, columns: list[str], as_text: bool = False
+) -> pd.DataFrame:
+    """``rows`` data rows of a stage's CSV output (as ``read_csv`` reads them, or every cell as
+    its text with ``as_text``), from the byte offset ``start`` that ``csv_row_starts`` gave, with
+    only ``columns``."""
+    cells = {"dtype": str} if as_text else {"dtype": {CUSTOMER_ID: str}, "na_values": [""]}
     with _existing(path).open("rb") as handle:
         names = pd.read_csv(handle, nrows=0).columns.tolist()
         handle.seek(start)
@@ -209,9 +213,8 @@ def read_csv_rows(path: Path, start: int, rows: int, columns: list[str]) -> pd.D
             names=names,
             usecols=columns,
             nrows=rows,
-            dtype={CUSTOMER_ID: str},
             keep_default_na=False,
-            na_values=[""],
+            **cells,
         )
     if len(frame) != rows:
         raise PipelineError(

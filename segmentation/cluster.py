@@ -11,8 +11,9 @@ process, and a reduction (sums per segment) returns one small frame per shard.
 
 A stage's CSV with one row per customer in the same order (the outlier flags) can go along as
 ``aligned={"flags": (path, columns)}``, and a CSV of the inliers only (the labels) with the inliers
-per shard: the driver finds where each shard's rows begin in one pass over its bytes, and each call
-gets its shard's rows of those columns as the keyword ``flags``, read by the worker itself.
+per shard (``CsvColumns``): the driver finds where each shard's rows begin in one pass over its
+bytes, and each call gets its shard's rows of those columns as the keyword ``flags``, read by the
+worker itself. ``AlignedCsv.located`` does that pass once for a file several maps read.
 
 Ray is joined at ``RAY_ADDRESS`` when that is set, and otherwise started on this machine with the
 given number of CPUs; the ``segmentation`` package travels to the workers as a ``py_modules``
@@ -27,6 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -84,45 +86,56 @@ def quiet_ray_data() -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
+class CsvColumns(NamedTuple):
+    """Columns of a CSV whose rows follow the shards: one per customer, or ``rows_per_shard`` (the
+    inliers' labels); ``as_text`` keeps every cell as written (the customer table, which its
+    reader types)."""
+
+    path: Path
+    columns: Sequence[str]
+    rows_per_shard: Sequence[int] | None = None
+    as_text: bool = False
+
+
 @dataclass(frozen=True)
 class AlignedCsv:
-    """Columns of a CSV whose rows follow the shards (one per customer, or a given number per
-    shard, as the inliers' labels), and where each shard's rows begin."""
+    """Columns of a CSV whose rows follow the shards, and where each shard's rows begin."""
 
     path: str
     columns: tuple[str, ...]
     first_rows: tuple[int, ...]
     rows: tuple[int, ...]
     byte_offsets: tuple[int, ...]
+    as_text: bool
 
     @classmethod
-    def located(
-        cls,
-        path: Path,
-        columns: Sequence[str],
-        matrix: ShardedMatrix,
-        rows_per_shard: Sequence[int] | None = None,
-    ) -> AlignedCsv:
-        rows = [shard.rows for shard in matrix.shards] if rows_per_shard is None else rows_per_shard
+    def located(cls, csv: CsvColumns, matrix: ShardedMatrix) -> AlignedCsv:
+        if csv.rows_per_shard is None:
+            rows = [shard.rows for shard in matrix.shards]
+        else:
+            rows = csv.rows_per_shard
         first_rows = [0, *itertools.accumulate(rows)]
-        starts, in_file = csv_row_starts(path, first_rows[:-1])
+        starts, in_file = csv_row_starts(csv.path, first_rows[:-1])
         if in_file != first_rows[-1]:
             raise PipelineError(
-                f"{path} has {in_file} rows but the shards of {matrix.folder} call for "
+                f"{csv.path} has {in_file} rows but the shards of {matrix.folder} call for "
                 f"{first_rows[-1]}; rerun 'dvc repro'"
             )
         return cls(
-            str(Path(path).resolve()),
-            tuple(columns),
+            str(Path(csv.path).resolve()),
+            tuple(csv.columns),
             tuple(first_rows[:-1]),
             tuple(int(count) for count in rows),
             tuple(starts),
+            csv.as_text,
         )
 
     def shard_rows(self, number: int) -> pd.DataFrame:
         """Shard ``number``'s rows, indexed by their row numbers in the file."""
         first, rows = self.first_rows[number], self.rows[number]
-        frame = read_csv_rows(Path(self.path), self.byte_offsets[number], rows, list(self.columns))
+        frame = read_csv_rows(
+            Path(self.path), self.byte_offsets[number], rows, list(self.columns), self.as_text
+        )
         frame.index = pd.RangeIndex(first, first + rows)
         return frame
 
@@ -149,14 +162,15 @@ def map_shards(
     folder: Path,
     engine: str,
     *arguments,
-    aligned: dict[str, tuple] | None = None,
+    aligned: dict[str, tuple | AlignedCsv] | None = None,
     num_cpus: int | str = "auto",
 ) -> Iterator[pd.DataFrame]:
     """``function(rows, shard, *arguments, **aligned tables)`` for every shard of ``folder``,
     results in row order.
 
-    ``aligned`` names CSVs as ``(path, columns)``, a row per customer, or ``(path, columns, rows
-    per shard)``; each call gets its shard's rows of each, indexed by their row numbers.
+    ``aligned`` names CSVs as ``CsvColumns`` fields (``(path, columns)`` for a row per customer)
+    or as an ``AlignedCsv`` already located; each call gets its shard's rows of each, indexed by
+    their row numbers.
 
     ``function`` and ``arguments`` must pickle (a module-level function, a fitted model) for the
     ``ray`` engine, which runs one Ray Data task of one CPU per shard.
@@ -165,8 +179,8 @@ def map_shards(
         raise PipelineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     matrix = ShardedMatrix(folder)
     located = {
-        name: AlignedCsv.located(path, columns, matrix, *rows_per_shard)
-        for name, (path, columns, *rows_per_shard) in (aligned or {}).items()
+        name: csv if isinstance(csv, AlignedCsv) else AlignedCsv.located(CsvColumns(*csv), matrix)
+        for name, csv in (aligned or {}).items()
     }
     if engine == "local":
         for number in range(len(matrix.shards)):

@@ -375,16 +375,16 @@ class Params(_Section):
     sample_fit_rows: int = param(
         200_000,
         "above this many customers, outliers, elbow and kmeans fit on a "
-        "seeded sample of this many and every customer is scored and "
+        "seeded sample of this many (the profile its bands) and every customer is scored and "
         "assigned in blocks (docs/performance.md)",
         ge=100,
     )
     engine: Literal["local", "ray"] = param(
         "local",
-        "where the work on every customer runs (kmeans' labels; above sample_fit_rows also the "
-        "ECOD scores, the PCA and evaluate's scores; speed only): `local`, this process shard "
-        "by shard, or `ray`, a Ray Data task per shard on the cluster at RAY_ADDRESS or a local "
-        "one (embed has its own embed.engine)",
+        "where the work on every customer runs (kmeans' labels and the profile's tallies; above "
+        "sample_fit_rows also the ECOD scores, the PCA and evaluate's scores; speed only): "
+        "`local`, this process shard by shard, or `ray`, a Ray Data task per shard on the cluster "
+        "at RAY_ADDRESS or a local one (embed has its own embed.engine)",
     )
     download: DownloadParams = DownloadParams()
     text: TextParams = TextParams()

@@ -13,21 +13,37 @@ centre, the ECOD score against the model's reference and the outlier flag (1 = o
 above the model's threshold). Each customer is scored as if it alone joined the reference, so a
 score does not depend on the rest of the file. Rows that a missing-cell or invalid-value policy
 rejects are written too, with their reason, and the good rows are still assigned.
+
+The texts are embedded into shards of ``embed.shard_rows`` customers in a scratch folder beside
+the output, by ``embed.engine`` (a killed run resumes from its last chunk), and the shards are
+predicted by ``engine``: set both to ``ray`` for a file of millions of customers.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, run, write_csv
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, run, write_csv_chunks
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import dataset_file, load_dataset, read_table, typed
-from segmentation.embedding.chunks import local_encoder
-from segmentation.model.assign import assign, check_compatible
+from segmentation.model.assign import assign_in_shards, check_compatible
 from segmentation.model.segment_model import SegmentModel
+
+COLUMNS = [
+    CUSTOMER_ID,
+    "segment",
+    "segment_name",
+    "centroid_distance",
+    "ecod_score",
+    "outlier",
+    "rejected",
+]
 
 
 def main() -> None:
@@ -56,16 +72,27 @@ def main() -> None:
     cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
     model = SegmentModel.load(paths.segment_model)
     check_compatible(model, paths.segment_model, params, dataset_file(name))
-    encoder, _, _ = local_encoder(params.model, params.embed)
-    assigned = assign(typed(cells, dataset), encoder, dataset, model)
-    assigned["segment"] = assigned["segment"].astype("Int64")
-    refused = pd.DataFrame({CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]})
-    write_csv(args.out, pd.concat([assigned.assign(rejected=""), refused], ignore_index=True))
-    counts = assigned["segment"].value_counts().sort_index()
+    customers = typed(cells, dataset)
+    segments: Counter[int] = Counter()
+    flagged = 0
+
+    def written(assigned: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        nonlocal flagged
+        for part in assigned:
+            segments.update(part["segment"].tolist())
+            flagged += int(part["outlier"].sum())
+            yield part.assign(segment=part["segment"].astype("Int64"), rejected="")[COLUMNS]
+        refused = {CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]}
+        yield pd.DataFrame(refused).reindex(columns=COLUMNS).astype({"segment": "Int64"})
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".assign-", dir=args.out.parent) as work:
+        assigned = assign_in_shards(customers, dataset, model, params, Path(work))
+        write_csv_chunks(args.out, written(assigned if len(customers) else iter(())))
     print(
-        f"{args.out}: {len(assigned)} customers; per segment "
-        + ", ".join(f"{s}: {n}" for s, n in counts.items())
-        + f"; {int(assigned['outlier'].sum())} flagged as outliers"
+        f"{args.out}: {len(customers)} customers; per segment "
+        + ", ".join(f"{s}: {n}" for s, n in sorted(segments.items()))
+        + f"; {flagged} flagged as outliers"
         + f"; {len(rejected)} rejected"
     )
 

@@ -1,31 +1,25 @@
 """Stage 10: a per-segment profile table, segment cards and a comparison heatmap
 for a marketing manager, in the segments' stable numbers (the lineage stage's).
 
+The profile is read from counts and sums that each shard of customers tallies, here or on Ray
+(``engine``), so the customer table is never whole in one process.
+
 Which columns are shown, their labels, the phrases that name segments and the outcomes described
 per segment all come from the data-set file.
 """
 
 from __future__ import annotations
 
-from segmentation.artifacts import (
-    CUSTOMER_ID,
-    read_csv,
-    read_json,
-    run,
-    write_csv,
-    write_png,
-    write_text,
-)
+from segmentation.artifacts import read_csv, read_json, run, write_csv, write_png, write_text
 from segmentation.config import layout, load_params
-from segmentation.data.dataset import dataset_file, load_dataset, read_customers
-from segmentation.data.outcomes import outcome_key, outcome_values
+from segmentation.data.dataset import dataset_file, load_dataset
 from segmentation.lineage.tracking import Numbering
 from segmentation.reporting.profile import (
     HEATMAP,
+    base_values,
     drivers_section,
     heatmap_figure,
     profile,
-    profile_columns,
     render_report,
     representation,
     standardized_differences,
@@ -33,17 +27,15 @@ from segmentation.reporting.profile import (
     warning_section,
     with_stability,
 )
+from segmentation.reporting.tallies import profile_tallies
 
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    labels = read_csv(paths.labels)
     numbering = Numbering.of(read_json(paths.lineage))
-    everyone = read_customers(paths.customers, dataset)
-    customers = everyone.loc[labels[CUSTOMER_ID]]
-    segments = labels["segment"].map(numbering.numbers)
-    differences = value_differences(customers, segments, dataset)
-    table = profile(customers, segments, dataset, differences, numbering.kept_names)
+    tallies = profile_tallies(paths, dataset, numbering.numbers, params)
+    differences = value_differences(tallies, dataset)
+    table = profile(tallies, dataset, differences, numbering.kept_names)
     metrics = {
         stage: read_json(paths.metrics / f"{stage}.json")
         for stage in ("rows", "outliers", "evaluate", "explain", "elbow", "stability")
@@ -53,13 +45,6 @@ def main(name: str) -> None:
     drivers = read_csv(paths.reports / "segment_drivers.csv")
     drivers["segment"] = drivers["segment"].map(numbering.numbers)
     importance = read_csv(paths.plots / "importance.csv")
-    numeric, _ = profile_columns(dataset)
-    base: dict[str, float] = {column: customers[column].mean() for column in numeric}
-    base |= {
-        outcome_key(dataset, c): outcome_values(everyone, dataset, c).mean()
-        for c in dataset.describe
-    }
-    base["kept"] = len(everyone)
     # Links relative to reports/<name>/, where the report lives.
     context = {
         "name": name,
@@ -83,13 +68,13 @@ def main(name: str) -> None:
     report = render_report(
         table,
         drivers,
-        representation(customers, segments, dataset),
-        base,
+        representation(tallies, dataset),
+        base_values(tallies, dataset),
         metrics,
         context,
         dataset,
     )
-    strongest, values = standardized_differences(differences, segments, dataset)
+    strongest, values = standardized_differences(differences, tallies.segments, dataset)
     write_png(
         paths.plots / f"{HEATMAP}.png",
         heatmap_figure(

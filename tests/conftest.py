@@ -87,6 +87,8 @@ def blobs():
 def profiled(customers, segments, dataset):
     """The profile table as the profile stage builds it, with the differences computed once."""
     from segmentation.reporting import profile
+    from segmentation.reporting.tallies import SegmentTallies
 
-    differences = profile.value_differences(customers, segments, dataset)
-    return profile.profile(customers, segments, dataset, differences, {})
+    tallies = SegmentTallies.of(customers, segments, dataset)
+    differences = profile.value_differences(tallies, dataset)
+    return profile.profile(tallies, dataset, differences, {})

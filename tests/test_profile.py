@@ -12,6 +12,7 @@ from segmentation import text
 from segmentation.artifacts import write_png
 from segmentation.config import StabilityParams
 from segmentation.reporting import profile
+from segmentation.reporting.tallies import SegmentTallies, band_labels
 
 
 def test_profile_counts_modes_outcomes_and_names(segmented, bank):
@@ -62,15 +63,11 @@ def test_segment_names_state_what_is_over_represented(bank):
 
 
 def test_a_segment_that_kept_an_adopted_one_keeps_its_name(bank):
-    from segmentation.reporting import profile
-
-    customers, segments = _six_customers(), pd.Series([4, 4, 2, 2, 7, 7])
-    differences = profile.value_differences(customers, segments, bank)
-    found = profile.profile(customers, segments, bank, differences, {})["name"].tolist()
+    tallies = SegmentTallies.of(_six_customers(), [4, 4, 2, 2, 7, 7], bank)
+    differences = profile.value_differences(tallies, bank)
+    found = profile.profile(tallies, bank, differences, {})["name"].tolist()
     # 4 and 2 kept adopted segments; the adopted name of 2 is what the profile would call 7
-    table = profile.profile(
-        customers, segments, bank, differences, {4: "Our best savers", 2: found[2]}
-    )
+    table = profile.profile(tallies, bank, differences, {4: "Our best savers", 2: found[2]})
     assert table["segment"].tolist() == [2, 4, 7]
     assert table["name"].tolist() == [found[2], "Our best savers", f"{found[2]} (#7)"]
 
@@ -156,7 +153,7 @@ def test_report_has_the_accounting_outcomes_table_cards_heatmap_and_figures(segm
     table = profile.with_stability(table, metrics["stability"], {s: s for s in range(1, 5)})
     assert table.columns[2:6].tolist() == ["customers", "share", "jaccard", "stability"]
     assert table["stability"].tolist() == ["stable", "weak", "stable", "fuzzy"]
-    shares = profile.representation(customers, segments, bank)
+    shares = profile.representation(SegmentTallies.of(customers, segments, bank), bank)
     base = {"age": 40.0, "balance": 1234.0, "y_yes_rate": 0.125, "kept": 660}
     context = {
         "name": "bank",
@@ -252,11 +249,12 @@ def test_representation_gives_shares_and_ratios_against_all_customers(bank):
             "housing": ["yes", "yes", "yes", "no"],
             "loan": ["no"] * 4,
             "contact": ["cellular"] * 4,
+            "y": ["no"] * 4,
         }
     )
-    shares = profile.representation(customers, pd.Series([1, 1, 2, 2]), bank).set_index(
-        ["segment", "column", "value"]
-    )
+    shares = profile.representation(
+        SegmentTallies.of(customers, [1, 1, 2, 2], bank), bank
+    ).set_index(["segment", "column", "value"])
     assert shares.loc[(1, "job", "student"), ["segment_share", "base_share", "ratio"]].tolist() == [
         1.0,
         0.5,
@@ -284,20 +282,20 @@ def test_representation_gives_shares_and_ratios_against_all_customers(bank):
 
 
 def test_bands_are_declared_or_quintiles_and_read_like_ranges(bank):
-    assert profile.band_labels([30, 40], integer=True) == ["under 30", "30-39", "40 and over"]
-    assert profile.band_labels([35, 70.5], integer=False) == [
+    assert band_labels([30, 40], integer=True) == ["under 30", "30-39", "40 and over"]
+    assert band_labels([35, 70.5], integer=False) == [
         "under 35",
         "35 to 70.5",
         "70.5 and over",
     ]
-    assert profile.band_labels([0, 1000, 5000], integer=True) == [
+    assert band_labels([0, 1000, 5000], integer=True) == [
         "under 0",
         "0-999",
         "1,000-4,999",
         "5,000 and over",
     ]
     # A band of one whole number prints as that number, not "0-0".
-    assert profile.band_labels([0, 1, 3], integer=True) == ["under 0", "0", "1-2", "3 and over"]
+    assert band_labels([0, 1, 3], integer=True) == ["under 0", "0", "1-2", "3 and over"]
     values = pd.Series(np.arange(1, 101, dtype=float))
     undeclared = bank.columns["age"].model_copy(update={"bands": None})
     assert text.band_edges(values, undeclared) == [21.0, 41.0, 60.0, 80.0]
@@ -316,11 +314,12 @@ def test_standardized_differences_and_heatmap(tmp_path, bank):
             "housing": ["yes", "yes", "no", "no"],
             "loan": ["no"] * 4,
             "contact": ["cellular"] * 4,
+            "y": ["no"] * 4,
         }
     )
     differences, values = profile.standardized_differences(
-        profile.value_differences(customers, pd.Series([1, 1, 2, 2]), bank),
-        pd.Series([1, 1, 2, 2]),
+        profile.value_differences(SegmentTallies.of(customers, [1, 1, 2, 2], bank), bank),
+        [1, 2],
         bank,
     )
     assert list(differences.columns) == [

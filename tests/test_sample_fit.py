@@ -20,6 +20,7 @@ import stages.project
 from segmentation import cluster
 from segmentation.artifacts import PipelineError, read_csv, write_csv, write_csv_chunks
 from segmentation.config import layout, load_params
+from segmentation.data.dataset import read_customers
 from segmentation.embedding.shards import read_vectors, write_matrix
 from segmentation.evaluation import scores
 from segmentation.evaluation import validity as scoring
@@ -27,6 +28,7 @@ from segmentation.model import kmeans
 from segmentation.model.ecod import ECODReference
 from segmentation.model.sampling import MatrixRows, sample_rows
 from segmentation.model.segment_model import OutlierDetector, SegmentModel
+from segmentation.reporting import profile, tallies
 from segmentation.testing import synthetic
 from segmentation.testing.project_copy import copy_project
 
@@ -252,6 +254,15 @@ def metrics(folder, stage: str) -> dict:
     return yaml.safe_load((folder / f"metrics/bank/{stage}.json").read_text())
 
 
+def in_four_shards(folder) -> None:
+    """The folder's embeddings rewritten as four shards."""
+    embeddings = folder / "data/bank/interim/embeddings"
+    vectors = np.asarray(read_vectors(embeddings))
+    ids = read(folder, "data/bank/interim/texts.csv")["customer_id"].tolist()
+    shutil.rmtree(embeddings)
+    write_matrix(embeddings, vectors, ids, shard_rows=CUSTOMERS // 4 + 10)
+
+
 def test_ray_scores_and_labels_every_customer_as_this_process_does(
     sample_fitted, tmp_path, monkeypatch
 ):
@@ -263,11 +274,7 @@ def test_ray_scores_and_labels_every_customer_as_this_process_does(
 
     copy = tmp_path / "on-ray"
     shutil.copytree(sample_fitted, copy)
-    embeddings = copy / "data/bank/interim/embeddings"
-    vectors = np.asarray(read_vectors(embeddings))
-    ids = read(copy, "data/bank/interim/texts.csv")["customer_id"].tolist()
-    shutil.rmtree(embeddings)
-    write_matrix(embeddings, vectors, ids, shard_rows=CUSTOMERS // 4 + 10)
+    in_four_shards(copy)
     params = yaml.safe_load((copy / "params.yaml").read_text())
     (copy / "params.yaml").write_text(yaml.safe_dump({**params, "engine": "ray"}, sort_keys=False))
     monkeypatch.chdir(copy)
@@ -290,6 +297,64 @@ def test_ray_scores_and_labels_every_customer_as_this_process_does(
         assert (copy / name).read_bytes() == (sample_fitted / name).read_bytes(), name
     on_ray, here = metrics(copy, "evaluate"), metrics(sample_fitted, "evaluate")
     assert on_ray == pytest.approx(here, rel=1e-5) and on_ray["silhouette_sampled"] == 1
+
+
+def test_ray_tallies_the_profile_this_process_tallies(sample_fitted, tmp_path, monkeypatch, bank):
+    """Above the threshold, a local 2-CPU Ray's tallies over four shards give the profile, the
+    differences and the shares by band that this process's tallies over one shard give; and the
+    sizes, means, most frequent values and outcome rates are those of the customer table held
+    whole."""
+    import ray
+
+    copy = tmp_path / "profiled"
+    shutil.copytree(sample_fitted, copy)
+    table = synthetic.customers(CUSTOMERS, seed=5)
+    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
+    write_csv(copy / "data/bank/interim/customers.csv", table)
+    monkeypatch.chdir(copy)
+    paths, params = layout("bank"), load_params()
+    labels = read_csv(paths.labels)
+    numbers = {int(fitted): 10 + int(fitted) for fitted in labels["segment"].unique()}
+    here = tallies.profile_tallies(paths, bank, numbers, params)
+    in_four_shards(copy)
+    owned = cluster.start_ray(num_cpus=2)
+    try:
+        on_ray = tallies.profile_tallies(
+            paths, bank, numbers, params.model_copy(update={"engine": "ray"})
+        )
+    finally:
+        if owned:
+            ray.shutdown()
+
+    def read_out(found):
+        differences = profile.value_differences(found, bank)
+        return (
+            profile.profile(found, bank, differences, {}),
+            differences,
+            profile.representation(found, bank),
+        )
+
+    for ours, theirs in zip(read_out(on_ray), read_out(here)):
+        pd.testing.assert_frame_equal(ours, theirs, rtol=1e-9)
+    assert profile.base_values(on_ray, bank) == pytest.approx(profile.base_values(here, bank))
+    customers = read_customers(paths.customers, bank)
+    inliers = read_csv(paths.outliers)["outlier"].to_numpy() == 0
+    whole = tallies.SegmentTallies.of(customers[inliers], labels["segment"].map(numbers), bank)
+    pd.testing.assert_frame_equal(read_out(here)[0], read_out(whole)[0], rtol=1e-9)
+    assert here.kept == CUSTOMERS and here.segments == sorted(numbers.values())
+    assert here.outcome_overall("y_yes_rate") == pytest.approx(customers["y"].eq("yes").mean())
+
+
+def test_a_customer_table_out_of_order_is_one_line(sample_fitted, tmp_path, monkeypatch, bank):
+    copy = tmp_path / "swapped"
+    shutil.copytree(sample_fitted, copy)
+    table = synthetic.customers(CUSTOMERS, seed=5)
+    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
+    write_csv(copy / "data/bank/interim/customers.csv", table.iloc[[1, 0, *range(2, CUSTOMERS)]])
+    monkeypatch.chdir(copy)
+    numbers = {fitted: fitted for fitted in range(1, 7)}
+    with pytest.raises(PipelineError, match="customer table does not list the customers"):
+        tallies.profile_tallies(layout("bank"), bank, numbers, load_params())
 
 
 def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):

@@ -45,6 +45,8 @@ MISSING_CATEGORY = "missing"
 PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 WHOLE_NUMBER = re.compile(r"^[+-]?\d+$")
 MAX_BAND_EDGES = 6
+# customers read at a time when only some rows of the table are wanted
+CUSTOMER_CHUNK_ROWS = 65536
 
 
 class _Spec(BaseModel):
@@ -977,17 +979,30 @@ def typed(cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     return frame
 
 
-def read_customers(path: Path, dataset: Dataset) -> pd.DataFrame:
-    """The customers the serialize stage kept (``data/<name>/interim/customers.csv``), typed."""
+def read_customers(path: Path, dataset: Dataset, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """The customers the serialize stage kept (``data/<name>/interim/customers.csv``), typed: all
+    of them, or those at the sorted row numbers ``rows``, read a chunk at a time."""
     path = Path(path)
     if not path.exists():
         raise PipelineError(
             f"{path}: missing; run 'dvc repro' so the serialize stage writes it first"
         )
-    cells = pd.read_csv(path, dtype=str, keep_default_na=False).set_index(CUSTOMER_ID)
-    missing = [name for name in dataset.used_columns if name not in cells.columns]
+    header = pd.read_csv(path, nrows=0).columns
+    missing = [name for name in dataset.used_columns if name not in header]
     if missing:
         raise PipelineError(
             f"{path}: lacks column(s) {missing} of the data-set file; rerun 'dvc repro'"
         )
-    return typed(cells.loc[:, dataset.used_columns], dataset)
+    columns = [CUSTOMER_ID, *dataset.used_columns]
+    options = {"dtype": str, "keep_default_na": False, "usecols": columns}
+    if rows is None:
+        cells = pd.read_csv(path, **options)
+    else:
+        picked, done = [], 0
+        with pd.read_csv(path, chunksize=CUSTOMER_CHUNK_ROWS, **options) as chunks:
+            for chunk in chunks:
+                first, last = np.searchsorted(rows, [done, done + len(chunk)])
+                picked.append(chunk.iloc[rows[first:last] - done])
+                done += len(chunk)
+        cells = pd.concat(picked) if picked else pd.DataFrame(columns=columns, dtype=str)
+    return typed(cells.set_index(CUSTOMER_ID).loc[:, dataset.used_columns], dataset)

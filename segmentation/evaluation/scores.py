@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
-from segmentation.cluster import map_shards
+from segmentation.cluster import AlignedCsv, CsvColumns, map_shards
 from segmentation.config import Layout, Params
 from segmentation.embedding.shards import read_vectors
 from segmentation.evaluation.validity import (
@@ -61,9 +61,12 @@ def sharded_validity_scores(
     the segments' sizes and centroids first, then their spreads and the silhouette sample's
     distances; the silhouette is exact when there are at most ``silhouette_max_rows`` inliers."""
     matrix = read_vectors(paths.embeddings)
+    # located once: both reductions read the same rows
     aligned = {
-        "flags": (paths.outliers, ["outlier"]),
-        "labels": (paths.labels, ["segment"], inliers_per_shard(paths, matrix)),
+        "flags": AlignedCsv.located(CsvColumns(paths.outliers, ["outlier"]), matrix),
+        "labels": AlignedCsv.located(
+            CsvColumns(paths.labels, ["segment"], inliers_per_shard(paths, matrix)), matrix
+        ),
     }
     totals = (
         pd.concat(map_shards(shard_cluster_sums, paths.embeddings, engine, aligned=aligned))

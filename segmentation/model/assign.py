@@ -1,15 +1,26 @@
-"""New customers placed with a saved segment model, written and embedded as its customers were."""
+"""New customers placed with a saved segment model, written and embedded as its customers were:
+in memory with an encoder (``assign``), or for a file of any size through the embedding shards
+(``assign_in_shards``), embedded and predicted here or on Ray as the pipeline's customers are."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, write_csv
 from segmentation.config import Params
 from segmentation.data.dataset import Dataset
+from segmentation.embedding.chunks import (
+    embed_to_shards,
+    open_engine,
+    resume_folder,
+    scan_texts,
+    text_shards,
+)
+from segmentation.model.predict import ROW, predict_customers
 from segmentation.model.segment_model import SegmentModel
 from segmentation.text import TextWriting, write_texts
 
@@ -43,14 +54,49 @@ def check_compatible(model: SegmentModel, path: Path, params: Params, spec_file:
         )
 
 
-def assign(customers: pd.DataFrame, encoder, dataset: Dataset, model: SegmentModel) -> pd.DataFrame:
-    """Each customer's row of ``model.predict``, with its id first.
-
-    The texts are written with the number writing saved in the model (its band edges and words,
-    never ones fitted on the new customers), and embedded by ``encoder``, the embed stage's.
-    """
+def new_texts(customers: pd.DataFrame, dataset: Dataset, model: SegmentModel) -> pd.DataFrame:
+    """The customers' ids and texts, written with the number writing saved in the model (its band
+    edges and words, never ones fitted on the new customers)."""
     writing = TextWriting.from_json(model.customers.text_writing, "the segment model's manifest")
-    texts = write_texts(customers, dataset, writing)["text"].tolist()
+    return write_texts(customers, dataset, writing)
+
+
+def assign(customers: pd.DataFrame, encoder, dataset: Dataset, model: SegmentModel) -> pd.DataFrame:
+    """Each customer's row of ``model.predict``, with its id first; the texts are ``new_texts``,
+    embedded by ``encoder``, the embed stage's."""
+    texts = new_texts(customers, dataset, model)["text"].tolist()
     predicted = model.predict(encoder.encode(texts))
     predicted.insert(0, CUSTOMER_ID, customers.index.to_numpy())
     return predicted
+
+
+def assign_in_shards(
+    customers: pd.DataFrame, dataset: Dataset, model: SegmentModel, params: Params, work: Path
+) -> Iterator[pd.DataFrame]:
+    """``assign``'s rows a shard of ``embed.shard_rows`` customers at a time, in order.
+
+    The texts are written to ``work`` and embedded into shards there by the embed stage's engine
+    and settings (``embed.engine``; a killed run resumes from its last chunk), then each shard is
+    predicted here or on Ray (``engine``). ``work`` must be where every Ray worker can read it.
+    """
+    texts = work / "texts.csv"
+    write_csv(texts, new_texts(customers, dataset, model))
+    rows, digest = scan_texts(texts)
+    settings = params.embed
+    encoder, device, batch_size = open_engine(params.model, settings)
+    try:
+        embed_to_shards(
+            encoder,
+            text_shards(texts, settings.shard_rows),
+            -(-rows // settings.shard_rows),
+            work / "embeddings",
+            resume_folder(params.model, settings, device, batch_size, digest),
+            settings.chunk_rows,
+        )
+    finally:
+        encoder.close()
+    ids = customers.index.to_numpy()
+    for predicted in predict_customers(model, work / "embeddings", params.engine):
+        yield predicted.drop(columns=ROW).assign(**{CUSTOMER_ID: ids[predicted[ROW]]})[
+            [CUSTOMER_ID, *predicted.columns.drop(ROW)]
+        ]

@@ -121,14 +121,28 @@ class InlierSample(NamedTuple):
 
 def sample_inliers(paths: Layout, size: int, seed: int) -> InlierSample:
     """A seeded sample of ``size`` of the inliers (all of them if fewer): the rows kmeans and the
-    elbow study fit on when ``size`` is ``sample_fit_rows``.
-
-    The flags are read twice, a chunk at a time, so only the sample's positions are held.
-    """
+    elbow study fit on when ``size`` is ``sample_fit_rows``."""
+    chosen, rows, inliers = sample_inlier_rows(paths, size, seed)
     matrix = read_vectors(paths.embeddings)
+    return InlierSample(MatrixRows(matrix).take(rows), chosen, inliers)
+
+
+class InlierRows(NamedTuple):
+    """A seeded sample of the inliers: their positions among the inliers and their rows among all
+    customers (both sorted), and the number of inliers."""
+
+    positions: np.ndarray
+    rows: np.ndarray
+    inliers: int
+
+
+def sample_inlier_rows(paths: Layout, size: int, seed: int) -> InlierRows:
+    """Where ``sample_inliers``' sample lies, from the flags read twice, a chunk at a time, so only
+    the sample's positions are held."""
     customers = inliers = 0
     for flags in flag_chunks(paths):
         customers, inliers = customers + len(flags), inliers + int((flags == 0).sum())
+    matrix = read_vectors(paths.embeddings)
     if customers != len(matrix):
         raise flag_mismatch(paths, customers, len(matrix))
     chosen, picked = sample_rows(inliers, size, seed), []
@@ -138,7 +152,7 @@ def sample_inliers(paths: Layout, size: int, seed: int) -> InlierSample:
         first, last = np.searchsorted(chosen, [inliers_before, inliers_before + len(kept)])
         picked.append(customers_before + kept[chosen[first:last] - inliers_before])
         inliers_before, customers_before = inliers_before + len(kept), customers_before + len(flags)
-    return InlierSample(MatrixRows(matrix).take(np.concatenate(picked)), chosen, inliers)
+    return InlierRows(chosen, np.concatenate(picked), inliers)
 
 
 def inliers_per_shard(paths: Layout, matrix: ShardedMatrix) -> list[int]:

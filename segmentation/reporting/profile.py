@@ -18,11 +18,11 @@ from segmentation.artifacts import (
     subplots,
 )
 from segmentation.data.dataset import Dataset
-from segmentation.data.outcomes import outcome_key, outcome_title, outcome_values
+from segmentation.data.outcomes import outcome_key, outcome_title
 from segmentation.reporting import stability
 from segmentation.reporting.render import render
 from segmentation.reporting.tables import markdown_table
-from segmentation.text import band_edges
+from segmentation.reporting.tallies import SegmentTallies, profile_columns
 
 # A segment's name carries its naming subject's phrase when that value dominates the segment (held
 # by more than half of it, or by a third and this many times commoner than overall), then the
@@ -42,16 +42,8 @@ HEATMAP = "segment_heatmap"
 OVER_RATIO, UNDER_RATIO, MIN_SHARE, VALUES_PER_CARD = 1.25, 0.8, 0.05, 5
 
 
-def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
-    """The numeric and the categorical columns a profile shows: those segmented on, then those the
-    text also carries."""
-    shown = dataset.segment_on + dataset.context_columns
-    return dataset.of_kind(shown, "numeric"), dataset.of_kind(shown, "categorical", "ordinal")
-
-
 def profile(
-    customers: pd.DataFrame,
-    segments: pd.Series,
+    tallies: SegmentTallies,
     dataset: Dataset,
     differences: pd.DataFrame,
     adopted_names: dict[int, str],
@@ -61,23 +53,27 @@ def profile(
     that kept one (``adopted_names``, by stable number), else one from ``differences``
     (``value_differences``, which the heatmap draws too)."""
     numeric, categorical = profile_columns(dataset)
-    frame = customers.assign(segment=segments.to_numpy())
-    rows = []
-    for segment, group in frame.groupby("segment", sort=True):
-        row = {"segment": int(segment), "customers": len(group), "share": len(group) / len(frame)}
-        for column in dataset.describe:
-            row[outcome_key(dataset, column)] = outcome_values(group, dataset, column).mean()
-        for column in numeric:
-            row[f"mean_{column}"] = group[column].mean()
-        for column in categorical:
-            counts = group[column].value_counts()
-            # Ties broken alphabetically so the profile does not depend on row order.
-            top = sorted(counts[counts == counts.max()].index)[0]
-            row[f"top_{column}"] = top
-            row[f"top_{column}_share"] = counts[top] / len(group)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    found = name_segments(table, customers, dataset, differences)
+    sizes = tallies.sizes
+    columns: dict[str, object] = {
+        "segment": sizes.index.to_numpy(),
+        "customers": sizes.to_numpy(),
+        "share": (sizes / tallies.inliers).to_numpy(),
+    }
+    for column in dataset.describe:
+        key = outcome_key(dataset, column)
+        columns[key] = tallies.outcome_means(key).to_numpy()
+    for column in numeric:
+        columns[f"mean_{column}"] = tallies.means(column).reindex(sizes.index).to_numpy()
+    for column in categorical:
+        counts = tallies.counts(column)
+        # Ties broken alphabetically so the profile does not depend on row order.
+        top = [sorted(row.index[row == row.max()])[0] for _, row in counts.iterrows()]
+        columns[f"top_{column}"] = top
+        columns[f"top_{column}_share"] = [
+            counts.loc[segment, value] / size for (segment, size), value in zip(sizes.items(), top)
+        ]
+    table = pd.DataFrame(columns)
+    found = name_segments(table, tallies, dataset, differences)
     taken = set(adopted_names.values())
     names = [
         adopted_names.get(s, f"{name} (#{s})" if name in taken else name)
@@ -85,6 +81,19 @@ def profile(
     ]
     table.insert(1, "name", names)
     return table
+
+
+def base_values(tallies: SegmentTallies, dataset: Dataset) -> dict[str, float]:
+    """What the cards compare each segment with: the numbers' means over the inliers, the outcomes
+    over every customer kept, and how many were kept."""
+    numeric, _ = profile_columns(dataset)
+    base = {column: tallies.overall(column)[0] for column in numeric}
+    base |= {
+        outcome_key(dataset, c): tallies.outcome_overall(outcome_key(dataset, c))
+        for c in dataset.describe
+    }
+    base["kept"] = tallies.kept
+    return base
 
 
 def with_stability(
@@ -102,7 +111,7 @@ def with_stability(
 
 
 def name_segments(
-    table: pd.DataFrame, customers: pd.DataFrame, dataset: Dataset, differences: pd.DataFrame
+    table: pd.DataFrame, tallies: SegmentTallies, dataset: Dataset, differences: pd.DataFrame
 ) -> list[str]:
     """Plain-language names such as "Managers in their 30s: university-educated, high income".
 
@@ -114,7 +123,7 @@ def name_segments(
     """
     names = []
     for row in table.to_dict(orient="records"):
-        lead = _lead(row, customers, dataset)
+        lead = _lead(row, tallies, dataset)
         own = differences[differences["segment"] == row["segment"]]
         traits = _traits(own, dataset)
         names.append(_name(lead, traits) if lead or traits else dataset.naming.mixed)
@@ -124,12 +133,13 @@ def name_segments(
     ]
 
 
-def _lead(row: dict, customers: pd.DataFrame, dataset: Dataset) -> str:
+def _lead(row: dict, tallies: SegmentTallies, dataset: Dataset) -> str:
     naming, lead = dataset.naming, ""
     if naming.subject is not None:
         value, share = row[f"top_{naming.subject}"], row[f"top_{naming.subject}_share"]
         phrase = dataset.columns[naming.subject].phrases.get(value)
-        lift = share / customers[naming.subject].eq(value).mean()
+        overall = tallies.counts(naming.subject).sum()
+        lift = share / (overall[value] / tallies.inliers)
         dominant = share > SUBJECT_MAJORITY or (
             share >= SUBJECT_MIN_SHARE and lift >= SUBJECT_MIN_LIFT
         )
@@ -179,63 +189,21 @@ def _joined(lead: str, traits: list[str]) -> str:
     return f"{lead}: {listed}" if listed else lead
 
 
-def band_labels(edges: list[float], integer: bool) -> list[str]:
-    """'under 30', '30-39', ..., '60 and over' (whole numbers; a one-number band is that number),
-    or 'under 35', '35 to 70', ..."""
-
-    def shown(value: float) -> str:
-        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
-
-    def between(low: float, high: float) -> str:
-        if not (integer and float(high).is_integer() and float(low).is_integer()):
-            return f"{shown(low)} to {shown(high)}"
-        return shown(low) if high - 1 == low else f"{shown(low)}-{shown(high - 1)}"
-
-    inner = [between(low, high) for low, high in zip(edges, edges[1:])]
-    return [f"under {shown(edges[0])}", *inner, f"{shown(edges[-1])} and over"]
-
-
-def banded(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
-    """The profile columns, numbers replaced by their bands, as text."""
+def representation(tallies: SegmentTallies, dataset: Dataset) -> pd.DataFrame:
+    """Per segment, column and value (a band of a number): its share in the segment, among all
+    customers, and their ratio."""
     numeric, categorical = profile_columns(dataset)
-    bands = customers.loc[:, numeric + categorical].copy()
-    for column in numeric:
-        spec = dataset.columns[column]
-        edges = band_edges(customers[column], spec)
-        bands[column] = pd.cut(
-            customers[column],
-            [-np.inf, *edges, np.inf],
-            labels=band_labels(edges, spec.integer),
-            right=False,
-        ).astype(str)
-    return bands
-
-
-def representation(customers: pd.DataFrame, segments: pd.Series, dataset: Dataset) -> pd.DataFrame:
-    """Per segment, column and value: its share in the segment, among all customers,
-    and their ratio."""
-    bands = banded(customers, dataset)
-    frame = bands.assign(segment=segments.to_numpy())
-    rows = []
-    for column in bands.columns:
-        base = bands[column].value_counts(normalize=True)
-        within = (
-            frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
-        )
-        for segment, shares in within.iterrows():
-            for value, base_share in base.items():
-                share = shares.get(value, 0.0)
-                rows.append(
-                    {
-                        "segment": int(segment),
-                        "column": column,
-                        "value": value,
-                        "segment_share": share,
-                        "base_share": base_share,
-                        "ratio": share / base_share,
-                    }
-                )
-    return pd.DataFrame(rows)
+    parts = []
+    for column in numeric + categorical:
+        counts = tallies.counts(column)
+        base = counts.sum() / tallies.inliers
+        within = counts.div(tallies.sizes, axis=0)
+        long = within.stack().rename("segment_share").reset_index()
+        long.columns = ["segment", "value", "segment_share"]
+        long["base_share"] = base.reindex(long["value"]).to_numpy()
+        parts.append(long.assign(column=column, ratio=long["segment_share"] / long["base_share"]))
+    columns = ["segment", "column", "value", "segment_share", "base_share", "ratio"]
+    return pd.concat([part[columns] for part in parts], ignore_index=True)
 
 
 def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -250,9 +218,7 @@ def distinctive_values(shares: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return over.head(VALUES_PER_CARD), under.head(VALUES_PER_CARD)
 
 
-def value_differences(
-    customers: pd.DataFrame, segments: pd.Series, dataset: Dataset
-) -> pd.DataFrame:
+def value_differences(tallies: SegmentTallies, dataset: Dataset) -> pd.DataFrame:
     """How far each segment sits from all customers, in standard deviations, per profile column
     (and per value of a categorical one).
 
@@ -262,13 +228,12 @@ def value_differences(
     Rows: segment, column, value ("" for a number), difference, segment_share.
     """
     numeric, _ = profile_columns(dataset)
-    frame = customers.assign(segment=segments.to_numpy())
     parts = []
     for column in dataset.segment_on + dataset.context_columns:
         if column in numeric:
-            spread = customers[column].std(ddof=0)
-            means = frame.groupby("segment")[column].mean()
-            scaled = (means - customers[column].mean()) / spread if spread > 0 else means * 0.0
+            mean, spread = tallies.overall(column)
+            means = tallies.means(column)
+            scaled = (means - mean) / spread if spread > 0 else means * 0.0
             parts.append(
                 pd.DataFrame(
                     {
@@ -281,11 +246,10 @@ def value_differences(
                 )
             )
             continue
-        base = customers[column].value_counts(normalize=True)
+        counts = tallies.counts(column)
+        base = counts.sum() / tallies.inliers
         base = base[(base > 0) & (base < 1)]
-        within = (
-            frame.groupby("segment")[column].value_counts(normalize=True).unstack(fill_value=0.0)
-        ).reindex(columns=base.index, fill_value=0.0)
+        within = counts.div(tallies.sizes, axis=0).reindex(columns=base.index)
         scaled = (within - base) / np.sqrt(base * (1 - base))
         long = scaled.stack().rename("difference").reset_index()
         long.columns = ["segment", "value", "difference"]
@@ -296,7 +260,7 @@ def value_differences(
 
 
 def standardized_differences(
-    differences: pd.DataFrame, segments: pd.Series, dataset: Dataset
+    differences: pd.DataFrame, segments: list[int], dataset: Dataset
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The heatmap's cells: per segment and profile column, the difference of a number, or of the
     categorical column's most over-represented value (for yes/no columns both values differ equally
@@ -311,10 +275,9 @@ def standardized_differences(
     strongest = found.drop_duplicates(["segment", "column"])
     differences = strongest.pivot(index="segment", columns="column", values="difference")
     values = strongest.pivot(index="segment", columns="column", values="value")
-    everyone = sorted(segments.unique())
     return (
-        differences.reindex(index=everyone, columns=columns).fillna(0.0),
-        values.reindex(index=everyone, columns=columns).astype(object).fillna(""),
+        differences.reindex(index=segments, columns=columns).fillna(0.0),
+        values.reindex(index=segments, columns=columns).astype(object).fillna(""),
     )
 
 
