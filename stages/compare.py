@@ -1,7 +1,8 @@
 """The three methods side by side, on the same customers: the article's claim, checkable.
 
 Every number here is computed on the customers that all three methods keep (the embedding ECOD
-inliers that are also Method-1 ECOD inliers), so the methods are scored on identical rows.
+inliers that are also Method-1 ECOD inliers), so the methods are scored on identical rows; above
+``sample_fit_rows`` of them, on a seeded sample of that many, whose vectors alone are read.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from segmentation.artifacts import (
     write_png,
     write_text,
 )
-from segmentation.baselines.compare import compare_methods, comparison_figure
+from segmentation.baselines.compare import (
+    common_rows,
+    compare_methods,
+    compared_rows,
+    comparison_figure,
+)
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset, read_customers
 from segmentation.embedding.shards import read_vectors
 from segmentation.evaluation.projection import pca_projection
+from segmentation.model.sampling import MatrixRows
 from segmentation.reporting.comparison import comparison_report
 
 # each method's own metrics file
@@ -42,11 +49,16 @@ def main(name: str) -> None:
         )
     }
     found = read_json(paths.metrics / "stability.json")
-    tabular_matrix = read_npy(paths.tabular_matrix)
-    embeddings = np.asarray(read_vectors(paths.embeddings))
-    compared = compare_methods(
-        customers, labels, tabular_matrix, embeddings, found, dataset, params
-    )
+    ids = compared_rows(common_rows(labels, customers.index), params.sample_fit_rows, params.seed)
+    # the compared customers' rows in the embedding and tabular matrices
+    rows = customers.index.get_indexer(ids)
+    tabular_matrix = read_npy(paths.tabular_matrix, mmap_mode="r")
+    embeddings = read_vectors(paths.embeddings)
+    spaces = {
+        "tabular": np.asarray(tabular_matrix[rows]),
+        "embeddings": MatrixRows(embeddings).take(rows),
+    }
+    compared = compare_methods(customers, labels, ids, spaces, found, dataset, params)
     write_metrics(paths.metrics / "comparison.json", compared.metrics)
 
     coordinates = read_csv(paths.projections).set_index(CUSTOMER_ID)

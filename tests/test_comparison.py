@@ -186,6 +186,17 @@ def test_common_rows_keep_the_table_order():
     assert compare.common_rows(labels, order).tolist() == ["b", "a", "d"]
 
 
+def test_above_the_threshold_a_seeded_sample_of_the_common_customers_is_compared():
+    common = pd.Index([f"c{row}" for row in range(1000)][::-1])
+    assert compare.compared_rows(common, 1000, 7).equals(common)
+    sample = compare.compared_rows(common, 100, 7)
+    assert len(sample) == 100 and sample.is_unique and sample.isin(common).all()
+    # in the table's order, and the same for the same seed only
+    assert (common.get_indexer(sample) == np.sort(common.get_indexer(sample))).all()
+    assert sample.equals(compare.compared_rows(common, 100, 7))
+    assert not sample.equals(compare.compared_rows(common, 100, 8))
+
+
 def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) -> dict[str, float]:
     """Metrics in which one method is best everywhere: the one given the highest quality."""
     quality = {"embedding": embedding, "tabular": tabular, "kprototypes": kprototypes}

@@ -57,6 +57,12 @@ def common_rows(labels: dict[str, pd.Series], order: pd.Index) -> pd.Index:
     return order[kept]
 
 
+def compared_rows(common: pd.Index, sample_fit_rows: int, seed: int) -> pd.Index:
+    """The customers compared: all those every method keeps, or above ``sample_fit_rows`` a seeded
+    sample of that many, in the table's order."""
+    return common[sample_rows(len(common), sample_fit_rows, seed)]
+
+
 def outcome_separation(outcome: pd.Series, segments: np.ndarray, numeric: bool) -> dict[str, float]:
     """How much the segments separate one outcome: the range of its per-segment rate (or mean), and
     Cramér's V of segment against outcome (the correlation ratio for a numeric outcome)."""
@@ -199,21 +205,20 @@ class Comparison(NamedTuple):
 def compare_methods(
     customers: pd.DataFrame,
     labels: dict[str, pd.Series],
-    tabular_matrix: np.ndarray,
-    embeddings: np.ndarray,
+    ids: pd.Index,
+    spaces: dict[str, np.ndarray],
     stability_found: dict[str, float],
     dataset: Dataset,
     params: Params,
 ) -> Comparison:
-    """Every measure of the comparison; the embedding segments' refits are the stability stage's
-    (``stability_found``), the baselines are refitted with the same settings."""
-    ids = common_rows(labels, customers.index)
-    # the customers' rows in the embedding and tabular matrices
-    rows = customers.index.get_indexer(ids)
+    """Every measure of the comparison, on the customers ``ids`` (``compared_rows``), whose rows of
+    the tabular and embedding matrices are ``spaces``; the embedding segments' refits are the
+    stability stage's (``stability_found``), the baselines are refitted with the same settings."""
     segments = {method: series.loc[ids].to_numpy() for method, series in labels.items()}
-    spaces = {"tabular": tabular_matrix[rows], "embeddings": embeddings[rows]}
-
-    metrics: dict[str, float] = {"common_rows": len(ids)}
+    common = len(common_rows(labels, customers.index))
+    metrics: dict[str, float] = {"common_rows": common}
+    if len(ids) < common:
+        metrics["compared_rows"] = len(ids)
     metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
     common = customers.loc[ids]
     surrogates, top = surrogate_scores(common, dataset, segments, params.explain, params.seed)

@@ -273,6 +273,7 @@ def render_report(
         **context,
         title=dataset.title,
         common_rows=metrics["common_rows"],
+        compared_rows=metrics.get("compared_rows", metrics["common_rows"]),
         columns=len(dataset.segment_on),
         encoded=encoding_description(dataset, context["encoding"]),
         numbers=", ".join(dataset.numeric),
