@@ -381,10 +381,10 @@ class Params(_Section):
     )
     engine: Literal["local", "ray"] = param(
         "local",
-        "where the work on every customer runs (kmeans' labels and the profile's tallies; above "
-        "sample_fit_rows also the ECOD scores, the PCA and evaluate's scores; speed only): "
-        "`local`, this process shard by shard, or `ray`, a Ray Data task per shard on the cluster "
-        "at RAY_ADDRESS or a local one (embed has its own embed.engine)",
+        "where the work on every customer runs (kmeans' labels, the tallies of the profile and of "
+        "explain's η²; above sample_fit_rows also the ECOD scores, the PCA and evaluate's scores; "
+        "speed only): `local`, this process shard by shard, or `ray`, a Ray Data task per shard "
+        "on the cluster at RAY_ADDRESS or a local one (embed has its own embed.engine)",
     )
     download: DownloadParams = DownloadParams()
     text: TextParams = TextParams()

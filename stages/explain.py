@@ -4,23 +4,16 @@ and how much each column drives them.
 Two measures of what drives a segmentation, written to the metrics: each column's share of the
 surrogate's mean |SHAP| (the largest share, and the numeric columns' together), and for each
 numeric column the share of its variance the segments explain (η², the correlation ratio).
-Above ``sample_fit_rows`` inliers the surrogate learns from a seeded sample of them; η² is over
-every inlier.
+Above ``sample_fit_rows`` inliers the surrogate learns from a seeded sample of them, read alone;
+η² is over every inlier, from the counts and sums that each shard of customers tallies, here or on
+Ray (``engine``), as the profile's are.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from segmentation.artifacts import (
-    CUSTOMER_ID,
-    metric_key,
-    read_csv,
-    run,
-    write_csv,
-    write_metrics,
-    write_png,
-)
+from segmentation.artifacts import metric_key, run, write_csv, write_metrics, write_png
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset, read_customers
 from segmentation.evaluation.surrogate import (
@@ -30,16 +23,17 @@ from segmentation.evaluation.surrogate import (
     importance_figure,
     surrogate_features,
 )
-from segmentation.model.sampling import sample_rows
+from segmentation.model.sampling import column_at, sample_inlier_rows
+from segmentation.reporting.tallies import profile_tallies
 
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    labels = read_csv(paths.labels)
-    everyone = read_customers(paths.customers, dataset).loc[labels[CUSTOMER_ID]]
-    segments_of_everyone = labels["segment"].to_numpy()
-    taken = sample_rows(len(labels), params.sample_fit_rows, params.seed)
-    customers, segments = everyone.iloc[taken], segments_of_everyone[taken]
+    sample = sample_inlier_rows(paths, params.sample_fit_rows, params.seed)
+    customers = read_customers(paths.customers, dataset, sample.rows)
+    # the tallies before the fits: they check that the customers, flags and labels line up
+    tallies = profile_tallies(paths, dataset, None, customers, params.engine)
+    segments = column_at(paths.labels, "segment", sample.positions)
     # The text may carry columns the segments are not built on; this says how much they explain.
     context = dataset.context_columns
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -55,9 +49,9 @@ def main(name: str) -> None:
             metrics[metric_key("holdout_accuracy_with", *context)] = context_scores.result()[
                 "holdout_accuracy"
             ]
-    metrics |= driver_metrics(everyone, segments_of_everyone, importance, dataset)
-    if len(taken) < len(labels):
-        metrics["fit_sample_rows"] = len(taken)
+    metrics |= driver_metrics(tallies, importance, dataset)
+    if len(sample.positions) < sample.inliers:
+        metrics["fit_sample_rows"] = len(sample.positions)
     write_metrics(paths.metrics / "explain.json", metrics)
     write_csv(paths.plots / "importance.csv", importance)
     write_png(paths.plots / "importance.png", importance_figure(importance))

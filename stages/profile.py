@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from segmentation.artifacts import read_csv, read_json, run, write_csv, write_png, write_text
 from segmentation.config import layout, load_params
-from segmentation.data.dataset import dataset_file, load_dataset
+from segmentation.data.dataset import dataset_file, load_dataset, read_customers
 from segmentation.lineage.tracking import Numbering
+from segmentation.model.sampling import sample_inlier_rows
 from segmentation.reporting.profile import (
     HEATMAP,
     base_values,
@@ -33,7 +34,14 @@ from segmentation.reporting.tallies import profile_tallies
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
     numbering = Numbering.of(read_json(paths.lineage))
-    tallies = profile_tallies(paths, dataset, numbering.numbers, params)
+    sample = sample_inlier_rows(paths, params.sample_fit_rows, params.seed)
+    tallies = profile_tallies(
+        paths,
+        dataset,
+        numbering.numbers,
+        read_customers(paths.customers, dataset, sample.rows),
+        params.engine,
+    )
     differences = value_differences(tallies, dataset)
     table = profile(tallies, dataset, differences, numbering.kept_names)
     metrics = {

@@ -26,7 +26,7 @@ from segmentation.evaluation import scores
 from segmentation.evaluation import validity as scoring
 from segmentation.model import kmeans
 from segmentation.model.ecod import ECODReference
-from segmentation.model.sampling import MatrixRows, sample_rows
+from segmentation.model.sampling import MatrixRows, sample_inlier_rows, sample_rows
 from segmentation.model.segment_model import OutlierDetector, SegmentModel
 from segmentation.reporting import profile, tallies
 from segmentation.testing import synthetic
@@ -315,13 +315,14 @@ def test_ray_tallies_the_profile_this_process_tallies(sample_fitted, tmp_path, m
     paths, params = layout("bank"), load_params()
     labels = read_csv(paths.labels)
     numbers = {int(fitted): 10 + int(fitted) for fitted in labels["segment"].unique()}
-    here = tallies.profile_tallies(paths, bank, numbers, params)
+    sample = read_customers(
+        paths.customers, bank, sample_inlier_rows(paths, THRESHOLD, params.seed).rows
+    )
+    here = tallies.profile_tallies(paths, bank, numbers, sample, "local")
     in_four_shards(copy)
     owned = cluster.start_ray(num_cpus=2)
     try:
-        on_ray = tallies.profile_tallies(
-            paths, bank, numbers, params.model_copy(update={"engine": "ray"})
-        )
+        on_ray = tallies.profile_tallies(paths, bank, numbers, sample, "ray")
     finally:
         if owned:
             ray.shutdown()
@@ -352,9 +353,9 @@ def test_a_customer_table_out_of_order_is_one_line(sample_fitted, tmp_path, monk
     table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
     write_csv(copy / "data/bank/interim/customers.csv", table.iloc[[1, 0, *range(2, CUSTOMERS)]])
     monkeypatch.chdir(copy)
-    numbers = {fitted: fitted for fitted in range(1, 7)}
+    sample = read_customers(copy / "data/bank/interim/customers.csv", bank)
     with pytest.raises(PipelineError, match="customer table does not list the customers"):
-        tallies.profile_tallies(layout("bank"), bank, numbers, load_params())
+        tallies.profile_tallies(layout("bank"), bank, None, sample, "local")
 
 
 def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):

@@ -17,6 +17,7 @@ from segmentation.data.dataset import Dataset, read_table, typed
 from segmentation.embedding.encoders import TorchEncoder
 from segmentation.evaluation import surrogate as explain
 from segmentation.reporting import profile
+from segmentation.reporting.tallies import SegmentTallies
 from segmentation.testing import synthetic
 from segmentation.text import TextWriting, fit_writing, write_texts
 
@@ -173,10 +174,14 @@ def test_band_words_find_groups_that_the_digits_miss(model):
 
 
 def test_eta_squared_is_the_share_of_variance_between_segments():
-    segments = np.array([1, 1, 2, 2])
-    assert explain.eta_squared(pd.Series([1.0, 1.0, 5.0, 5.0]), segments) == 1.0
-    assert explain.eta_squared(pd.Series([1.0, 5.0, 1.0, 5.0]), segments) == 0.0
-    assert explain.eta_squared(pd.Series([3.0] * 4), segments) == 0.0
+    def eta_squared(visits: list[int]) -> float:
+        customers = TRAINING.iloc[:4].assign(visits=visits)
+        return SegmentTallies.of(customers, [1, 1, 2, 2], shop()).eta_squared("visits")
+
+    assert eta_squared([1, 1, 5, 5]) == 1.0
+    assert eta_squared([1, 5, 1, 5]) == 0.0
+    assert eta_squared([3] * 4) == 0.0
+    assert eta_squared([1, 2, 4, 5]) == pytest.approx(9 / 10)
 
 
 def importance(shares: dict[str, float]) -> pd.DataFrame:
@@ -192,15 +197,13 @@ def importance(shares: dict[str, float]) -> pd.DataFrame:
 def test_the_report_warns_when_one_column_carries_the_segmentation():
     dataset = shop()
     found = explain.driver_metrics(
-        TRAINING,
-        np.array([1, 2] * 5),
+        SegmentTallies.of(TRAINING, [1, 2] * 5, dataset),
         importance({"region": 0.9, "income": 0.05, "spend": 0.03, "visits": 0.02}),
         dataset,
     )
     assert found["largest_shap_share"] == 0.9 and found["numeric_shap_share"] == pytest.approx(0.1)
-    assert found["eta_squared_visits"] == pytest.approx(
-        explain.eta_squared(TRAINING["visits"], np.array([1, 2] * 5))
-    )
+    # visits 1, 3, ..., 9 against 2, 4, ..., 10: means 5 and 6 around 5.5, variance 8.25
+    assert found["eta_squared_visits"] == pytest.approx(0.25 / 8.25)
     sentences = profile.driver_sentences(
         importance({"region": 0.9, "income": 0.05, "spend": 0.03, "visits": 0.02}),
         {**found, "numeric_shap_share": 0.09},

@@ -23,6 +23,7 @@ from segmentation.artifacts import (
 from segmentation.config import ExplainParams
 from segmentation.data.dataset import Dataset
 from segmentation.model.sampling import sample_rows
+from segmentation.reporting.tallies import SegmentTallies
 
 
 def surrogate_features(
@@ -115,24 +116,14 @@ def explain(features: pd.DataFrame, segments: np.ndarray, params: ExplainParams,
     return metrics, importance, pd.DataFrame(drivers)
 
 
-def eta_squared(values: pd.Series, segments: np.ndarray) -> float:
-    """The share of the column's variance between the segments' means (0: none, 1: all)."""
-    numbers = values.to_numpy(dtype=float)
-    total = ((numbers - numbers.mean()) ** 2).sum()
-    if total == 0:
-        return 0.0
-    means = pd.Series(numbers).groupby(segments).transform("mean").to_numpy()
-    return float(((means - numbers.mean()) ** 2).sum() / total)
-
-
 def driver_metrics(
-    customers: pd.DataFrame, segments: np.ndarray, importance: pd.DataFrame, dataset: Dataset
+    tallies: SegmentTallies, importance: pd.DataFrame, dataset: Dataset
 ) -> dict[str, float]:
     """The largest column's and the numeric columns' share of the explanation, and each numeric
-    segmentation column's η² with their mean."""
+    segmentation column's η² (from the segments' ``tallies``) with their mean."""
     shares = importance.set_index("feature")["share"]
     numeric = dataset.numeric
-    eta = {column: eta_squared(customers[column], segments) for column in numeric}
+    eta = {column: tallies.eta_squared(column) for column in numeric}
     return {
         "largest_shap_share": float(shares.max()),
         "numeric_shap_share": float(shares.reindex(numeric).sum()),

@@ -5,7 +5,8 @@ centre, so their spread is exact to the last digits), how often each value and e
 number occurs, and its outcomes; and, over every customer the serialize stage kept (outliers
 included), the outcomes and the count. The tallies of the shards add up (here or on Ray), so the
 profile never holds the customer table; only the bands' edges are fitted, on the seeded sample of
-inliers that the other fits use (every inlier below ``sample_fit_rows``).
+inliers that the other fits use (every inlier below ``sample_fit_rows``). The explain stage reads
+each number's η² from the same tallies.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import pandas as pd
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError
 from segmentation.cluster import CsvColumns, map_shards
-from segmentation.config import Layout, Params
-from segmentation.data.dataset import Dataset, read_customers, typed
+from segmentation.config import Layout
+from segmentation.data.dataset import Dataset, typed
 from segmentation.data.outcomes import outcome_key, outcome_values
 from segmentation.embedding.shards import read_vectors
-from segmentation.model.sampling import MatrixRows, inliers_per_shard, sample_inlier_rows
+from segmentation.model.sampling import MatrixRows, inliers_per_shard
 from segmentation.text import band_edges
 
 KEYS = ["part", "segment", "column", "value"]
@@ -38,7 +39,9 @@ def profile_columns(dataset: Dataset) -> tuple[list[str], list[str]]:
 
 def band_labels(edges: list[float], integer: bool) -> list[str]:
     """'under 30', '30-39', ..., '60 and over' (whole numbers; a one-number band is that number),
-    or 'under 35', '35 to 70', ..."""
+    or 'under 35', '35 to 70', ...; a column of one value has one band, 'all'."""
+    if not edges:
+        return ["all"]
 
     def shown(value: float) -> str:
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
@@ -52,10 +55,14 @@ def band_labels(edges: list[float], integer: bool) -> list[str]:
     return [f"under {shown(edges[0])}", *inner, f"{shown(edges[-1])} and over"]
 
 
+def lower_median(values: pd.Series) -> float:
+    return float(np.quantile(values.to_numpy(dtype=float), 0.5, method="lower"))
+
+
 @dataclass(frozen=True)
 class ProfileBands:
     """Per numeric profile column: its band edges and labels, and the centre its sums are taken
-    around (the sample's mean)."""
+    around (a value of the sample, its lower median: a column of one value sums to exact zeros)."""
 
     edges: dict[str, list[float]]
     labels: dict[str, list[str]]
@@ -68,7 +75,12 @@ class ProfileBands:
         return cls(
             edges,
             {c: band_labels(edges[c], dataset.columns[c].integer) for c in numeric},
-            {column: float(sample[column].mean()) for column in numeric},
+            {
+                column: float(
+                    np.quantile(sample[column].to_numpy(dtype=float), 0.5, method="lower")
+                )
+                for column in numeric
+            },
         )
 
     def band(self, column: str, values: pd.Series) -> np.ndarray:
@@ -191,6 +203,16 @@ class SegmentTallies:
         order = sorted(overall.index, key=lambda value: (-overall[value], value))
         return counts.reindex(index=self.segments, columns=order, fill_value=0.0)
 
+    def eta_squared(self, column: str) -> float:
+        """The share of the number's variance between the segments' means (0: none, 1: all)."""
+        found = self._part("numbers", column)
+        count, sums = found["count"].to_numpy(), found["sum"].to_numpy()
+        mean = sums.sum() / count.sum()
+        total = found["squares"].sum() - count.sum() * mean**2
+        if total <= 0:
+            return 0.0
+        return float(min((count * (sums / count - mean) ** 2).sum() / total, 1.0))
+
     def outcome_means(self, key: str) -> pd.Series:
         """The described outcome's mean (its rate) per segment."""
         sums = self._part("outcomes", key)["sum"].droplevel("value")
@@ -207,14 +229,15 @@ def profile_shard(
     shard,
     dataset: Dataset,
     bands: ProfileBands,
-    numbers: dict[int, int],
+    numbers: dict[int, int] | None,
     *,
     customers: pd.DataFrame,
     flags: pd.DataFrame,
     labels: pd.DataFrame,
 ) -> pd.DataFrame:
-    """A shard's tallies, its segments in their stable ``numbers``, from its rows of the customer
-    table, of the outlier flags and of the inliers' labels (the vectors are not read)."""
+    """A shard's tallies, its segments in their stable ``numbers`` (as fitted without them), from
+    its rows of the customer table, of the outlier flags and of the inliers' labels (the vectors
+    are not read)."""
     ids = customers[CUSTOMER_ID].to_numpy()
     if not np.array_equal(ids, flags[CUSTOMER_ID].to_numpy()):
         raise PipelineError(
@@ -227,7 +250,7 @@ def profile_shard(
             f"the labels do not list the inliers of the outlier flags in order "
             f"(rows {customers.index[0]} to {customers.index[-1]}); rerun 'dvc repro'"
         )
-    segments = labels["segment"].map(numbers)
+    segments = labels["segment"] if numbers is None else labels["segment"].map(numbers)
     if segments.isna().any():
         unknown = sorted(set(labels.loc[segments.isna(), "segment"]))
         raise PipelineError(
@@ -239,12 +262,16 @@ def profile_shard(
 
 
 def profile_tallies(
-    paths: Layout, dataset: Dataset, numbers: dict[int, int], params: Params
+    paths: Layout,
+    dataset: Dataset,
+    numbers: dict[int, int] | None,
+    sample: pd.DataFrame,
+    engine: str,
 ) -> SegmentTallies:
-    """The profile's tallies of a data set, in the segments' stable ``numbers``: the bands fitted
-    on the seeded sample of inliers, then every shard tallied, here or on Ray (``engine``)."""
-    sample = sample_inlier_rows(paths, params.sample_fit_rows, params.seed)
-    bands = ProfileBands.fit(read_customers(paths.customers, dataset, sample.rows), dataset)
+    """The profile's tallies of a data set, in the segments' stable ``numbers`` (as fitted without
+    them): the bands fitted on ``sample``, the customers of the seeded inlier sample
+    (``sample_inlier_rows``), then every shard tallied, here or on Ray (``engine``)."""
+    bands = ProfileBands.fit(sample, dataset)
     matrix = read_vectors(paths.embeddings)
     aligned = {
         "customers": CsvColumns(
@@ -256,6 +283,6 @@ def profile_tallies(
         ),
     }
     parts = map_shards(
-        profile_shard, paths.embeddings, params.engine, dataset, bands, numbers, aligned=aligned
+        profile_shard, paths.embeddings, engine, dataset, bands, numbers, aligned=aligned
     )
     return SegmentTallies.added(parts, bands.centres)
