@@ -13,7 +13,11 @@ shards: see ``segmentation/testing/synthetic.py``) and placeholder texts, then r
 4. evaluate's validity scores (``segmentation.evaluation.scores``: Davies-Bouldin,
    Calinski-Harabasz and sampled silhouette, two reductions over the shards);
 5. assignment: the segment model (the stages' saved ECOD reference and centroids) predicting over
-   every customer of the memory-mapped shards, written to a CSV.
+   every customer of the memory-mapped shards, written to a CSV;
+6. the profile (``segmentation.reporting.tallies``: the bands fitted on the sample, every shard's
+   rows of a stand-in customer table tallied, the profile table read from the totals).
+
+``--steps`` runs some of them (those a step reads must run too: kmeans needs outliers).
 
 ``--engine ray`` runs every per-customer step with a Ray Data task per shard on a local Ray
 (``engine: ray``) of every core.
@@ -89,18 +93,35 @@ model = SegmentModel.assembled(OutlierDetector.load(paths.outlier_detector),
                                read_npy(paths.centroids), params.kmeans.n_init, 0, 0)
 write_csv_chunks("assigned.csv", predict_customers(model, paths.embeddings, params.engine))
 """
+PROFILE = """
+import sys
+from segmentation.config import layout, load_params
+from segmentation.data.dataset import load_dataset, read_customers
+from segmentation.model.sampling import sample_inlier_rows
+from segmentation.reporting.profile import profile, value_differences
+from segmentation.reporting.tallies import profile_tallies
+params, paths, dataset = load_params(), layout(sys.argv[1]), load_dataset(sys.argv[1])
+sample = sample_inlier_rows(paths, params.sample_fit_rows, params.seed)
+customers = read_customers(paths.customers, dataset, sample.rows)
+tallies = profile_tallies(paths, dataset, None, customers, params.engine)
+table = profile(tallies, dataset, value_differences(tallies, dataset), {})
+print(f"profile of {tallies.inliers:,} inliers in {len(table)} segments")
+"""
 STEPS = {
     "outliers": STAGE.format(stage="outliers"),
     "project": STAGE.format(stage="project"),
     "kmeans": STAGE.format(stage="kmeans"),
     "evaluate": EVALUATE,
     "assignment": ASSIGN,
+    "profile": PROFILE,
 }
 GENERATE = """
 import sys
 from pathlib import Path
 from segmentation.testing import synthetic
-synthetic.write_embedding_stand_ins(Path(sys.argv[1]), int(sys.argv[2]))
+folder, rows = Path(sys.argv[1]), int(sys.argv[2])
+synthetic.write_embedding_stand_ins(folder, rows)
+synthetic.write_customer_stand_ins(folder / "customers.csv", rows)
 """
 OWN_PEAK_LINE = re.compile(r"own peak RSS (\d+) MB")
 
@@ -171,13 +192,16 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def run_steps(folder: Path, customers: int) -> dict[str, tuple[float, float, float]]:
+def run_steps(
+    folder: Path, customers: int, steps: list[str]
+) -> dict[str, tuple[float, float, float]]:
     """Wall seconds, CPU seconds and peak RSS (MB, the driver's or a worker's) of each step, run
     one after another."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     results = {}
     cores = os.cpu_count()
-    for step, code in STEPS.items():
+    for step in steps:
+        code = STEPS[step]
         before, written = resource.getrusage(resource.RUSAGE_CHILDREN), folder_bytes(folder)
         with RayWorkerWatch() as workers:
             wall, _, output = measured(
@@ -216,7 +240,7 @@ def run_steps(folder: Path, customers: int) -> dict[str, tuple[float, float, flo
 def report(small: dict, large: dict, linear: float) -> None:
     """Per-step ratios, then PASS/FAIL on peak RSS and on the time of all steps together."""
     print(f"\nratios, larger run over smaller (linear = {linear:.2f}):")
-    for step in STEPS:
+    for step in small:
         ratios = [after / before for before, after in zip(small[step], large[step])]
         print(
             f"  {step:<10} wall {ratios[0]:5.2f}x  cpu {ratios[1]:5.2f}x  "
@@ -251,7 +275,7 @@ def projection(small: dict, large: dict, sizes: list[int]) -> None:
         for cores in PROJECTED_CORES
     )
     print(f"  {'step':<10} {'fixed':>8} {'CPU/customer':>13}{header}")
-    for step in STEPS:
+    for step in small:
         (wall_small, cpu_small, _), (wall_large, cpu_large, _) = small[step], large[step]
         per_customer = max((cpu_large - cpu_small) / (sizes[1] - sizes[0]), 0.0)
         fixed = max(wall_small - (wall_large - wall_small) / (sizes[1] - sizes[0]) * sizes[0], 0)
@@ -283,6 +307,9 @@ def main() -> None:
     parser.add_argument(
         "--engine", choices=ENGINES, default="local", help="where every customer is scored"
     )
+    parser.add_argument(
+        "--steps", nargs="+", choices=list(STEPS), default=list(STEPS), help="the steps to run"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders, print where")
     args = parser.parse_args()
     if min(args.sizes) <= args.sample_fit_rows:
@@ -304,7 +331,7 @@ def main() -> None:
                 f"in {time.perf_counter() - started:.0f} s):",
                 flush=True,
             )
-            runs.append(run_steps(folder, customers))
+            runs.append(run_steps(folder, customers, args.steps))
             if not args.keep:
                 shutil.rmtree(folder)
     finally:

@@ -78,6 +78,16 @@ def customers(n: int, seed: int = 0) -> pd.DataFrame:
     return frame.loc[:, list(HEADER)]
 
 
+def write_customer_stand_ins(path: Path, rows: int, block_rows: int = 65536) -> None:
+    """A customer table of ``rows`` ``customers`` under the ids of ``write_embedding_stand_ins``
+    (``C00000000``, ...), written a seeded block at a time, so millions of rows can be written."""
+    with path.open("w") as table:
+        for number, start in enumerate(range(0, rows, block_rows)):
+            block = customers(min(block_rows, rows - start), seed=number)
+            block.insert(0, "customer_id", [f"C{i:08d}" for i in range(start, start + len(block))])
+            block.to_csv(table, header=number == 0, index=False, lineterminator="\n")
+
+
 def texts(n: int, seed: int, dataset) -> pd.DataFrame:
     """``customers(n, seed)`` written as the data set's texts (customer id and text), numbers as
     read, as the serialize stage writes the bank's."""
