@@ -35,16 +35,6 @@ from segmentation.data.dataset import dataset_file, load_dataset, read_table, ty
 from segmentation.model.assign import assign_in_shards, check_compatible
 from segmentation.model.segment_model import SegmentModel
 
-COLUMNS = [
-    CUSTOMER_ID,
-    "segment",
-    "segment_name",
-    "centroid_distance",
-    "ecod_score",
-    "outlier",
-    "rejected",
-]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -78,12 +68,14 @@ def main() -> None:
 
     def written(assigned: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         nonlocal flagged
+        columns = [CUSTOMER_ID, "rejected"]
         for part in assigned:
             segments.update(part["segment"].tolist())
             flagged += int(part["outlier"].sum())
-            yield part.assign(segment=part["segment"].astype("Int64"), rejected="")[COLUMNS]
+            columns = [*part.columns, "rejected"]
+            yield part.assign(segment=part["segment"].astype("Int64"), rejected="")
         refused = {CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]}
-        yield pd.DataFrame(refused).reindex(columns=COLUMNS).astype({"segment": "Int64"})
+        yield pd.DataFrame(refused).reindex(columns=columns)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".assign-", dir=args.out.parent) as work:
