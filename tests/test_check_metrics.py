@@ -62,8 +62,18 @@ def test_stability_estimates_get_an_absolute_band_other_scores_do_not():
             "tabular_seed_ari_min": entry(0.98, 0.995),  # beyond 0.01: a real change
             "embedding_on_embeddings_silhouette": entry(0.1451, 0.1452),
         },
+        # the stability stage's own estimates, and inertia gaps near zero, measured on two CPUs
+        "metrics/bank/stability.json": {
+            "seed_ari_min": entry(0.999116, 0.998676),
+            "bootstrap_ari_min": entry(0.663218, 0.662574),
+            "committed_inertia_gap_pct": entry(2.99675e-07, 3.02724e-07),
+            "near_tie_inertia_gap_pct": entry(0.040878, 0.052),  # beyond 0.0001: a real change
+            "committed_ari_to_best": entry(0.999941, 0.9998),
+        },
     }
     assert metric_differences(diff) == [
         ("metrics/bank/comparison.json", "embedding_on_embeddings_silhouette", 0.1451, 0.1452),
         ("metrics/bank/comparison.json", "tabular_seed_ari_min", 0.98, 0.995),
+        ("metrics/bank/stability.json", "committed_ari_to_best", 0.999941, 0.9998),
+        ("metrics/bank/stability.json", "near_tie_inertia_gap_pct", 0.040878, 0.052),
     ]
