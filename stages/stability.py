@@ -12,24 +12,15 @@ Every refit is seeded and runs on one thread, so the results do not depend on th
 
 from __future__ import annotations
 
-import numpy as np
-
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, run, write_metrics
+from segmentation.artifacts import run, write_metrics
 from segmentation.config import layout, load_params
 from segmentation.evaluation.stability import refit_sample, saved_refits, segment_stability
-from segmentation.model.sampling import read_inlier_vectors
+from segmentation.model.sampling import read_segmented_inliers
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    ids, _, vectors = read_inlier_vectors(paths)
-    labels = read_csv(paths.labels)
-    if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids):
-        raise PipelineError(
-            f"{paths.labels} does not list the inliers of {paths.outliers} in order; "
-            "rerun 'dvc repro'"
-        )
-    segments = labels["segment"].to_numpy()
+    vectors, segments = read_segmented_inliers(paths)
     sample = refit_sample(len(vectors), params)
     n_init, settings = params.kmeans.n_init, params.stability
     refits = saved_refits(paths.refits, params.k, len(sample), n_init, settings, params.seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
+from segmentation.artifacts import PipelineError, read_csv
 from segmentation.cluster import AlignedCsv, CsvColumns, map_shards
 from segmentation.config import Layout, Params
 from segmentation.embedding.shards import read_vectors
@@ -27,7 +27,7 @@ from segmentation.model.sampling import (
     column_at,
     fits_on_sample,
     inliers_per_shard,
-    read_inlier_vectors,
+    read_segmented_inliers,
     sample_inliers,
 )
 
@@ -42,14 +42,7 @@ def validity_scores(paths: Layout, params: Params) -> dict[str, float]:
         return sharded_validity_scores(
             paths, params.engine, params.silhouette_max_rows, params.seed
         )
-    ids, _, vectors = read_inlier_vectors(paths)
-    labels = read_csv(paths.labels)
-    if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids):
-        raise PipelineError(
-            f"{paths.labels} does not list the inliers of {paths.outliers} in order; "
-            "rerun 'dvc repro'"
-        )
-    segments = labels["segment"].to_numpy()
+    vectors, segments = read_segmented_inliers(paths)
     (scores,) = cluster_metrics(vectors, [segments], params.silhouette_max_rows, params.seed)
     return scores
 
@@ -82,9 +75,16 @@ def sharded_validity_scores(
         )
     centroids, mean = sums / sizes[:, None], sums.sum(axis=0) / inliers
     sampled = inliers > silhouette_max_rows
-    sample = sample_inliers(paths, silhouette_max_rows if sampled else 0, seed)
+    # every inlier when there are no more than silhouette_max_rows: the exact silhouette's rows
+    sample = sample_inliers(paths, silhouette_max_rows, seed)
+    # the reduction measures distances from the sampled silhouette's rows only
+    probes = slice(None) if sampled else slice(0)
     dispersion = Dispersion(
-        values, centroids, mean, silhouette_factors(sample.vectors, mean), sample.positions
+        values,
+        centroids,
+        mean,
+        silhouette_factors(sample.vectors[probes], mean),
+        sample.positions[probes],
     )
     spread, within, distances = np.zeros(len(values)), 0.0, 0.0
     parts = map_shards(shard_dispersions, paths.embeddings, engine, dispersion, aligned=aligned)
@@ -97,7 +97,6 @@ def sharded_validity_scores(
         codes = np.searchsorted(values, column_at(paths.labels, "segment", sample.positions))
         silhouette = silhouette_estimate(distances, codes, sizes, inliers)
     else:
-        everyone = sample_inliers(paths, inliers, seed).vectors
         segments = read_csv(paths.labels, usecols=["segment"])["segment"].to_numpy()
-        silhouette = (exact_silhouettes(everyone, [segments])[0], 0.0)
+        silhouette = (exact_silhouettes(sample.vectors, [segments])[0], 0.0)
     return validity_record(scores, silhouette, sampled)

@@ -190,3 +190,15 @@ def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarr
         )
     rows = np.flatnonzero(flags["outlier"].to_numpy() == 0)
     return flags[CUSTOMER_ID].to_numpy()[rows], rows, MatrixRows(matrix).take(rows)
+
+
+def read_segmented_inliers(paths: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """The inliers' embeddings and their segments, checked to be the same customers in order."""
+    ids, _, vectors = read_inlier_vectors(paths)
+    labels = read_csv(paths.labels)
+    if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids):
+        raise PipelineError(
+            f"{paths.labels} does not list the inliers of {paths.outliers} in order; "
+            "rerun 'dvc repro'"
+        )
+    return vectors, labels["segment"].to_numpy()

@@ -101,14 +101,13 @@ def tally(
     numeric, categorical = profile_columns(dataset)
     kept = customers[inliers]
     groups = pd.Series(segments, index=kept.index, name="segment")
-    parts = [
-        groups.value_counts().rename("count").reset_index().assign(part="size", column="", value="")
-    ]
+    sizes = groups.value_counts()
+    parts = [sizes.reset_index().assign(part="size", column="", value="")]
     for column in numeric:
         shifted = kept[column].astype(float) - bands.centres[column]
         sums = pd.DataFrame({"sum": shifted, "squares": shifted**2}).groupby(groups).agg("sum")
         parts.append(
-            sums.assign(count=groups.value_counts(), part="numbers", column=column, value="")
+            sums.assign(count=sizes, part="numbers", column=column, value="")
             .rename_axis("segment")
             .reset_index()
         )
@@ -230,6 +229,7 @@ def profile_shard(
     dataset: Dataset,
     bands: ProfileBands,
     numbers: dict[int, int] | None,
+    paths: Layout,
     *,
     customers: pd.DataFrame,
     flags: pd.DataFrame,
@@ -239,23 +239,24 @@ def profile_shard(
     its rows of the customer table, of the outlier flags and of the inliers' labels (the vectors
     are not read)."""
     ids = customers[CUSTOMER_ID].to_numpy()
+    rows = f"rows {customers.index[0]} to {customers.index[-1]}"
     if not np.array_equal(ids, flags[CUSTOMER_ID].to_numpy()):
         raise PipelineError(
-            f"the customer table does not list the customers of the outlier flags in order "
-            f"(rows {customers.index[0]} to {customers.index[-1]}); rerun 'dvc repro'"
+            f"{paths.customers} does not list the customers of {paths.outliers} in order "
+            f"({rows}); rerun 'dvc repro'"
         )
     inliers = flags["outlier"].to_numpy() == 0
     if not np.array_equal(ids[inliers], labels[CUSTOMER_ID].to_numpy()):
         raise PipelineError(
-            f"the labels do not list the inliers of the outlier flags in order "
-            f"(rows {customers.index[0]} to {customers.index[-1]}); rerun 'dvc repro'"
+            f"{paths.labels} does not list the inliers of {paths.outliers} in order ({rows}); "
+            "rerun 'dvc repro'"
         )
     segments = labels["segment"] if numbers is None else labels["segment"].map(numbers)
     if segments.isna().any():
         unknown = sorted(set(labels.loc[segments.isna(), "segment"]))
         raise PipelineError(
-            f"the lineage record numbers no segment {unknown}; rerun 'dvc repro' so it follows "
-            "the labels"
+            f"{paths.lineage} numbers no segment {unknown} of {paths.labels}; rerun 'dvc repro' "
+            "so it follows the labels"
         )
     table = typed(customers.set_index(CUSTOMER_ID).loc[:, dataset.used_columns], dataset)
     return tally(table, inliers, segments.to_numpy(dtype=np.int64), dataset, bands)
@@ -283,6 +284,6 @@ def profile_tallies(
         ),
     }
     parts = map_shards(
-        profile_shard, paths.embeddings, engine, dataset, bands, numbers, aligned=aligned
+        profile_shard, paths.embeddings, engine, dataset, bands, numbers, paths, aligned=aligned
     )
     return SegmentTallies.added(parts, bands.centres)
