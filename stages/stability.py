@@ -8,20 +8,23 @@ Refits follow Ben-Hur, Elisseeff & Guyon (2002) and Hennig (2007, R's ``fpc::clu
 seeded sample of customers is fitted once per seed and once per bootstrap resample; the adjusted
 Rand index (ARI) says how much the segments move, the clusterwise Jaccard which segments come back.
 Every refit is seeded and runs on one thread, so the results do not depend on the number of jobs.
+It reads the rows kmeans fits on (every inlier up to ``sample_fit_rows``, else a seeded sample of
+that many), and measures everything, the near tie included, on them.
 """
 
 from __future__ import annotations
 
 from segmentation.artifacts import run, write_metrics
 from segmentation.config import layout, load_params
-from segmentation.evaluation.stability import refit_sample, saved_refits, segment_stability
-from segmentation.model.sampling import read_segmented_inliers
+from segmentation.evaluation.stability import refit_rows, saved_refits, segment_stability
+from segmentation.model.sampling import read_segmented_sample
 
 
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
-    vectors, segments = read_segmented_inliers(paths)
-    sample = refit_sample(len(vectors), params)
+    # the rows kmeans fits on: every inlier up to sample_fit_rows
+    vectors, segments = read_segmented_sample(paths, params.sample_fit_rows, params.seed)
+    sample = refit_rows(len(vectors), params)
     n_init, settings = params.kmeans.n_init, params.stability
     refits = saved_refits(paths.refits, params.k, len(sample), n_init, settings, params.seed)
     found = segment_stability(

@@ -17,16 +17,23 @@ import stages.evaluate
 import stages.kmeans
 import stages.outliers
 import stages.project
+import stages.stability
 from segmentation import cluster
 from segmentation.artifacts import PipelineError, read_csv, write_csv, write_csv_chunks
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import read_customers
 from segmentation.embedding.shards import read_vectors, write_matrix
-from segmentation.evaluation import scores
+from segmentation.evaluation import scores, stability
 from segmentation.evaluation import validity as scoring
 from segmentation.model import kmeans
 from segmentation.model.ecod import ECODReference
-from segmentation.model.sampling import MatrixRows, sample_inlier_rows, sample_rows
+from segmentation.model.sampling import (
+    MatrixRows,
+    read_segmented_sample,
+    sample_inlier_rows,
+    sample_inliers,
+    sample_rows,
+)
 from segmentation.model.segment_model import OutlierDetector, SegmentModel
 from segmentation.reporting import profile, tallies
 from segmentation.testing import synthetic
@@ -372,6 +379,30 @@ def test_every_customer_gets_a_flag_and_every_inlier_a_segment(sample_fitted):
     assert metrics(sample_fitted, "outliers")["fit_sample_rows"] == THRESHOLD
     assert metrics(sample_fitted, "kmeans")["fit_sample_rows"] == THRESHOLD
     assert metrics(sample_fitted, "evaluate")["silhouette_sampled"] == 1
+
+
+def test_above_the_threshold_stability_measures_the_sample_kmeans_fits_on(
+    sample_fitted, tmp_path, monkeypatch
+):
+    """The near tie polishes the refits on kmeans' sample of inliers, not on every inlier: the
+    committed segments' gap is their inertia on that sample against the best candidate's."""
+    copy = tmp_path / "stability"
+    shutil.copytree(sample_fitted, copy)
+    monkeypatch.chdir(copy)
+    paths = layout("bank")
+    vectors, segments = read_segmented_sample(paths, THRESHOLD, 42)
+    fitted = sample_inliers(paths, THRESHOLD, 42)
+    labels = read(copy, "data/bank/processed/labels.csv")
+    assert np.array_equal(vectors, fitted.vectors)
+    assert segments.tolist() == labels["segment"].to_numpy()[fitted.positions].tolist()
+    stages.stability.main("bank")
+    found = metrics(copy, "stability")
+    committed = stability.partition_inertia(vectors, segments)
+    gap = found["committed_inertia_gap_pct"]
+    assert found["best_inertia"] == pytest.approx(committed / (1 + gap / 100), rel=1e-5)
+    write_csv(paths.labels, labels.drop(index=7))
+    with pytest.raises(PipelineError, match=r"labels.csv does not list the inliers of"):
+        read_segmented_sample(paths, THRESHOLD, 42)
 
 
 def test_the_segment_model_reproduces_the_stages_flags_and_segments(sample_fitted, monkeypatch):

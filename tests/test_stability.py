@@ -317,13 +317,9 @@ def test_sentences_follow_the_numbers():
     )
 
 
-def test_the_refit_sample_is_drawn_from_the_rows_kmeans_fits_on():
-    params = Params().model_copy(
-        update={"sample_fit_rows": 1_000, "stability": StabilityParams(rows=300)}
-    )
-    fitted = set(sample_rows(5_000, 1_000, params.seed))
-    sample = stability.refit_sample(5_000, params)
-    assert len(sample) == 300 and set(sample) <= fitted
-    assert np.all(np.diff(sample) > 0)
-    small = params.model_copy(update={"sample_fit_rows": 10_000})
-    assert np.array_equal(stability.refit_sample(5_000, small), sample_rows(5_000, 300, 42))
+def test_the_refits_fit_a_seeded_sample_of_the_rows_kmeans_fits_on():
+    params = Params().model_copy(update={"stability": StabilityParams(rows=300)})
+    sample = stability.refit_rows(1_000, params)
+    assert len(sample) == 300 and sample.max() < 1_000 and np.all(np.diff(sample) > 0)
+    assert np.array_equal(sample, stability.refit_rows(1_000, params))
+    assert np.array_equal(stability.refit_rows(200, params), np.arange(200))

@@ -27,7 +27,7 @@ from segmentation.model.sampling import (
     column_at,
     fits_on_sample,
     inliers_per_shard,
-    read_segmented_inliers,
+    read_segmented_sample,
     sample_inliers,
 )
 
@@ -42,7 +42,8 @@ def validity_scores(paths: Layout, params: Params) -> dict[str, float]:
         return sharded_validity_scores(
             paths, params.engine, params.silhouette_max_rows, params.seed
         )
-    vectors, segments = read_segmented_inliers(paths)
+    # every inlier: there are no more than sample_fit_rows
+    vectors, segments = read_segmented_sample(paths, params.sample_fit_rows, params.seed)
     (scores,) = cluster_metrics(vectors, [segments], params.silhouette_max_rows, params.seed)
     return scores
 

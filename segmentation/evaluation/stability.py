@@ -111,16 +111,10 @@ def kmeans_refits(
     }
 
 
-def refit_sample(inliers: int, params: Params) -> np.ndarray:
-    """Positions among ``inliers`` rows of the sample the refits fit: a seeded sample of
-    ``stability.rows`` of the rows kmeans fits on. The elbow study refits it for every k and the
-    stability stage reads those refits back, so both draw it here."""
-    fitted = sample_rows(inliers, params.sample_fit_rows, params.seed)
-    return fitted[refit_rows(len(fitted), params)]
-
-
 def refit_rows(fitted: int, params: Params) -> np.ndarray:
-    """Positions, among the ``fitted`` rows kmeans fits on, of the sample the refits fit."""
+    """Positions, among the ``fitted`` rows kmeans fits on, of the sample the refits fit: a seeded
+    sample of ``stability.rows`` of them. The elbow study refits it for every k and the stability
+    stage reads those refits back, so both draw it here."""
     return sample_rows(fitted, params.stability.rows, params.seed)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
 from segmentation.config import Layout, Params
@@ -192,13 +193,25 @@ def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return flags[CUSTOMER_ID].to_numpy()[rows], rows, MatrixRows(matrix).take(rows)
 
 
-def read_segmented_inliers(paths: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """The inliers' embeddings and their segments, checked to be the same customers in order."""
-    ids, _, vectors = read_inlier_vectors(paths)
-    labels = read_csv(paths.labels)
-    if not np.array_equal(labels[CUSTOMER_ID].to_numpy(), ids):
-        raise PipelineError(
-            f"{paths.labels} does not list the inliers of {paths.outliers} in order; "
-            "rerun 'dvc repro'"
-        )
+def read_segmented_sample(paths: Layout, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``sample_inliers``' sample of ``size`` inliers (all of them if fewer): their embeddings and
+    segments, checked to be the same customers in order."""
+    located = sample_inlier_rows(paths, size, seed)
+    picked, labelled = [], 0
+    with read_csv(paths.labels, usecols=[CUSTOMER_ID, "segment"], chunksize=BLOCK_ROWS) as chunks:
+        for chunk in chunks:
+            first, last = np.searchsorted(located.positions, [labelled, labelled + len(chunk)])
+            picked.append(chunk.iloc[located.positions[first:last] - labelled])
+            labelled += len(chunk)
+    mismatch = PipelineError(
+        f"{paths.labels} does not list the inliers of {paths.outliers} in order; rerun 'dvc repro'"
+    )
+    if labelled != located.inliers:
+        raise mismatch
+    labels = pd.concat(picked)
+    if not np.array_equal(
+        labels[CUSTOMER_ID].to_numpy(), column_at(paths.outliers, CUSTOMER_ID, located.rows)
+    ):
+        raise mismatch
+    vectors = MatrixRows(read_vectors(paths.embeddings)).take(located.rows)
     return vectors, labels["segment"].to_numpy()
