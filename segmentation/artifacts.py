@@ -165,6 +165,17 @@ def read_csv(path: Path, **options) -> pd.DataFrame:
         ) from None
 
 
+def picked_rows(chunks: Iterable[pd.DataFrame], positions: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """The rows at the sorted ``positions`` of a table read in ``chunks``, and how many rows it
+    has. A CSV reader yields at least one chunk, an empty one for a header alone."""
+    picked, done = [], 0
+    for chunk in chunks:
+        first, last = np.searchsorted(positions, [done, done + len(chunk)])
+        picked.append(chunk.iloc[positions[first:last] - done])
+        done += len(chunk)
+    return pd.concat(picked), done
+
+
 SCAN_BYTES = 1 << 24
 
 

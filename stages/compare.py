@@ -2,7 +2,8 @@
 
 Every number here is computed on the customers that all three methods keep (the embedding ECOD
 inliers that are also Method-1 ECOD inliers), so the methods are scored on identical rows; above
-``sample_fit_rows`` of them, on a seeded sample of that many, whose vectors alone are read.
+``sample_fit_rows`` of them, on a seeded sample of that many. Only the compared customers' rows of
+the customer table, the labels, the maps and the matrices are read.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from segmentation.artifacts import (
-    CUSTOMER_ID,
-    read_csv,
     read_json,
     read_npy,
     run,
@@ -20,16 +19,16 @@ from segmentation.artifacts import (
     write_text,
 )
 from segmentation.baselines.compare import (
-    common_rows,
     compare_methods,
-    compared_rows,
+    compared_customers,
     comparison_figure,
 )
+from segmentation.baselines.kprototypes import prototype_frame, read_tabular_inliers
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset, read_customers
 from segmentation.embedding.shards import read_vectors
 from segmentation.evaluation.projection import pca_projection
-from segmentation.model.sampling import MatrixRows
+from segmentation.model.sampling import MatrixRows, inlier_rows_at
 from segmentation.reporting.comparison import comparison_report
 
 # each method's own metrics file
@@ -39,37 +38,45 @@ METHOD_STAGES = {"embedding": "evaluate", "tabular": "tabular", "kprototypes": "
 def main(name: str) -> None:
     params = load_params()
     dataset, paths = load_dataset(name), layout(name)
-    customers = read_customers(paths.customers, dataset)
+    located = compared_customers(paths, params.sample_fit_rows, params.seed)
+    customers = read_customers(paths.customers, dataset, located.rows)
+    ids = customers.index.to_numpy()
+    # each method's labels: the file, the flags whose inliers it lists, where the compared lie
+    embedding = (paths.outliers, located.embedding_positions, located.embedding_inliers)
+    tabular = (paths.tabular_outliers, located.tabular_positions, located.tabular_inliers)
     labels = {
-        method: read_csv(path).set_index(CUSTOMER_ID)["segment"]
-        for method, path in (
-            ("embedding", paths.labels),
-            ("tabular", paths.tabular_labels),
-            ("kprototypes", paths.kprototypes_labels),
-        )
+        "embedding": (paths.labels, embedding),
+        "tabular": (paths.tabular_labels, tabular),
+        "kprototypes": (paths.kprototypes_labels, tabular),
     }
+    segments = {
+        method: inlier_rows_at(path, ["segment"], ids, *inliers)["segment"].to_numpy()
+        for method, (path, inliers) in labels.items()
+    }
+    labelled = {method: inliers[-1] for method, (_, inliers) in labels.items()}
     found = read_json(paths.metrics / "stability.json")
-    ids = compared_rows(common_rows(labels, customers.index), params.sample_fit_rows, params.seed)
-    # the compared customers' rows in the embedding and tabular matrices
-    rows = customers.index.get_indexer(ids)
     tabular_matrix = read_npy(paths.tabular_matrix, mmap_mode="r")
     embeddings = read_vectors(paths.embeddings)
     spaces = {
-        "tabular": np.asarray(tabular_matrix[rows]),
-        "embeddings": MatrixRows(embeddings).take(rows),
+        "tabular": np.asarray(tabular_matrix[located.rows]),
+        "embeddings": MatrixRows(embeddings).take(located.rows),
     }
-    compared = compare_methods(customers, labels, ids, spaces, found, dataset, params)
+    prototypes = prototype_frame(read_tabular_inliers(paths, dataset), dataset).loc[customers.index]
+    compared = compare_methods(
+        customers, segments, prototypes, located.common, spaces, found, dataset, params
+    )
     write_metrics(paths.metrics / "comparison.json", compared.metrics)
 
-    coordinates = read_csv(paths.projections).set_index(CUSTOMER_ID)
     maps = {
         "tabular": pca_projection(compared.tabular_space, params.seed)[0][:, :2],
-        "embeddings": coordinates.loc[compared.ids, ["pca_1", "pca_2"]].to_numpy(),
+        "embeddings": inlier_rows_at(
+            paths.projections, ["pca_1", "pca_2"], ids, *embedding
+        ).to_numpy(),
     }
     figure = comparison_figure(maps, compared.segments, params.k)
     write_png(paths.plots / "comparison_pca.png", figure)
     own = {
-        method: {**read_json(paths.metrics / f"{stage}.json"), "rows": len(labels[method])}
+        method: {**read_json(paths.metrics / f"{stage}.json"), "rows": labelled[method]}
         for method, stage in METHOD_STAGES.items()
     }
     spaces = {

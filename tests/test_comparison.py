@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation.artifacts import PipelineError
+from segmentation.artifacts import PipelineError, write_csv
 from segmentation.baselines import compare, kprototypes, kprototypes_cost, mca, tabular
-from segmentation.config import MCAParams, TabularParams
+from segmentation.config import MCAParams, TabularParams, layout
 from segmentation.reporting import comparison
 from segmentation.testing import synthetic
 
@@ -177,24 +177,47 @@ def test_outcome_separation_is_the_rate_range_and_cramers_v():
     }
 
 
-def test_common_rows_keep_the_table_order():
-    order = pd.Index(["b", "a", "c", "d"])
-    labels = {
-        "x": pd.Series(1, index=["a", "b", "d"]),
-        "y": pd.Series(1, index=["d", "b", "c", "a"]),
-    }
-    assert compare.common_rows(labels, order).tolist() == ["b", "a", "d"]
+def write_flags(folder, embedding: list[int], tabular: list[int]):
+    """Both ECODs' flags (1 = outlier) of customers c0, c1, ... in ``folder``'s bank data set."""
+    paths = layout("bank")
+    for path, flags in ((paths.outliers, embedding), (paths.tabular_outliers, tabular)):
+        ids = [f"c{row}" for row in range(len(flags))]
+        write_csv(folder / path, pd.DataFrame({"customer_id": ids, "outlier": flags}))
+    return paths
 
 
-def test_above_the_threshold_a_seeded_sample_of_the_common_customers_is_compared():
-    common = pd.Index([f"c{row}" for row in range(1000)][::-1])
-    assert compare.compared_rows(common, 1000, 7).equals(common)
-    sample = compare.compared_rows(common, 100, 7)
-    assert len(sample) == 100 and sample.is_unique and sample.isin(common).all()
-    # in the table's order, and the same for the same seed only
-    assert (common.get_indexer(sample) == np.sort(common.get_indexer(sample))).all()
-    assert sample.equals(compare.compared_rows(common, 100, 7))
-    assert not sample.equals(compare.compared_rows(common, 100, 8))
+def test_the_compared_customers_are_those_both_ecods_keep(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(compare, "BLOCK_ROWS", 2)  # rows and positions carried across chunks
+    paths = write_flags(tmp_path, [0, 1, 0, 0, 1, 0, 1], [0, 0, 1, 0, 0, 0, 0])
+    located = compare.compared_customers(paths, 1000, 7)
+    assert located.rows.tolist() == [0, 3, 5]
+    assert located.embedding_positions.tolist() == [0, 2, 3]
+    assert located.tabular_positions.tolist() == [0, 2, 4]
+    assert (located.common, located.embedding_inliers, located.tabular_inliers) == (3, 4, 6)
+    write_flags(tmp_path, [0, 1, 0], [0, 0, 1, 0])
+    with pytest.raises(PipelineError, match="flag different numbers of customers"):
+        compare.compared_customers(paths, 1000, 7)
+
+
+def test_above_the_threshold_a_seeded_sample_of_the_common_customers_is_compared(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    draw = np.random.default_rng(3)
+    embedding, tabular = draw.random(1000) < 0.1, draw.random(1000) < 0.1
+    paths = write_flags(tmp_path, embedding.astype(int).tolist(), tabular.astype(int).tolist())
+    common = np.flatnonzero(~embedding & ~tabular)
+    every = compare.compared_customers(paths, len(common), 7)
+    assert every.rows.tolist() == common.tolist() and every.common == len(common)
+    sample = compare.compared_customers(paths, 100, 7)
+    assert len(sample.rows) == 100 and np.all(np.diff(sample.rows) > 0)
+    assert set(sample.rows) <= set(common) and sample.common == len(common)
+    # positions among each ECOD's inliers of the same customers
+    assert np.array_equal(np.flatnonzero(~embedding)[sample.embedding_positions], sample.rows)
+    assert np.array_equal(np.flatnonzero(~tabular)[sample.tabular_positions], sample.rows)
+    assert np.array_equal(sample.rows, compare.compared_customers(paths, 100, 7).rows)
+    assert not np.array_equal(sample.rows, compare.compared_customers(paths, 100, 8).rows)
 
 
 def _comparison_metrics(embedding: float, tabular: float, kprototypes: float) -> dict[str, float]:

@@ -8,7 +8,7 @@ report written from these numbers is ``segmentation.reporting.comparison``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -16,12 +16,9 @@ import pandas as pd
 from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation.artifacts import (
-    metric_key,
-    subplots,
-)
-from segmentation.baselines.kprototypes import fit_prototypes, numeric_columns, prototype_frame
-from segmentation.config import ExplainParams, Params
+from segmentation.artifacts import PipelineError, metric_key, read_csv, subplots
+from segmentation.baselines.kprototypes import fit_prototypes, numeric_columns
+from segmentation.config import ExplainParams, Layout, Params
 from segmentation.data.dataset import Dataset
 from segmentation.data.outcomes import outcome_values
 from segmentation.evaluation import stability
@@ -29,7 +26,7 @@ from segmentation.evaluation.maps import scatter_segments
 from segmentation.evaluation.surrogate import explain, surrogate_features
 from segmentation.evaluation.validity import cluster_metrics
 from segmentation.model.kmeans import fit_segments
-from segmentation.model.sampling import sample_rows
+from segmentation.model.sampling import BLOCK_ROWS, sample_rows
 
 METHODS = {
     "embedding": "Embeddings + KMeans",
@@ -49,18 +46,58 @@ def outcome_metric(column: str) -> str:
     return metric_key("outcome", column)
 
 
-def common_rows(labels: dict[str, pd.Series], order: pd.Index) -> pd.Index:
-    """Customer ids segmented by every method, in the table's order."""
-    kept = np.ones(len(order), dtype=bool)
-    for series in labels.values():
-        kept &= order.isin(series.index)
-    return order[kept]
+class ComparedCustomers(NamedTuple):
+    """The customers compared: every customer both ECODs keep, or above ``sample_fit_rows`` of
+    them a seeded sample of that many. Their rows in the customer table and their positions among
+    each ECOD's inliers (all sorted), and how many customers each ECOD and both keep."""
+
+    rows: np.ndarray
+    embedding_positions: np.ndarray
+    tabular_positions: np.ndarray
+    common: int
+    embedding_inliers: int
+    tabular_inliers: int
 
 
-def compared_rows(common: pd.Index, sample_fit_rows: int, seed: int) -> pd.Index:
-    """The customers compared: all those every method keeps, or above ``sample_fit_rows`` a seeded
-    sample of that many, in the table's order."""
-    return common[sample_rows(len(common), sample_fit_rows, seed)]
+def kept_by_both(paths: Layout) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Whether the embedding ECOD and Method 1's ECOD keep each customer, a chunk at a time."""
+    columns = {"usecols": ["outlier"], "chunksize": BLOCK_ROWS}
+    with (
+        read_csv(paths.outliers, **columns) as embedding,
+        read_csv(paths.tabular_outliers, **columns) as tabular,
+    ):
+        for ours, theirs in itertools.zip_longest(embedding, tabular):
+            if ours is None or theirs is None or len(ours) != len(theirs):
+                raise PipelineError(
+                    f"{paths.tabular_outliers} and {paths.outliers} flag different numbers of "
+                    "customers; rerun 'dvc repro'"
+                )
+            yield ours["outlier"].to_numpy() == 0, theirs["outlier"].to_numpy() == 0
+
+
+def compared_customers(paths: Layout, sample_fit_rows: int, seed: int) -> ComparedCustomers:
+    """Where the compared customers lie, from the two ECODs' flags read twice, a chunk at a time,
+    so only the compared customers' positions are held."""
+    common = sum(int((ours & theirs).sum()) for ours, theirs in kept_by_both(paths))
+    chosen = sample_rows(common, sample_fit_rows, seed)
+    rows, embedding, tabular = [], [], []
+    done = both_before = embedding_before = tabular_before = 0
+    for ours, theirs in kept_by_both(paths):
+        both = np.flatnonzero(ours & theirs)
+        first, last = np.searchsorted(chosen, [both_before, both_before + len(both)])
+        picked = both[chosen[first:last] - both_before]
+        rows.append(done + picked)
+        embedding.append(embedding_before + np.cumsum(ours)[picked] - 1)
+        tabular.append(tabular_before + np.cumsum(theirs)[picked] - 1)
+        done, both_before = done + len(ours), both_before + len(both)
+        embedding_before += int(ours.sum())
+        tabular_before += int(theirs.sum())
+    return ComparedCustomers(
+        *(np.concatenate(found) for found in (rows, embedding, tabular)),
+        common,
+        embedding_before,
+        tabular_before,
+    )
 
 
 def outcome_separation(outcome: pd.Series, segments: np.ndarray, numeric: bool) -> dict[str, float]:
@@ -194,7 +231,7 @@ class Comparison(NamedTuple):
     """The three methods scored on the customers all of them keep."""
 
     metrics: dict[str, float]
-    ids: pd.Index  # the customers all methods keep, in customer order
+    ids: pd.Index  # the customers compared, in customer order
     segments: dict[str, np.ndarray]  # each method's segments of those customers
     tabular_space: np.ndarray  # their rows of the Method-1 matrix
     top_columns: dict[str, list[str]]  # each method's leading surrogate columns
@@ -204,39 +241,36 @@ class Comparison(NamedTuple):
 
 def compare_methods(
     customers: pd.DataFrame,
-    labels: dict[str, pd.Series],
-    ids: pd.Index,
+    segments: dict[str, np.ndarray],
+    prototypes: pd.DataFrame,
+    common: int,
     spaces: dict[str, np.ndarray],
     stability_found: dict[str, float],
     dataset: Dataset,
     params: Params,
 ) -> Comparison:
-    """Every measure of the comparison, on the customers ``ids`` (``compared_rows``), whose rows of
-    the tabular and embedding matrices are ``spaces``; the embedding segments' refits are the
-    stability stage's (``stability_found``), the baselines are refitted with the same settings."""
-    segments = {method: series.loc[ids].to_numpy() for method, series in labels.items()}
-    common = len(common_rows(labels, customers.index))
+    """Every measure of the comparison, on the compared ``customers`` (``compared_customers``, of
+    ``common`` that every method keeps): each method's ``segments`` of them, their K-Prototypes
+    frame (``prototypes``, as the kprototypes stage transformed it) and their rows of the tabular
+    and embedding matrices (``spaces``). The embedding segments' refits are the stability stage's
+    (``stability_found``); the baselines are refitted with the same settings."""
     metrics: dict[str, float] = {"common_rows": common}
-    if len(ids) < common:
-        metrics["compared_rows"] = len(ids)
+    if len(customers) < common:
+        metrics["compared_rows"] = len(customers)
     metrics.update(space_scores(spaces, segments, params.silhouette_max_rows, params.seed))
-    common = customers.loc[ids]
-    surrogates, top = surrogate_scores(common, dataset, segments, params.explain, params.seed)
+    surrogates, top = surrogate_scores(customers, dataset, segments, params.explain, params.seed)
     metrics.update(surrogates)
     metrics.update(agreement(segments))
-    metrics.update(outcome_scores(common, segments, dataset))
+    metrics.update(outcome_scores(customers, segments, dataset))
 
     # The baselines are refitted as the stability stage refits the embedding segments (same
     # sample size, seeds and rounds), whose results are taken from it rather than computed again.
     metrics.update(
         {f"embedding_{key}": value for key, value in refit_scores(stability_found).items()}
     )
-    sample = sample_rows(len(ids), params.stability.rows, params.seed)
+    sample = sample_rows(len(customers), params.stability.rows, params.seed)
     tabular_sample = spaces["tabular"][sample]
-    # K-Prototypes sees the frame it was fitted on: power transform fitted on all Method-1 inliers.
-    frame_sample = prototype_frame(customers.loc[labels["kprototypes"].index], dataset).loc[
-        ids[sample]
-    ]
+    frame_sample = prototypes.iloc[sample]
     refits = {
         "tabular": lambda picked, seed: fit_segments(
             tabular_sample[picked],
@@ -265,7 +299,7 @@ def compare_methods(
         metrics.update({f"{method}_{measure}": value for measure, value in scores.items()})
     return Comparison(
         metrics,
-        ids,
+        customers.index,
         segments,
         spaces["tabular"],
         top,

@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, picked_rows
 from segmentation.config import DATASETS_DIR, validated
 
 Kind = Literal["numeric", "categorical", "ordinal", "date"]
@@ -998,11 +998,6 @@ def read_customers(path: Path, dataset: Dataset, rows: np.ndarray | None = None)
     if rows is None:
         cells = pd.read_csv(path, **options)
     else:
-        picked, done = [], 0
         with pd.read_csv(path, chunksize=CUSTOMER_CHUNK_ROWS, **options) as chunks:
-            for chunk in chunks:
-                first, last = np.searchsorted(rows, [done, done + len(chunk)])
-                picked.append(chunk.iloc[rows[first:last] - done])
-                done += len(chunk)
-        cells = pd.concat(picked) if picked else pd.DataFrame(columns=columns, dtype=str)
+            cells, _ = picked_rows(chunks, rows)
     return typed(cells.set_index(CUSTOMER_ID).loc[:, dataset.used_columns], dataset)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, picked_rows, read_csv
 from segmentation.config import Layout, Params
 from segmentation.embedding.shards import ShardedMatrix, read_vectors, release
 
@@ -169,15 +169,34 @@ def inliers_per_shard(paths: Layout, matrix: ShardedMatrix) -> list[int]:
     return counts.tolist()
 
 
+def rows_at(path: Path, columns: list[str], positions: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """``columns`` of a stage's CSV at the sorted row ``positions``, read a chunk at a time, and
+    how many rows the file has."""
+    with read_csv(path, usecols=columns, chunksize=BLOCK_ROWS) as chunks:
+        return picked_rows(chunks, positions)
+
+
 def column_at(path: Path, column: str, positions: np.ndarray) -> np.ndarray:
     """``column`` of a stage's CSV at the sorted row ``positions``, read a chunk at a time."""
-    picked, done = [], 0
-    with read_csv(path, usecols=[column], chunksize=BLOCK_ROWS) as chunks:
-        for chunk in chunks:
-            first, last = np.searchsorted(positions, [done, done + len(chunk)])
-            picked.append(chunk[column].to_numpy()[positions[first:last] - done])
-            done += len(chunk)
-    return np.concatenate(picked)
+    return rows_at(path, [column], positions)[0][column].to_numpy()
+
+
+def inlier_rows_at(
+    path: Path,
+    columns: list[str],
+    ids: np.ndarray,
+    flags: Path,
+    positions: np.ndarray,
+    inliers: int,
+) -> pd.DataFrame:
+    """``columns`` of a CSV of one row per inlier of the outlier ``flags`` (labels, projections)
+    at its sorted ``positions``, checked: it has ``inliers`` rows, ``ids`` at those positions."""
+    rows, count = rows_at(path, [CUSTOMER_ID, *columns], positions)
+    if count != inliers or not np.array_equal(rows[CUSTOMER_ID].to_numpy(), ids):
+        raise PipelineError(
+            f"{path} does not list the inliers of {flags} in order; rerun 'dvc repro'"
+        )
+    return rows.loc[:, columns]
 
 
 def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,21 +216,9 @@ def read_segmented_sample(paths: Layout, size: int, seed: int) -> tuple[np.ndarr
     """``sample_inliers``' sample of ``size`` inliers (all of them if fewer): their embeddings and
     segments, checked to be the same customers in order."""
     located = sample_inlier_rows(paths, size, seed)
-    picked, labelled = [], 0
-    with read_csv(paths.labels, usecols=[CUSTOMER_ID, "segment"], chunksize=BLOCK_ROWS) as chunks:
-        for chunk in chunks:
-            first, last = np.searchsorted(located.positions, [labelled, labelled + len(chunk)])
-            picked.append(chunk.iloc[located.positions[first:last] - labelled])
-            labelled += len(chunk)
-    mismatch = PipelineError(
-        f"{paths.labels} does not list the inliers of {paths.outliers} in order; rerun 'dvc repro'"
-    )
-    if labelled != located.inliers:
-        raise mismatch
-    labels = pd.concat(picked)
-    if not np.array_equal(
-        labels[CUSTOMER_ID].to_numpy(), column_at(paths.outliers, CUSTOMER_ID, located.rows)
-    ):
-        raise mismatch
+    ids = column_at(paths.outliers, CUSTOMER_ID, located.rows)
+    segments = inlier_rows_at(
+        paths.labels, ["segment"], ids, paths.outliers, located.positions, located.inliers
+    )["segment"].to_numpy()
     vectors = MatrixRows(read_vectors(paths.embeddings)).take(located.rows)
-    return vectors, labels["segment"].to_numpy()
+    return vectors, segments
