@@ -14,6 +14,10 @@ above the model's threshold). Each customer is scored as if it alone joined the 
 score does not depend on the rest of the file. Rows that a missing-cell or invalid-value policy
 rejects are written too, with their reason, and the good rows are still assigned.
 
+NEW.csv is read and validated a chunk of rows at a time, so memory does not grow with the file
+(only the rejected rows are kept, to be written last); every chunk is validated and written as text
+before any is embedded, so a bad row anywhere stops the run before the slow part.
+
 The texts are embedded into shards of ``embed.shard_rows`` customers in a scratch folder beside
 the output, by ``embed.engine`` (a killed run resumes from its last chunk), and the shards are
 predicted by ``engine``: set both to ``ray`` for a file of millions of customers.
@@ -31,7 +35,7 @@ import pandas as pd
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, run, write_csv_chunks
 from segmentation.config import layout, load_params
-from segmentation.data.dataset import dataset_file, load_dataset, read_table, typed
+from segmentation.data.dataset import dataset_file, load_dataset, read_table_chunks, typed
 from segmentation.model.assign import assign_in_shards, check_compatible
 from segmentation.model.segment_model import SegmentModel
 
@@ -59,12 +63,17 @@ def main() -> None:
             f"{args.customers}: not found; give the path of a CSV written like {name}'s table "
             f"(see {dataset_file(name)})"
         )
-    cells, rejected = read_table(args.customers, dataset, dataset_file(name), dataset.text_columns)
     model = SegmentModel.load(paths.segment_model)
     check_compatible(model, paths.segment_model, params, dataset_file(name))
-    customers = typed(cells, dataset)
+    chunks = read_table_chunks(args.customers, dataset, dataset_file(name), dataset.text_columns)
     segments: Counter[int] = Counter()
+    rejected: list[pd.DataFrame] = []
     flagged = 0
+
+    def kept() -> Iterator[pd.DataFrame]:
+        for cells, refused in chunks:
+            rejected.append(refused)
+            yield typed(cells, dataset)
 
     def written(assigned: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         nonlocal flagged
@@ -74,18 +83,21 @@ def main() -> None:
             flagged += int(part["outlier"].sum())
             columns = [*part.columns, "rejected"]
             yield part.assign(segment=part["segment"].astype("Int64"), rejected="")
-        refused = {CUSTOMER_ID: rejected[CUSTOMER_ID], "rejected": rejected["reason"]}
-        yield pd.DataFrame(refused).reindex(columns=columns)
+        refused = pd.concat(rejected)
+        yield pd.DataFrame(
+            {CUSTOMER_ID: refused[CUSTOMER_ID], "rejected": refused["reason"]}
+        ).reindex(columns=columns)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".assign-", dir=args.out.parent) as work:
-        assigned = assign_in_shards(customers, dataset, model, params, Path(work))
-        write_csv_chunks(args.out, written(assigned if len(customers) else iter(())))
+        write_csv_chunks(
+            args.out, written(assign_in_shards(kept(), dataset, model, params, Path(work)))
+        )
     print(
-        f"{args.out}: {len(customers)} customers; per segment "
+        f"{args.out}: {sum(segments.values())} customers; per segment "
         + ", ".join(f"{s}: {n}" for s, n in sorted(segments.items()))
         + f"; {flagged} flagged as outliers"
-        + f"; {len(rejected)} rejected"
+        + f"; {sum(len(refused) for refused in rejected)} rejected"
     )
 
 

@@ -167,15 +167,17 @@ def test_new_customers_are_written_with_the_band_words_saved_at_training(trained
 
 
 def test_a_file_assigned_through_shards_is_assigned_as_in_memory(trained, bank, tmp_path):
-    """Embedded into shards of four customers and predicted shard by shard, seven newcomers get
-    the rows that the encoder and the model give them in memory, in their order. (Not training
-    customers: a vector within float noise of a reference row can cross it in ECOD's ranks.)"""
+    """Given in chunks of three and four, embedded into shards of four customers and predicted
+    shard by shard, seven newcomers get the rows that the encoder and the model give them in
+    memory, in their order. (Not training customers: a vector within float noise of a reference row
+    can cross it in ECOD's ranks.)"""
     _, _, _, fitted = trained
     params = PARAMS.model_copy(update={"embed": PARAMS.embed.model_copy(update={"shard_rows": 4})})
     raw = synthetic.customers(7, seed=12)
     newcomers = typed(raw.loc[:, bank.text_columns].astype(str), bank)
     newcomers.index = pd.Index([f"N{row}" for row in range(7)], name="customer_id")
-    parts = list(assign.assign_in_shards(newcomers, bank, fitted, params, tmp_path))
+    chunks = [newcomers.iloc[:3], newcomers.iloc[3:]]  # read in chunks across a shard's end
+    parts = list(assign.assign_in_shards(chunks, bank, fitted, params, tmp_path))
     assert [len(part) for part in parts] == [4, 3]
     encoder, _, _ = local_encoder(params.model, params.embed)
     expected = assign.assign(newcomers, encoder, bank, fitted)

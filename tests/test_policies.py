@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from segmentation.artifacts import PipelineError
-from segmentation.data.dataset import Dataset, data_warnings, read_table, typed
+from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.data.dataset import (
+    Dataset,
+    data_warnings,
+    read_table,
+    read_table_chunks,
+    typed,
+)
 
 SPEC_FILE = Path("datasets/shop.yaml")
 HEADER = "id,age,plan,size,joined,born,left"
@@ -388,3 +395,53 @@ def test_constant_and_near_copy_columns_and_repeated_records_are_warned_about(tm
     assert any("'age' and 'age2' are almost copies" in warning for warning in warnings)
     assert any("'size' and 'tier' are almost copies" in warning for warning in warnings)
     assert not any("'plan'" in warning for warning in warnings)
+
+
+# --- a table read a chunk at a time --------------------------------------------------------------
+
+
+def chunked(tmp_path: Path, dataset: Dataset, raw: bytes, chunk_rows: int):
+    (tmp_path / "shop.csv").write_bytes(raw)
+    return read_table_chunks(tmp_path / "shop.csv", dataset, SPEC_FILE, chunk_rows=chunk_rows)
+
+
+def test_a_table_read_in_chunks_is_the_table_read_whole(tmp_path):
+    """A byte-order mark, Windows line ends, a quoted line break and rows a policy rejects, read
+    two rows at a time: the same customers and rejections, with the file's line numbers."""
+    columns = {"joined": DATES["joined"], "tenure": DATES["tenure"]}
+    dataset = shop(columns, **REFERENCE, segment_on=["age", "plan", "tenure"])
+    rows = [*ROWS, 'c4,33,"basic",M,31/02/2013,1981,no', 'c5,29,plus,L,01/01/2011,"19\r\n95",no']
+    rows.insert(1, 'c9,44,"plus",S,not a date,1970,"yes"')
+    raw = ("\ufeff" + "\r\n".join([HEADER, *rows]) + "\r\n").encode("utf-8")
+    (tmp_path / "whole.csv").write_bytes(raw)
+    kept, rejected = read_table(tmp_path / "whole.csv", dataset, SPEC_FILE)
+    parts = list(chunked(tmp_path, dataset, raw, chunk_rows=2))
+    assert len(parts) == 3
+    pd.testing.assert_frame_equal(pd.concat(part for part, _ in parts), kept)
+    pd.testing.assert_frame_equal(
+        pd.concat(rejects for _, rejects in parts).reset_index(drop=True),
+        rejected,
+        check_dtype=False,  # a chunk that rejects nothing has empty columns of no type
+    )
+    assert rejected["line"].tolist() == [3, 6] and rejected[CUSTOMER_ID].tolist() == ["c9", "c4"]
+
+
+@pytest.mark.parametrize(
+    "rows, refusal",
+    [
+        ([*ROWS, "c4,33,basic,M,03/01/2010,1980,no,extra"], "malformed table"),
+        ([*ROWS, "c5,33,gold,M,03/01/2010,1980,no"], r"line\(s\) 5"),
+        ([*ROWS, "c1,33,basic,M,03/01/2010,1980,no"], "repeats 1 id"),
+        ([], "no customer rows"),
+    ],
+)
+def test_a_problem_in_a_later_chunk_is_one_line_with_its_file_line(tmp_path, rows, refusal):
+    raw = ("\n".join([HEADER, *rows]) + "\n").encode("utf-8")
+    with pytest.raises(PipelineError, match=refusal):
+        list(chunked(tmp_path, shop(), raw, chunk_rows=2))
+
+
+def test_a_table_not_in_its_encoding_is_one_line_in_a_later_chunk(tmp_path):
+    raw = ("\n".join([HEADER, *ROWS, "c4,33,basic,M,03/01/2010,1980,no"]) + "\n").encode()
+    with pytest.raises(PipelineError, match=r"not utf-8 \(byte 0xe9"):
+        list(chunked(tmp_path, shop(), raw.replace(b"c4,33", b"c4,\xe933"), chunk_rows=2))

@@ -22,6 +22,7 @@ import datetime
 import io
 import re
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -550,31 +551,130 @@ def read_table(
     The customer id is the id column, or the 0-based data-row number when there is none. Every
     problem that stops the run is reported at once, in one line.
     """
+    path = _existing_table(path)
+    columns = dataset.used_columns if columns is None else columns
+    text = _decode(path, path.read_bytes(), dataset.format.encoding)
+    header, frame = split_table(
+        path, text, dataset.format.separator, dataset.format.quote, _separator_fix(dataset, spec_file)
+    )
+    frame = frame.loc[:, _read_columns(path, header, dataset, spec_file, columns)]
+    if frame.empty:
+        raise _no_rows(path)
+    kept, rejected = _checked(path, frame, dataset, spec_file, columns)
+    if kept.empty:
+        raise _all_rejected(path, len(rejected), rejected["reason"].iloc[0], spec_file)
+    return kept, rejected
+
+
+def read_table_chunks(
+    path: Path,
+    dataset: Dataset,
+    spec_file: Path,
+    columns: list[str] | None = None,
+    chunk_rows: int = CUSTOMER_CHUNK_ROWS,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``read_table``'s kept and rejected customers, ``chunk_rows`` rows of the file at a time, so a
+    file of any size is read in the memory of one chunk.
+
+    Each chunk is checked as ``read_table`` checks a whole table, with the file's line numbers, so
+    a problem that stops the run is reported for the first chunk that has it. Ids are checked
+    unique within each chunk and, once the file is read, across chunks by a 64-bit hash of each id
+    (8 bytes a customer): a consumer that writes its output only after the last chunk writes none
+    for a file with repeated ids.
+    """
+    path = _existing_table(path)
+    columns = dataset.used_columns if columns is None else columns
+    separator, quote = dataset.format.separator, dataset.format.quote
+    with path.open("rb") as handle:
+        first_line = _decode(path, handle.readline(), dataset.format.encoding)
+    header = table_header(path, first_line, separator, quote, _separator_fix(dataset, spec_file))
+    read = _read_columns(path, header, dataset, spec_file, columns)
+    rows = kept_rows = rejected_rows = 0
+    first_reason, id_hashes = "", []
+    try:
+        with pd.read_csv(
+            path,
+            sep=separator,
+            quotechar=quote,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            encoding=dataset.format.encoding,
+            chunksize=chunk_rows,
+        ) as chunks:
+            for frame in chunks:
+                if frame.empty:
+                    continue
+                frame.columns = header
+                frame = frame.loc[:, read].apply(lambda column: column.str.strip())
+                if dataset.id:
+                    id_hashes.append(pd.util.hash_array(frame[dataset.id].to_numpy()))
+                kept, rejected = _checked(path, frame, dataset, spec_file, columns)
+                rows, kept_rows = rows + len(frame), kept_rows + len(kept)
+                if len(rejected) and not rejected_rows:
+                    first_reason = rejected["reason"].iloc[0]
+                rejected_rows += len(rejected)
+                yield kept, rejected
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise _unreadable(path, exc, len(header), separator, dataset.format.encoding) from None
+    if not rows:
+        raise _no_rows(path)
+    if not kept_rows:
+        raise _all_rejected(path, rejected_rows, first_reason, spec_file)
+    if id_hashes:
+        _, counts = np.unique(np.concatenate(id_hashes), return_counts=True)
+        if (counts > 1).any():
+            raise PipelineError(
+                f"{path}: id column {dataset.id!r} repeats {int((counts > 1).sum())} id(s) far "
+                "apart in the file; ids must be unique"
+            )
+
+
+def _existing_table(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: missing; run 'dvc repro' so the download stage fetches it")
-    columns = dataset.used_columns if columns is None else columns
-    read = dataset.file_columns(columns)
-    text = _decode(path, path.read_bytes(), dataset.format.encoding)
-    header, frame = split_table(
-        path,
-        text,
-        dataset.format.separator,
-        dataset.format.quote,
-        f"save the table {dataset.format.separator!r}-separated or set format.separator in "
-        f"{spec_file}",
-    )
-    read_with_id = ([dataset.id] if dataset.id else []) + read
+    return path
+
+
+def _separator_fix(dataset: Dataset, spec_file: Path) -> str:
+    separator = dataset.format.separator
+    return f"save the table {separator!r}-separated or set format.separator in {spec_file}"
+
+
+def _read_columns(
+    path: Path, header: list[str], dataset: Dataset, spec_file: Path, columns: list[str]
+) -> list[str]:
+    """The file's columns that ``columns`` are read from, the id column first if there is one."""
+    read_with_id = ([dataset.id] if dataset.id else []) + dataset.file_columns(columns)
     missing = [name for name in read_with_id if name not in header]
     if missing:
         raise PipelineError(
             f"{path}: declared column(s) {missing} are not in the table (found "
             f"{header[:30]}); fix the names in {spec_file} or in the file's header"
         )
-    frame = frame.loc[:, read_with_id]
-    if frame.empty:
-        raise PipelineError(f"{path}: has a header but no customer rows")
+    return read_with_id
+
+
+def _no_rows(path: Path) -> PipelineError:
+    return PipelineError(f"{path}: has a header but no customer rows")
+
+
+def _all_rejected(path: Path, rejected: int, first_reason: str, spec_file: Path) -> PipelineError:
+    return PipelineError(
+        f"{path}: every row was rejected by a missing-cell or invalid-value policy "
+        f"({rejected} rows; first: {first_reason}); check the missing: "
+        f"and invalid: settings in {spec_file}"
+    )
+
+
+def _checked(
+    path: Path, frame: pd.DataFrame, dataset: Dataset, spec_file: Path, columns: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept customers and the rejected rows of ``frame`` (the file's cells as text, indexed by
+    data-row number); a problem that stops the run is raised in one line."""
     dropped: dict[int, list[tuple[str, str]]] = {}
+    read = dataset.file_columns(columns)
     problems = _cell_problems(frame, dataset, spec_file, read, dropped)
     if not problems:
         problems = _derive(frame, dataset, spec_file, columns, dropped)
@@ -596,12 +696,6 @@ def read_table(
     )
     kept = frame.drop(index=rows).loc[:, columns]
     kept.index = pd.Index(ids.drop(index=rows), name=CUSTOMER_ID)
-    if kept.empty:
-        raise PipelineError(
-            f"{path}: every row was rejected by a missing-cell or invalid-value policy "
-            f"({len(rejected)} rows; first: {rejected['reason'].iloc[0]}); check the missing: "
-            f"and invalid: settings in {spec_file}"
-        )
     return kept, rejected
 
 
@@ -622,16 +716,10 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def split_table(
-    label: object, text: str, separator: str, quote: str, fix: str
-) -> tuple[list[str], pd.DataFrame]:
-    """The header's column names and every cell as stripped text.
-
-    Blank lines are kept as rows so that row i stays file line i + 2 in every message. ``fix``
-    ends the message for a header without the separator.
-    """
-    first = text.split("\n", 1)[0]
-    header = next(csv.reader(io.StringIO(first), delimiter=separator, quotechar=quote))
+def table_header(label: object, first_line: str, separator: str, quote: str, fix: str) -> list[str]:
+    """The header's column names, checked: more than one, none repeated. ``fix`` ends the message
+    for a header without the separator."""
+    header = next(csv.reader(io.StringIO(first_line), delimiter=separator, quotechar=quote))
     header = [name.strip() for name in header]
     if len(header) == 1:
         other = next(
@@ -644,6 +732,18 @@ def split_table(
         raise PipelineError(
             f"{label}: header line 1 repeats column(s) {repeated}; keep each column once"
         )
+    return header
+
+
+def split_table(
+    label: object, text: str, separator: str, quote: str, fix: str
+) -> tuple[list[str], pd.DataFrame]:
+    """The header's column names and every cell as stripped text.
+
+    Blank lines are kept as rows so that row i stays file line i + 2 in every message. ``fix``
+    ends the message for a header without the separator.
+    """
+    header = table_header(label, text.split("\n", 1)[0], separator, quote, fix)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -654,12 +754,23 @@ def split_table(
             skip_blank_lines=False,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise PipelineError(
-            f"{label}: malformed table ({' '.join(str(exc).split())}); every line needs "
-            f"{len(header)} {separator!r}-separated fields like the header"
-        ) from None
+        raise _unreadable(label, exc, len(header), separator) from None
     frame.columns = header
     return header, frame.apply(lambda column: column.str.strip())
+
+
+def _unreadable(
+    label: object, exc: Exception, fields: int, separator: str, encoding: str = ""
+) -> PipelineError:
+    if isinstance(exc, UnicodeDecodeError):
+        return PipelineError(
+            f"{label}: not {encoding} (byte 0x{exc.object[exc.start]:02x}: {exc.reason}); re-save "
+            f"the file as {encoding}, or set format.encoding in the data-set file"
+        )
+    return PipelineError(
+        f"{label}: malformed table ({' '.join(str(exc).split())}); every line needs "
+        f"{fields} {separator!r}-separated fields like the header"
+    )
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ in memory with an encoder (``assign``), or for a file of any size through the em
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, write_csv
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, read_csv, write_csv_chunks
 from segmentation.config import Params
 from segmentation.data.dataset import Dataset
 from segmentation.embedding.chunks import (
@@ -71,16 +71,22 @@ def assign(customers: pd.DataFrame, encoder, dataset: Dataset, model: SegmentMod
 
 
 def assign_in_shards(
-    customers: pd.DataFrame, dataset: Dataset, model: SegmentModel, params: Params, work: Path
+    customers: Iterable[pd.DataFrame],
+    dataset: Dataset,
+    model: SegmentModel,
+    params: Params,
+    work: Path,
 ) -> Iterator[pd.DataFrame]:
-    """``assign``'s rows a shard of ``embed.shard_rows`` customers at a time, in order.
+    """``assign``'s rows for the typed ``customers``, given in chunks, a shard of
+    ``embed.shard_rows`` customers at a time, in order.
 
-    The texts are written to ``work`` and embedded into shards there by the embed stage's engine
-    and settings (``embed.engine``; a killed run resumes from its last chunk), then each shard is
-    predicted here or on Ray (``engine``). ``work`` must be where every Ray worker can read it.
+    The texts are written to ``work`` a chunk at a time and embedded into shards there by the embed
+    stage's engine and settings (``embed.engine``; a killed run resumes from its last chunk), then
+    each shard is predicted here or on Ray (``engine``). ``work`` must be where every Ray worker
+    can read it.
     """
     texts = work / "texts.csv"
-    write_csv(texts, new_texts(customers, dataset, model))
+    write_csv_chunks(texts, (new_texts(chunk, dataset, model) for chunk in customers))
     rows, digest = scan_texts(texts)
     settings = params.embed
     encoder, device, batch_size = open_engine(params.model, settings)
@@ -95,8 +101,9 @@ def assign_in_shards(
         )
     finally:
         encoder.close()
-    ids = customers.index.to_numpy()
-    for predicted in predict_customers(model, work / "embeddings", params.engine):
-        yield predicted.drop(columns=ROW).assign(**{CUSTOMER_ID: ids[predicted[ROW]]})[
-            [CUSTOMER_ID, *predicted.columns.drop(ROW)]
-        ]
+    predicted_shards = predict_customers(model, work / "embeddings", params.engine)
+    with read_csv(texts, usecols=[CUSTOMER_ID], chunksize=settings.shard_rows) as shard_ids:
+        for predicted, ids in zip(predicted_shards, shard_ids, strict=True):
+            yield predicted.drop(columns=ROW).assign(**{CUSTOMER_ID: ids[CUSTOMER_ID].to_numpy()})[
+                [CUSTOMER_ID, *predicted.columns.drop(ROW)]
+            ]
