@@ -82,13 +82,19 @@ def fit_kmeans(
     """
     sample = rows.take(sample_rows(len(rows), sample_fit_rows, seed))
     _, sample_centroids, _ = fit_segments(sample, k, n_init, seed)
-    nearest, inertia = np.empty(len(rows), dtype=np.int16), 0.0
-    for span, block in rows.blocks():
-        segments, distances = nearest_segments(block, sample_centroids)
-        nearest[span] = segments - 1
-        inertia += float(np.square(distances, dtype=np.float64).sum())
+    nearest, squared = nearest_centroids(rows, sample_centroids)
     labels, by_size = number_by_size(nearest, k)
-    return labels, sample_centroids[by_size], inertia
+    return labels, sample_centroids[by_size], float(squared.sum())
+
+
+def nearest_centroids(rows: MatrixRows, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centroid (0 = the first) and squared distance to it, a block at a time."""
+    nearest, squared = [np.empty(0, dtype=np.int16)], [np.empty(0)]
+    for _, block in rows.blocks():
+        segments, distances = nearest_segments(block, centroids)
+        nearest.append((segments - 1).astype(np.int16))
+        squared.append(np.square(distances, dtype=np.float64))
+    return np.concatenate(nearest), np.concatenate(squared)
 
 
 def nearest_shard(
@@ -97,16 +103,12 @@ def nearest_shard(
     """Each inlier of one shard (``flags``: its customers' ids and outlier flags) with its nearest
     centroid (0 = the first) and squared distance to it, in row order."""
     inliers = np.flatnonzero(flags["outlier"].to_numpy() == 0)
-    nearest, squared = [np.empty(0, dtype=np.int16)], [np.empty(0)]
-    for _, block in MatrixRows(rows.matrix, inliers).blocks():
-        segments, distances = nearest_segments(block, centroids)
-        nearest.append((segments - 1).astype(np.int16))
-        squared.append(np.square(distances, dtype=np.float64))
+    nearest, squared = nearest_centroids(MatrixRows(rows.matrix, inliers), centroids)
     return pd.DataFrame(
         {
             CUSTOMER_ID: flags[CUSTOMER_ID].to_numpy()[inliers],
-            "nearest": np.concatenate(nearest),
-            "squared_distance": np.concatenate(squared),
+            "nearest": nearest,
+            "squared_distance": squared,
         }
     )
 
