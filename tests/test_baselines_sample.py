@@ -14,7 +14,7 @@ import stages.kprototypes
 import stages.kprototypes_cost
 import stages.mca
 import stages.tabular
-from segmentation.artifacts import read_csv, read_json, read_npy, write_csv
+from segmentation.artifacts import PipelineError, read_csv, read_json, read_npy, write_csv
 from segmentation.baselines import kprototypes, tabular
 from segmentation.baselines.kprototypes_engine import fit_kprototypes
 from segmentation.config import layout, load_params
@@ -196,3 +196,14 @@ def test_nearest_prototypes_are_the_fits_own_assignment(bank):
         for p in range(4)
     )
     assert cost[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_flags_of_other_customers_are_refused_in_one_line(ran, tmp_path, monkeypatch):
+    copy = tmp_path / "stale"
+    shutil.copytree(ran(SAMPLE), copy)
+    monkeypatch.chdir(copy)
+    paths = layout("bank")
+    write_csv(paths.customers, pd.read_csv(paths.customers, dtype=str).head(CUSTOMERS - 1))
+    for stage in (stages.kprototypes_cost, stages.mca, stages.kprototypes):
+        with pytest.raises(PipelineError, match="tabular_outliers.csv has 1500 rows but .*1499"):
+            stage.main("bank")

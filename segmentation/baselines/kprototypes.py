@@ -77,10 +77,8 @@ def nearest_prototypes(
     """Each Method-1 inlier with its nearest prototype (``nearest``, 0..k-1) and its
     dissimilarity to it, the squared distance in ``prototype_space``, a chunk of customers at a
     time, in customer order."""
-    flag_chunks = read_csv(
-        paths.tabular_outliers, usecols=["outlier"], chunksize=CUSTOMER_CHUNK_ROWS
-    )
-    with flag_chunks as flags:
+    flags = read_csv(paths.tabular_outliers, usecols=["outlier"], chunksize=CUSTOMER_CHUNK_ROWS)
+    with flags:
         for customers, chunk in zip(customer_chunks(paths.customers, dataset), flags, strict=True):
             inliers = customers[chunk["outlier"].to_numpy() == 0]
             if inliers.empty:
