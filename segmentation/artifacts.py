@@ -110,6 +110,25 @@ def write_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
+def write_npy_rows(path: Path, rows: int, blocks: Iterable[np.ndarray]) -> None:
+    """The 2-D blocks one below another as one .npy of ``rows`` rows, written as ``write_npy``
+    writes their concatenation; only one block is held at a time."""
+    written = 0
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        for block in blocks:
+            if not written:
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(block.dtype),
+                    "fortran_order": False,
+                    "shape": (rows, block.shape[1]),
+                }
+                np.lib.format.write_array_header_1_0(handle, header)
+            handle.write(np.ascontiguousarray(block).tobytes())
+            written += len(block)
+        if written != rows:
+            raise ValueError(f"{path}: {written} rows came for the {rows} announced")
+
+
 def subplots(*args, **kwargs):
     """``plt.subplots`` on the headless Agg backend, so stages run without a display."""
     import matplotlib

@@ -374,9 +374,9 @@ class Params(_Section):
     )
     sample_fit_rows: int = param(
         200_000,
-        "above this many customers, outliers, elbow and kmeans fit on a "
-        "seeded sample of this many (the profile its bands) and every customer is scored and "
-        "assigned in blocks (docs/performance.md)",
+        "above this many customers, outliers, elbow, kmeans and the baselines (tabular, "
+        "kprototypes, kprototypes_cost, mca) fit on a seeded sample of this many (the profile its "
+        "bands) and every customer is scored and assigned in blocks (docs/performance.md)",
         ge=100,
     )
     engine: Literal["local", "ray"] = param(

@@ -23,7 +23,7 @@ from segmentation.baselines.compare import (
     compared_customers,
     comparison_figure,
 )
-from segmentation.baselines.kprototypes import prototype_frame, read_tabular_inliers
+from segmentation.baselines.kprototypes import PrototypeColumns, read_tabular_inlier_sample
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset, read_customers
 from segmentation.embedding.shards import read_vectors
@@ -61,7 +61,9 @@ def main(name: str) -> None:
         "tabular": np.asarray(tabular_matrix[located.rows]),
         "embeddings": MatrixRows(embeddings).take(located.rows),
     }
-    prototypes = prototype_frame(read_tabular_inliers(paths, dataset), dataset).loc[customers.index]
+    # K-Prototypes' frame, its numbers transformed as the kprototypes stage fitted them
+    fitted_on, _ = read_tabular_inlier_sample(paths, dataset, params.sample_fit_rows, params.seed)
+    prototypes = PrototypeColumns(fitted_on, dataset).frame(customers)
     compared = compare_methods(
         customers, segments, prototypes, located.common, spaces, found, dataset, params
     )

@@ -1,58 +1,61 @@
 """Method 2 of the article: K-Prototypes (kmodes) on the mixed columns of the Method-1 inliers.
 
 The categorical (and ordinal) columns stay as they are; the numbers are Yeo-Johnson transformed, so
-the numeric part is on the scale K-Prototypes' default weight ``gamma`` assumes. In the frame the
-functions below share, a column is numeric exactly when its dtype is.
+the numeric part is on the scale K-Prototypes' default weight ``gamma`` assumes. The transform and
+K-Prototypes are fitted on a seeded sample of ``sample_fit_rows`` inliers (all of them below that)
+and every inlier then gets its nearest prototype, a chunk of customers at a time; the metrics are
+the sample's, the segment shares every inlier's. The MCA map shows the mca stage's customers, that
+same sample.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from segmentation.artifacts import (
-    CUSTOMER_ID,
-    read_csv,
-    read_json,
-    run,
-    write_csv,
-    write_metrics,
-    write_png,
-)
+from segmentation.artifacts import read_csv, read_json, run, write_metrics, write_png
 from segmentation.baselines.kprototypes import (
+    PrototypeColumns,
     categorical_weight,
-    fit_prototypes,
+    fit_prototype_model,
     mca_figure,
-    prototype_frame,
+    nearest_prototypes,
     prototype_space,
-    read_tabular_inliers,
+    read_tabular_inlier_sample,
 )
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import load_dataset
 from segmentation.evaluation.validity import cluster_metrics
+from segmentation.model.kmeans import write_fitted_labels
 
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    customers = read_tabular_inliers(paths, dataset)
-    frame = prototype_frame(customers, dataset)
     settings = params.comparison.kprototypes
-    segments, cost = fit_prototypes(
-        frame, params.k, settings.n_init, settings.max_iter, params.seed
+    customers, sample = read_tabular_inlier_sample(
+        paths, dataset, params.sample_fit_rows, params.seed
     )
-    shares = np.bincount(segments)[1:] / len(segments)
-    write_csv(
-        paths.kprototypes_labels, pd.DataFrame({CUSTOMER_ID: customers.index, "segment": segments})
+    columns = PrototypeColumns(customers, dataset)
+    frame = columns.frame(customers)
+    fit = fit_prototype_model(frame, params.k, settings.n_init, settings.max_iter, params.seed)
+    segments, sizes = write_fitted_labels(
+        paths.kprototypes_labels,
+        sample,
+        customers.index.to_numpy(),
+        fit.labels,
+        params.k,
+        lambda: nearest_prototypes(paths, dataset, columns, fit),
     )
-    labels = pd.Series(segments, index=customers.index)
+    shares = sizes / sample.inliers
     figure = mca_figure(
-        read_csv(paths.mca_coordinates), labels, read_json(paths.metrics / "mca.json")
+        read_csv(paths.mca_coordinates),
+        pd.Series(segments, index=customers.index),
+        read_json(paths.metrics / "mca.json"),
     )
     write_png(paths.plots / "mca_map.png", figure)
     write_metrics(
         paths.metrics / "kprototypes.json",
         {
-            "cost": cost,
+            "cost": fit.cost,
             "gamma": categorical_weight(frame),
             **cluster_metrics(
                 prototype_space(frame), [segments], params.silhouette_max_rows, params.seed

@@ -24,8 +24,12 @@ def mixed_customers(bank_customers):
 
 
 def test_method_one_matrix_has_19_columns_one_hot_and_8_ordinal(mixed_customers, bank):
-    one_hot = tabular.encode_tabular(mixed_customers, bank, "onehot")
-    ordinal = tabular.encode_tabular(mixed_customers, bank, "ordinal")
+    one_hot, ordinal = (
+        tabular.encode_tabular(
+            mixed_customers, bank, tabular.fit_encoder(mixed_customers, bank, encoding)
+        )
+        for encoding in ("onehot", "ordinal")
+    )
     assert one_hot.shape == (400, 19) and ordinal.shape == (400, 8)
     # education keeps the declared level order, "unknown" (3) last, as the article's encoder had it
     levels = dict(zip(bank.columns["education"].levels, range(4)))
@@ -42,12 +46,13 @@ def test_method_one_matrix_has_19_columns_one_hot_and_8_ordinal(mixed_customers,
 
 
 def test_tabular_segments_are_numbered_by_size_and_scored(mixed_customers, bank):
-    matrix = tabular.encode_tabular(mixed_customers, bank, "onehot")
-    segments, metrics = tabular.segment_tabular(
+    encoder = tabular.fit_encoder(mixed_customers, bank, "onehot")
+    matrix = tabular.encode_tabular(mixed_customers, bank, encoder)
+    segments, centroids, metrics = tabular.segment_tabular(
         matrix, 2, TabularParams(n_init=3), seed=0, silhouette_max_rows=100_000
     )
     sizes = np.bincount(segments)[1:]
-    assert sizes[0] >= sizes[1] and sizes.sum() == 400
+    assert sizes[0] >= sizes[1] and sizes.sum() == 400 and centroids.shape == (2, 19)
     # the synthetic customers are two groups split by age, so k = 2 recovers the older ones
     older = mixed_customers["age"].to_numpy() >= 45
     assert adjusted_rand_score(older, segments) > 0.8

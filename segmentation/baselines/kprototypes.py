@@ -1,51 +1,96 @@
 """K-Prototypes on mixed columns: the frame it reads (categories as they are, numbers
-Yeo-Johnson transformed; a column is numeric exactly when its dtype is), its fit and its scores in
-an equivalent numeric encoding.
+Yeo-Johnson transformed; a column is numeric exactly when its dtype is), its fit on a seeded sample
+of the Method-1 inliers, every inlier's nearest prototype a chunk of customers at a time, and its
+scores in an equivalent numeric encoding.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
-from segmentation.artifacts import (
-    CUSTOMER_ID,
-    PipelineError,
-    read_csv,
-)
-from segmentation.baselines.kprototypes_engine import fit_kprototypes
+from segmentation.artifacts import CUSTOMER_ID, PipelineError, csv_row_starts, read_csv
+from segmentation.baselines.kprototypes_engine import PrototypeFit, fit_kprototypes
 from segmentation.config import Layout
-from segmentation.data.dataset import Dataset, read_customers
+from segmentation.data.dataset import (
+    CUSTOMER_CHUNK_ROWS,
+    Dataset,
+    customer_chunks,
+    read_customers,
+)
 from segmentation.evaluation.maps import map_figure
 from segmentation.model.kmeans import number_by_size
+from segmentation.model.sampling import InlierRows, sample_flagged_rows
 
 
-def read_tabular_inliers(paths: Layout, dataset: Dataset) -> pd.DataFrame:
-    """The customers Method 1's ECOD kept, in customer order:
-    K-Prototypes segments the same rows."""
-    flags = read_csv(paths.tabular_outliers)
-    customers = read_customers(paths.customers, dataset)
-    if len(flags) != len(customers):
+def read_tabular_inlier_sample(
+    paths: Layout, dataset: Dataset, size: int, seed: int
+) -> tuple[pd.DataFrame, InlierRows]:
+    """A seeded sample of ``size`` of the customers Method 1's ECOD kept (all of them if fewer),
+    in customer order, and where it lies: K-Prototypes and the MCA fit on the same rows."""
+    sample = sample_flagged_rows(paths.tabular_outliers, size, seed)
+    _, customers = csv_row_starts(paths.customers, [])
+    if sample.customers != customers:
         raise PipelineError(
-            f"{paths.tabular_outliers} has {len(flags)} rows but {paths.customers} has "
-            f"{len(customers)}; rerun 'dvc repro'"
+            f"{paths.tabular_outliers} has {sample.customers} rows but {paths.customers} has "
+            f"{customers}; rerun 'dvc repro'"
         )
-    return customers.loc[flags.loc[flags["outlier"] == 0, CUSTOMER_ID].to_numpy()]
+    return read_customers(paths.customers, dataset, sample.rows), sample
+
+
+class PrototypeColumns:
+    """The segmentation columns as K-Prototypes reads them: categories untouched, numbers
+    Yeo-Johnson transformed as fitted on the customers given; a column is numeric exactly when
+    its dtype is."""
+
+    def __init__(self, customers: pd.DataFrame, dataset: Dataset):
+        if not dataset.numeric or not dataset.categorical:
+            raise PipelineError(
+                "K-Prototypes needs at least one numeric and one categorical segment_on column; "
+                "this data set has "
+                + ("no numeric" if not dataset.numeric else "no categorical")
+                + " one"
+            )
+        self.dataset = dataset
+        self.power = PowerTransformer().fit(customers[dataset.numeric])
+
+    def frame(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """Any customers' columns, row by row: a chunk of customers gives the rows it gives
+        within the whole table."""
+        frame = customers.loc[:, self.dataset.segment_on].copy()
+        frame[self.dataset.numeric] = self.power.transform(frame[self.dataset.numeric])
+        return frame
 
 
 def prototype_frame(customers: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
-    """The segmentation columns with the numbers power-transformed, categories untouched."""
-    if not dataset.numeric or not dataset.categorical:
-        raise PipelineError(
-            "K-Prototypes needs at least one numeric and one categorical segment_on column; "
-            "this data set has "
-            + ("no numeric" if not dataset.numeric else "no categorical")
-            + " one"
-        )
-    frame = customers.loc[:, dataset.segment_on].copy()
-    frame[dataset.numeric] = PowerTransformer().fit_transform(frame[dataset.numeric])
-    return frame
+    """The segmentation columns with the numbers power-transformed as fitted on these customers,
+    categories untouched."""
+    return PrototypeColumns(customers, dataset).frame(customers)
+
+
+def nearest_prototypes(
+    paths: Layout, dataset: Dataset, columns: PrototypeColumns, fit: PrototypeFit
+) -> Iterator[pd.DataFrame]:
+    """Each Method-1 inlier with its nearest prototype (``nearest``, 0..k-1) and its
+    dissimilarity to it, the squared distance in ``prototype_space``, a chunk of customers at a
+    time, in customer order."""
+    flags = read_csv(paths.tabular_outliers, usecols=["outlier"], chunksize=CUSTOMER_CHUNK_ROWS)
+    with flags:
+        for customers, chunk in zip(customer_chunks(paths.customers, dataset), flags, strict=True):
+            inliers = customers[chunk["outlier"].to_numpy() == 0]
+            if inliers.empty:
+                continue
+            frame = columns.frame(inliers)
+            nearest, costs = fit.nearest(
+                frame[numeric_columns(frame)].to_numpy(dtype=np.float64),
+                frame[categorical_columns(frame)].to_numpy(dtype=object),
+            )
+            yield pd.DataFrame(
+                {CUSTOMER_ID: inliers.index, "nearest": nearest, "squared_distance": costs}
+            )
 
 
 def numeric_columns(frame: pd.DataFrame) -> list[str]:
@@ -62,17 +107,17 @@ def categorical_weight(frame: pd.DataFrame) -> float:
     return 0.5 * float(np.mean(frame[numeric_columns(frame)].to_numpy().std(axis=0)))
 
 
-def fit_prototypes(
+def fit_prototype_model(
     frame: pd.DataFrame, k: int, n_init: int, max_iter: int, seed: int
-) -> tuple[np.ndarray, float]:
-    """Segments 1..k (1 = largest) and the K-Prototypes cost, with Huang initialisation: kmodes'
-    ``KPrototypes`` result, computed by the compiled engine."""
+) -> PrototypeFit:
+    """K-Prototypes with Huang initialisation: kmodes' ``KPrototypes`` result, computed by the
+    compiled engine."""
     if k >= len(frame):
         raise PipelineError(
             f"k={k} must be below the number of Method-1 inliers ({len(frame)}); choose a smaller k"
         )
     categorical = [frame.columns.get_loc(column) for column in categorical_columns(frame)]
-    fit = fit_kprototypes(
+    return fit_kprototypes(
         frame.to_numpy(dtype=object),
         categorical,
         k,
@@ -81,6 +126,13 @@ def fit_prototypes(
         categorical_weight(frame),
         seed,
     )
+
+
+def fit_prototypes(
+    frame: pd.DataFrame, k: int, n_init: int, max_iter: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """Segments 1..k (1 = largest) and the K-Prototypes cost of ``fit_prototype_model``."""
+    fit = fit_prototype_model(frame, k, n_init, max_iter, seed)
     return number_by_size(fit.labels, k)[0], fit.cost
 
 

@@ -43,13 +43,33 @@ _PAIRWISE_BLOCK = 128
 
 @dataclass(frozen=True)
 class PrototypeFit:
-    """The best start: cluster of each row (0..k-1), its cost and prototypes, iterations run."""
+    """The best start: cluster of each row (0..k-1), its cost and prototypes, iterations run, and
+    the weight of a categorical mismatch."""
 
     labels: np.ndarray
     cost: float
     numeric_centroids: np.ndarray
     categorical_centroids: np.ndarray
     n_iter: int
+    gamma: float
+
+    def nearest(self, numeric: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's nearest prototype (0..k-1) and its cost to it, as the fit's own last
+        assignment finds them: ``numeric`` and ``categories`` are any rows' numeric and categorical
+        columns in the fitted order; a category no prototype has matches none."""
+        codes = np.empty(categories.shape, dtype=np.int64)
+        prototype_codes = np.empty(self.categorical_centroids.shape, dtype=np.int64)
+        for attr in range(categories.shape[1]):
+            levels = pd.Index(pd.unique(self.categorical_centroids[:, attr]))
+            prototype_codes[:, attr] = levels.get_indexer(self.categorical_centroids[:, attr])
+            codes[:, attr] = levels.get_indexer(categories[:, attr])
+        return _nearest_costs(
+            np.ascontiguousarray(numeric, dtype=np.float64),
+            codes,
+            self.numeric_centroids,
+            prototype_codes,
+            self.gamma,
+        )
 
 
 @njit(nogil=True, cache=True)
@@ -135,16 +155,25 @@ def _nearest(point, numeric, codes, num_centroids, cat_centroids, gamma, squares
 
 
 @njit(nogil=True, cache=True)
-def _labels_cost(numeric, codes, num_centroids, cat_centroids, gamma):
-    """kmodes' ``labels_cost``: nearest cluster of every point and the sum of those costs."""
+def _nearest_costs(numeric, codes, num_centroids, cat_centroids, gamma):
+    """The nearest cluster of every point and its cost to it."""
     labels = np.empty(numeric.shape[0], dtype=np.int64)
+    costs = np.empty(numeric.shape[0])
     squares = np.empty(numeric.shape[1])
-    total = 0.0
     for point in range(numeric.shape[0]):
-        cluster, cost = _nearest(
+        labels[point], costs[point] = _nearest(
             point, numeric, codes, num_centroids, cat_centroids, gamma, squares
         )
-        labels[point] = cluster
+    return labels, costs
+
+
+@njit(nogil=True, cache=True)
+def _labels_cost(numeric, codes, num_centroids, cat_centroids, gamma):
+    """kmodes' ``labels_cost``: nearest cluster of every point and the sum of those costs, added
+    in point order."""
+    labels, costs = _nearest_costs(numeric, codes, num_centroids, cat_centroids, gamma)
+    total = 0.0
+    for cost in costs:
         total += cost
     return labels, total
 
@@ -368,4 +397,4 @@ def fit_kprototypes(
     # kmodes keeps the first start with the lowest cost
     labels, cost, num_centroids, cat_centroids, n_iter = min(results, key=lambda result: result[1])
     decoded = decode_centroids(cat_centroids, encoding)
-    return PrototypeFit(labels, float(cost), num_centroids, decoded, n_iter)
+    return PrototypeFit(labels, float(cost), num_centroids, decoded, n_iter, float(gamma))

@@ -46,7 +46,7 @@ MISSING_CATEGORY = "missing"
 PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 WHOLE_NUMBER = re.compile(r"^[+-]?\d+$")
 MAX_BAND_EDGES = 6
-# customers read at a time when only some rows of the table are wanted
+# customers read at a time when the table is read in chunks
 CUSTOMER_CHUNK_ROWS = 65536
 
 
@@ -1093,6 +1093,30 @@ def typed(cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
 def read_customers(path: Path, dataset: Dataset, rows: np.ndarray | None = None) -> pd.DataFrame:
     """The customers the serialize stage kept (``data/<name>/interim/customers.csv``), typed: all
     of them, or those at the sorted row numbers ``rows``, read a chunk at a time."""
+    if rows is None:
+        cells = pd.read_csv(path, **_customer_cells(path, dataset))
+    else:
+        cells, _ = picked_rows(_customer_cell_chunks(path, dataset), rows)
+    return _typed_customers(cells, dataset)
+
+
+def customer_chunks(path: Path, dataset: Dataset) -> Iterator[pd.DataFrame]:
+    """Every customer of ``read_customers``, typed, ``CUSTOMER_CHUNK_ROWS`` at a time, in row
+    order."""
+    for chunk in _customer_cell_chunks(path, dataset):
+        yield _typed_customers(chunk, dataset)
+
+
+def _customer_cell_chunks(path: Path, dataset: Dataset) -> Iterator[pd.DataFrame]:
+    with pd.read_csv(
+        path, chunksize=CUSTOMER_CHUNK_ROWS, **_customer_cells(path, dataset)
+    ) as chunks:
+        yield from chunks
+
+
+def _customer_cells(path: Path, dataset: Dataset) -> dict:
+    """``pd.read_csv``'s options for the customers table's cells, once it is checked to exist and
+    to have the data-set file's columns."""
     path = Path(path)
     if not path.exists():
         raise PipelineError(
@@ -1104,11 +1128,8 @@ def read_customers(path: Path, dataset: Dataset, rows: np.ndarray | None = None)
         raise PipelineError(
             f"{path}: lacks column(s) {missing} of the data-set file; rerun 'dvc repro'"
         )
-    columns = [CUSTOMER_ID, *dataset.used_columns]
-    options = {"dtype": str, "keep_default_na": False, "usecols": columns}
-    if rows is None:
-        cells = pd.read_csv(path, **options)
-    else:
-        with pd.read_csv(path, chunksize=CUSTOMER_CHUNK_ROWS, **options) as chunks:
-            cells, _ = picked_rows(chunks, rows)
+    return {"dtype": str, "keep_default_na": False, "usecols": [CUSTOMER_ID, *dataset.used_columns]}
+
+
+def _typed_customers(cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     return typed(cells.set_index(CUSTOMER_ID).loc[:, dataset.used_columns], dataset)

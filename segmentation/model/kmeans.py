@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,11 @@ from segmentation.artifacts import (
     CUSTOMER_ID,
     PipelineError,
     read_csv,
+    write_csv,
     write_csv_chunks,
 )
 from segmentation.embedding.shards import Shard
-from segmentation.model.sampling import BLOCK_ROWS, MatrixRows, sample_rows
+from segmentation.model.sampling import BLOCK_ROWS, InlierRows, MatrixRows, sample_rows
 
 
 def number_by_size(clusters: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +103,12 @@ def nearest_shard(
 ) -> pd.DataFrame:
     """Each inlier of one shard (``flags``: its customers' ids and outlier flags) with its nearest
     centroid (0 = the first) and squared distance to it, in row order."""
+    return nearest_inliers(rows, centroids, flags)
+
+
+def nearest_inliers(rows: MatrixRows, centroids: np.ndarray, flags: pd.DataFrame) -> pd.DataFrame:
+    """Each inlier among ``rows`` (``flags``: their customers' ids and outlier flags) with its
+    nearest centroid (0 = the first) and squared distance to it, in row order."""
     inliers = np.flatnonzero(flags["outlier"].to_numpy() == 0)
     nearest, squared = nearest_centroids(MatrixRows(rows.matrix, inliers), centroids)
     return pd.DataFrame(
@@ -159,3 +166,26 @@ def write_labels(
     finally:
         Path(scratch).unlink(missing_ok=True)
     return count, by_size
+
+
+def write_fitted_labels(
+    path: Path,
+    sample: InlierRows,
+    ids: np.ndarray,
+    clusters: np.ndarray,
+    k: int,
+    nearest: Callable[[], Iterable[pd.DataFrame]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """labels.csv of every inlier (customer id, segment 1..k, largest first) for a fit on the
+    inlier ``sample``, whose customers ``ids`` fell in ``clusters`` (0..k-1); the sample's
+    segments and the inliers per segment, segment 1's first.
+
+    When the sample is every inlier its labels are the fit's own; otherwise every inlier gets its
+    nearest centre from ``nearest()`` (``nearest_inliers``' frames, a chunk at a time).
+    """
+    if len(sample.rows) == sample.inliers:
+        segments = number_by_size(clusters, k)[0]
+        write_csv(path, pd.DataFrame({CUSTOMER_ID: ids, "segment": segments}))
+        return segments, np.bincount(segments, minlength=k + 1)[1:]
+    count, by_size = write_labels(path, nearest(), k)
+    return size_ranks(count.sizes)[0][clusters] + 1, count.sizes[by_size]

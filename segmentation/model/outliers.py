@@ -31,13 +31,15 @@ def score_shard(
 ) -> pd.DataFrame:
     """ECOD score and outlier flag of one shard's customers (``texts``: their rows of the texts
     file, for the ids), block by block, in row order."""
+    return score_rows(rows, detector, texts[CUSTOMER_ID].to_numpy())
+
+
+def score_rows(rows: MatrixRows, detector: OutlierDetector, ids: np.ndarray) -> pd.DataFrame:
+    """ECOD score and outlier flag of the customers ``ids`` whose vectors are ``rows``, block by
+    block, in row order."""
     scores = np.concatenate([detector.decision_function(block) for _, block in rows.blocks()])
     return pd.DataFrame(
-        {
-            CUSTOMER_ID: texts[CUSTOMER_ID].to_numpy(),
-            "ecod_score": scores,
-            "outlier": detector.predict_scores(scores),
-        }
+        {CUSTOMER_ID: ids, "ecod_score": scores, "outlier": detector.predict_scores(scores)}
     )
 
 

@@ -97,9 +97,9 @@ def as_rows(vectors: np.ndarray | MatrixRows) -> MatrixRows:
     return vectors if isinstance(vectors, MatrixRows) else MatrixRows(vectors)
 
 
-def flag_chunks(paths: Layout) -> Iterator[np.ndarray]:
-    """The outliers stage's flags (1 = outlier), a chunk of customers at a time, in row order."""
-    with read_csv(paths.outliers, usecols=["outlier"], chunksize=BLOCK_ROWS) as chunks:
+def flag_chunks(path: Path) -> Iterator[np.ndarray]:
+    """An outlier stage's flags (1 = outlier), a chunk of customers at a time, in row order."""
+    with read_csv(path, usecols=["outlier"], chunksize=BLOCK_ROWS) as chunks:
         for chunk in chunks:
             yield chunk["outlier"].to_numpy(dtype=np.int8)
 
@@ -123,43 +123,51 @@ class InlierSample(NamedTuple):
 def sample_inliers(paths: Layout, size: int, seed: int) -> InlierSample:
     """A seeded sample of ``size`` of the inliers (all of them if fewer): the rows kmeans and the
     elbow study fit on when ``size`` is ``sample_fit_rows``."""
-    chosen, rows, inliers = sample_inlier_rows(paths, size, seed)
+    chosen, rows, inliers, _ = sample_inlier_rows(paths, size, seed)
     matrix = read_vectors(paths.embeddings)
     return InlierSample(MatrixRows(matrix).take(rows), chosen, inliers)
 
 
 class InlierRows(NamedTuple):
     """A seeded sample of the inliers: their positions among the inliers and their rows among all
-    customers (both sorted), and the number of inliers."""
+    customers (both sorted), the number of inliers and of customers."""
 
     positions: np.ndarray
     rows: np.ndarray
     inliers: int
+    customers: int
 
 
 def sample_inlier_rows(paths: Layout, size: int, seed: int) -> InlierRows:
-    """Where ``sample_inliers``' sample lies, from the flags read twice, a chunk at a time, so only
-    the sample's positions are held."""
-    customers = inliers = 0
-    for flags in flag_chunks(paths):
-        customers, inliers = customers + len(flags), inliers + int((flags == 0).sum())
+    """Where ``sample_inliers``' sample lies (``sample_flagged_rows`` of the outliers stage's
+    flags)."""
+    sample = sample_flagged_rows(paths.outliers, size, seed)
     matrix = read_vectors(paths.embeddings)
-    if customers != len(matrix):
-        raise flag_mismatch(paths, customers, len(matrix))
+    if sample.customers != len(matrix):
+        raise flag_mismatch(paths, sample.customers, len(matrix))
+    return sample
+
+
+def sample_flagged_rows(flags_path: Path, size: int, seed: int) -> InlierRows:
+    """A seeded sample of ``size`` of the inliers of a flags file (all of them if fewer), from the
+    flags read twice, a chunk at a time, so only the sample's positions are held."""
+    customers = inliers = 0
+    for flags in flag_chunks(flags_path):
+        customers, inliers = customers + len(flags), inliers + int((flags == 0).sum())
     chosen, picked = sample_rows(inliers, size, seed), []
     inliers_before = customers_before = 0
-    for flags in flag_chunks(paths):
+    for flags in flag_chunks(flags_path):
         kept = np.flatnonzero(flags == 0)
         first, last = np.searchsorted(chosen, [inliers_before, inliers_before + len(kept)])
         picked.append(customers_before + kept[chosen[first:last] - inliers_before])
         inliers_before, customers_before = inliers_before + len(kept), customers_before + len(flags)
-    return InlierRows(chosen, np.concatenate(picked), inliers)
+    return InlierRows(chosen, np.concatenate(picked), inliers, customers)
 
 
 def inliers_per_shard(paths: Layout, matrix: ShardedMatrix) -> list[int]:
     """How many customers ECOD kept in each shard of the embeddings, read in chunks."""
     counts, done = np.zeros(len(matrix.shards), dtype=np.int64), 0
-    for flags in flag_chunks(paths):
+    for flags in flag_chunks(paths.outliers):
         rows = done + np.flatnonzero(flags == 0)
         shards = np.searchsorted(matrix.starts, rows, side="right") - 1
         counts += np.bincount(shards, minlength=len(counts))
@@ -197,6 +205,22 @@ def inlier_rows_at(
             f"{path} does not list the inliers of {flags} in order; rerun 'dvc repro'"
         )
     return rows.loc[:, columns]
+
+
+def aligned_blocks(
+    matrix: np.ndarray, path: Path, columns: list[str]
+) -> Iterator[tuple[MatrixRows, pd.DataFrame]]:
+    """``matrix``'s rows a block at a time, each with its rows of ``columns`` of a stage's CSV that
+    has one row per matrix row, in order."""
+    done = 0
+    with read_csv(path, usecols=columns, chunksize=BLOCK_ROWS) as chunks:
+        for chunk in chunks:
+            yield MatrixRows(matrix[done : done + len(chunk)]), chunk
+            done += len(chunk)
+    if done != len(matrix):
+        raise PipelineError(
+            f"{path} has {done} rows but its matrix {len(matrix)}; rerun 'dvc repro'"
+        )
 
 
 def read_inlier_vectors(paths: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
