@@ -15,9 +15,15 @@ shards: see ``segmentation/testing/synthetic.py``) and placeholder texts, then r
 5. assignment: the segment model (the stages' saved ECOD reference and centroids) predicting over
    every customer of the memory-mapped shards, written to a CSV;
 6. the profile (``segmentation.reporting.tallies``: the bands fitted on the sample, every shard's
-   rows of a stand-in customer table tallied, the profile table read from the totals).
+   rows of a stand-in customer table tallied, the profile table read from the totals);
+7. the article's other methods on that customer table: ``python -m stages.tabular`` (Method 1's
+   encoding and ECOD fitted on a sample of the customers, KMeans on a sample of its inliers, every
+   customer encoded, scored and labelled a chunk at a time), ``stages.mca`` (fitted on a sample
+   of the Method-1 inliers) and ``stages.kprototypes`` (fitted on that sample, every Method-1
+   inlier given its nearest prototype a chunk at a time).
 
-``--steps`` runs some of them (those a step reads must run too: kmeans needs outliers).
+``--steps`` runs some of them (those a step reads must run too: kmeans needs outliers, mca
+tabular, kprototypes mca).
 
 ``--engine ray`` runs every per-customer step with a Ray Data task per shard on a local Ray
 (``engine: ray``) of every core.
@@ -114,6 +120,9 @@ STEPS = {
     "evaluate": EVALUATE,
     "assignment": ASSIGN,
     "profile": PROFILE,
+    "tabular": STAGE.format(stage="tabular"),
+    "mca": STAGE.format(stage="mca"),
+    "kprototypes": STAGE.format(stage="kprototypes"),
 }
 GENERATE = """
 import sys
@@ -216,7 +225,7 @@ def run_steps(
         results[step] = wall, cpu, max(driver_peak, workers.worker_peak_mb)
         worker_peak = f"{workers.worker_peak_mb:6.0f} MB" if workers.worker_peak_mb else "     -"
         print(
-            f"  {step:<10} wall {wall:7.1f} s  cpu {cpu:7.1f} s  "
+            f"  {step:<11} wall {wall:7.1f} s  cpu {cpu:7.1f} s  "
             f"{customers / wall / cores:8,.0f} customers/s/core  "
             f"peak RSS driver {driver_peak:6.0f} MB, worker {worker_peak}  "
             f"written {(folder_bytes(folder) - written) / 2**20:8,.0f} MiB",
@@ -233,7 +242,7 @@ def run_steps(
             f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:.4g}"
             for key, value in scores.items()
         )
-        print(f"  {'':<10} " + ", ".join(shown), flush=True)
+        print(f"  {'':<11} " + ", ".join(shown), flush=True)
     return results
 
 
@@ -243,7 +252,7 @@ def report(small: dict, large: dict, linear: float) -> None:
     for step in small:
         ratios = [after / before for before, after in zip(small[step], large[step])]
         print(
-            f"  {step:<10} wall {ratios[0]:5.2f}x  cpu {ratios[1]:5.2f}x  "
+            f"  {step:<11} wall {ratios[0]:5.2f}x  cpu {ratios[1]:5.2f}x  "
             f"peak RSS {ratios[2]:5.2f}x"
         )
     peak = max(rss for run in (small, large) for _, _, rss in run.values())
@@ -274,7 +283,7 @@ def projection(small: dict, large: dict, sizes: list[int]) -> None:
         for customers in PROJECTED_CUSTOMERS
         for cores in PROJECTED_CORES
     )
-    print(f"  {'step':<10} {'fixed':>8} {'CPU/customer':>13}{header}")
+    print(f"  {'step':<11} {'fixed':>8} {'CPU/customer':>13}{header}")
     for step in small:
         (wall_small, cpu_small, _), (wall_large, cpu_large, _) = small[step], large[step]
         per_customer = max((cpu_large - cpu_small) / (sizes[1] - sizes[0]), 0.0)
@@ -284,7 +293,7 @@ def projection(small: dict, large: dict, sizes: list[int]) -> None:
             for customers in PROJECTED_CUSTOMERS
             for cores in PROJECTED_CORES
         )
-        print(f"  {step:<10} {fixed:6.0f} s {per_customer * 1e6:10.1f} µs{projected}")
+        print(f"  {step:<11} {fixed:6.0f} s {per_customer * 1e6:10.1f} µs{projected}")
 
 
 def main() -> None:
