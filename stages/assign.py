@@ -35,7 +35,13 @@ import pandas as pd
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError, run, write_csv_chunks
 from segmentation.config import layout, load_params
-from segmentation.data.dataset import dataset_file, load_dataset, read_table_chunks, typed
+from segmentation.data.dataset import (
+    TableRows,
+    dataset_file,
+    load_dataset,
+    read_table_chunks,
+    typed,
+)
 from segmentation.model.assign import assign_in_shards, check_compatible
 from segmentation.model.segment_model import SegmentModel
 
@@ -66,14 +72,10 @@ def main() -> None:
     model = SegmentModel.load(paths.segment_model)
     check_compatible(model, paths.segment_model, params, dataset_file(name))
     chunks = read_table_chunks(args.customers, dataset, dataset_file(name), dataset.text_columns)
+    table = TableRows()
+    kept = (typed(cells, dataset) for cells in table.kept(chunks))
     segments: Counter[int] = Counter()
-    rejected: list[pd.DataFrame] = []
     flagged = 0
-
-    def kept() -> Iterator[pd.DataFrame]:
-        for cells, refused in chunks:
-            rejected.append(refused)
-            yield typed(cells, dataset)
 
     def written(assigned: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         nonlocal flagged
@@ -83,7 +85,7 @@ def main() -> None:
             flagged += int(part["outlier"].sum())
             columns = [*part.columns, "rejected"]
             yield part.assign(segment=part["segment"].astype("Int64"), rejected="")
-        refused = pd.concat(rejected)
+        refused = table.rejected
         yield pd.DataFrame(
             {CUSTOMER_ID: refused[CUSTOMER_ID], "rejected": refused["reason"]}
         ).reindex(columns=columns)
@@ -91,13 +93,13 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".assign-", dir=args.out.parent) as work:
         write_csv_chunks(
-            args.out, written(assign_in_shards(kept(), dataset, model, params, Path(work)))
+            args.out, written(assign_in_shards(kept, dataset, model, params, Path(work)))
         )
     print(
-        f"{args.out}: {sum(segments.values())} customers; per segment "
+        f"{args.out}: {table.kept_rows} customers; per segment "
         + ", ".join(f"{s}: {n}" for s, n in sorted(segments.items()))
         + f"; {flagged} flagged as outliers"
-        + f"; {sum(len(refused) for refused in rejected)} rejected"
+        + f"; {len(table.rejected)} rejected"
     )
 
 

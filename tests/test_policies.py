@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from segmentation.artifacts import CUSTOMER_ID, PipelineError
+from segmentation.data import dataset as dataset_module
 from segmentation.data.dataset import (
     Dataset,
     data_warnings,
@@ -441,7 +442,18 @@ def test_a_problem_in_a_later_chunk_is_one_line_with_its_file_line(tmp_path, row
         list(chunked(tmp_path, shop(), raw, chunk_rows=2))
 
 
-def test_a_table_not_in_its_encoding_is_one_line_in_a_later_chunk(tmp_path):
-    raw = ("\n".join([HEADER, *ROWS, "c4,33,basic,M,03/01/2010,1980,no"]) + "\n").encode()
-    with pytest.raises(PipelineError, match=r"not utf-8 \(byte 0xe9"):
-        list(chunked(tmp_path, shop(), raw.replace(b"c4,33", b"c4,\xe933"), chunk_rows=2))
+@pytest.mark.parametrize("block_bytes", [1 << 24, 7])
+def test_a_table_not_in_its_encoding_is_refused_in_a_later_chunk_as_when_read_whole(
+    tmp_path, monkeypatch, block_bytes
+):
+    """Found a block of bytes at a time (blocks of 7 split the two bytes of a good "é"), the bad
+    byte's line and offset are those the whole file's decoding gives."""
+    monkeypatch.setattr(dataset_module, "SCAN_BYTES", block_bytes)
+    rows = [*ROWS, "c4,33,basic,M,03/01/2010,1980,no"]
+    rows[1] = rows[1].replace("15/06", "15/é6")  # a date column this data set does not read
+    raw = ("\n".join([HEADER, *rows]) + "\n").encode().replace(b"c4,33", b"c4,\xe933")
+    with pytest.raises(PipelineError) as chunks:
+        list(chunked(tmp_path, shop(), raw, chunk_rows=2))
+    with pytest.raises(PipelineError, match=r"line 5 is not utf-8 \(byte 0xe9") as whole:
+        read_table(tmp_path / "shop.csv", shop(), SPEC_FILE)
+    assert str(chunks.value) == str(whole.value)

@@ -9,16 +9,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import profiled
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation.data.dataset import Dataset, read_table, typed
+import stages.serialize
+from segmentation.config import layout
+from segmentation.data.dataset import Dataset, load_dataset, read_customers, read_table, typed
 from segmentation.embedding.encoders import TorchEncoder
 from segmentation.evaluation import surrogate as explain
+from segmentation.model.sampling import sample_rows
 from segmentation.reporting import profile
 from segmentation.reporting.tallies import SegmentTallies
 from segmentation.testing import synthetic
+from segmentation.testing.project_copy import copy_project
 from segmentation.text import TextWriting, fit_writing, write_texts
 
 SOURCE = {"path": "customers.csv", "file": "customers.csv", "sha256": "0" * 64}
@@ -245,3 +250,39 @@ def test_names_keep_only_strong_differences_and_drop_an_undominated_lead(telco):
     frame.index = frame.index.astype(str)
     names = profiled(frame, pd.Series([1] * 4 + [2] * 4), telco)["name"].tolist()
     assert names == ["Low monthly charges", "Two-year contract customers: high monthly charges"]
+
+
+def test_above_the_threshold_serialize_fits_the_number_bands_on_a_seeded_sample(
+    tmp_path, monkeypatch
+):
+    """Every kept customer is written, read a chunk at a time; the balance's band edges (none
+    declared here) are those of the seeded sample of ``sample_fit_rows`` customers."""
+    copy_project(tmp_path, ("datasets", "params.yaml"))
+    spec = yaml.safe_load((tmp_path / "datasets/bank.yaml").read_text())
+    del spec["columns"]["balance"]["bands"]
+    (tmp_path / "datasets/bank.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params.update(datasets=["bank"], sample_fit_rows=100)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    raw = tmp_path / "data/bank/raw/table.csv"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(synthetic.to_uci_csv(synthetic.customers(400, seed=3)))
+    monkeypatch.chdir(tmp_path)
+    stages.serialize.main("bank")
+    paths, dataset = layout("bank"), load_dataset("bank")
+    texts = pd.read_csv(paths.texts, dtype=str)
+    assert len(texts) == 400 and texts["customer_id"].tolist() == [str(i) for i in range(400)]
+    rows = json.loads((tmp_path / "metrics/bank/rows.json").read_text())
+    assert rows == {
+        "table_rows": 400,
+        "rejected_rows": 0,
+        "kept_rows": 400,
+        "repeated_records": 0,
+        "fit_sample_rows": 100,
+    }
+    saved = json.loads(paths.text_writing.read_text())["edges"]["balance"]
+    customers = read_customers(paths.customers, dataset)
+    sample = read_customers(paths.customers, dataset, sample_rows(400, 100, params["seed"]))
+    numbers = params["text"]["numbers"]
+    assert saved == fit_writing(sample, dataset, numbers).edges["balance"]
+    assert saved != fit_writing(customers, dataset, numbers).edges["balance"]

@@ -33,7 +33,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segmentation.artifacts import CUSTOMER_ID, PipelineError, picked_rows
+from segmentation.artifacts import SCAN_BYTES, CUSTOMER_ID, PipelineError, picked_rows
 from segmentation.config import DATASETS_DIR, validated
 
 Kind = Literal["numeric", "categorical", "ordinal", "date"]
@@ -615,8 +615,10 @@ def read_table_chunks(
                     first_reason = rejected["reason"].iloc[0]
                 rejected_rows += len(rejected)
                 yield kept, rejected
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise _unreadable(path, exc, len(header), separator, dataset.format.encoding) from None
+    except UnicodeDecodeError:
+        raise _first_undecodable(path, dataset.format.encoding) from None
+    except pd.errors.ParserError as exc:
+        raise _unreadable(path, exc, len(header), separator) from None
     if not rows:
         raise _no_rows(path)
     if not kept_rows:
@@ -628,6 +630,25 @@ def read_table_chunks(
                 f"{path}: id column {dataset.id!r} repeats {int((counts > 1).sum())} id(s) far "
                 "apart in the file; ids must be unique"
             )
+
+
+class TableRows:
+    """The customers ``read_table_chunks`` keeps, passed through ``kept`` a chunk at a time, with
+    the rejected rows kept aside (few, and written last) and the counts."""
+
+    def __init__(self) -> None:
+        self.kept_rows = 0
+        self.rejected_parts: list[pd.DataFrame] = []
+
+    def kept(self, chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+        for cells, rejected in chunks:
+            self.kept_rows += len(cells)
+            self.rejected_parts.append(rejected)
+            yield cells
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        return pd.concat(self.rejected_parts, ignore_index=True)
 
 
 def _existing_table(path: Path) -> Path:
@@ -706,14 +727,36 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise PipelineError(
-            f"{path}: line {line} is not {encoding} "
-            f"(byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            f"re-save the file as {encoding}, or set format.encoding in the data-set file"
-        ) from None
+        raise _not_encoded(path, encoding, line, exc.start, raw[exc.start]) from None
     # A spreadsheet's byte-order mark and Windows line ends are part of how the file is written,
     # not of its content.
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _not_encoded(path: Path, encoding: str, line: int, offset: int, byte: int) -> PipelineError:
+    return PipelineError(
+        f"{path}: line {line} is not {encoding} (byte 0x{byte:02x} at offset {offset}); "
+        f"re-save the file as {encoding}, or set format.encoding in the data-set file"
+    )
+
+
+def _first_undecodable(path: Path, encoding: str) -> PipelineError:
+    """``_not_encoded`` for the first byte of a file too large to hold that is not ``encoding``:
+    decoded a block at a time, counting the bytes and newlines read."""
+    decoder, read, lines = codecs.getincrementaldecoder(encoding)(), 0, 0
+    with path.open("rb") as handle:
+        while block := handle.read(SCAN_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                # the error counts from the start of a character the decoder held back, if any
+                held, before = len(exc.object) - len(block), exc.object[: exc.start]
+                line = lines + before.count(b"\n") + 1
+                return _not_encoded(
+                    path, encoding, line, read - held + exc.start, exc.object[exc.start]
+                )
+            read, lines = read + len(block), lines + block.count(b"\n")
+    return PipelineError(f"{path}: not {encoding}; re-save the file as {encoding}")
 
 
 def table_header(label: object, first_line: str, separator: str, quote: str, fix: str) -> list[str]:
@@ -759,14 +802,7 @@ def split_table(
     return header, frame.apply(lambda column: column.str.strip())
 
 
-def _unreadable(
-    label: object, exc: Exception, fields: int, separator: str, encoding: str = ""
-) -> PipelineError:
-    if isinstance(exc, UnicodeDecodeError):
-        return PipelineError(
-            f"{label}: not {encoding} (byte 0x{exc.object[exc.start]:02x}: {exc.reason}); re-save "
-            f"the file as {encoding}, or set format.encoding in the data-set file"
-        )
+def _unreadable(label: object, exc: Exception, fields: int, separator: str) -> PipelineError:
     return PipelineError(
         f"{label}: malformed table ({' '.join(str(exc).split())}); every line needs "
         f"{fields} {separator!r}-separated fields like the header"
