@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from segmentation.artifacts import read_csv, read_json, read_npy, run
+from segmentation.artifacts import csv_row_starts, read_csv, read_json, read_npy, run
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import dataset_file
 from segmentation.lineage.tracking import Numbering
@@ -20,7 +20,7 @@ from segmentation.model.segment_model import Customers, Embedding, OutlierDetect
 def main(name: str) -> None:
     params, paths = load_params(), layout(name)
     info = read_json(paths.embedding_info)
-    inliers = len(read_csv(paths.labels, usecols=["segment"]))
+    _, inliers = csv_row_starts(paths.labels, [])  # counted in one pass over the bytes
     model = SegmentModel.assembled(
         OutlierDetector.load(paths.outlier_detector),
         read_npy(paths.centroids),
