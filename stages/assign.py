@@ -99,7 +99,7 @@ def main() -> None:
         f"{args.out}: {table.kept_rows} customers; per segment "
         + ", ".join(f"{s}: {n}" for s, n in sorted(segments.items()))
         + f"; {flagged} flagged as outliers"
-        + f"; {len(table.rejected)} rejected"
+        + f"; {table.rejected_rows} rejected"
     )
 
 

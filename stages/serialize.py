@@ -64,8 +64,8 @@ def main(name: str) -> None:
     write_metrics(
         paths.metrics / "rows.json",
         {
-            "table_rows": table.kept_rows + len(table.rejected),
-            "rejected_rows": len(table.rejected),
+            "table_rows": table.kept_rows + table.rejected_rows,
+            "rejected_rows": table.rejected_rows,
             "kept_rows": table.kept_rows,
             "repeated_records": repeated,
             **({"fit_sample_rows": len(sample)} if sampled else {}),

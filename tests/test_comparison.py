@@ -11,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 from segmentation.artifacts import PipelineError, write_csv
 from segmentation.baselines import compare, kprototypes, kprototypes_cost, mca, tabular
 from segmentation.config import MCAParams, TabularParams, layout
+from segmentation.model import sampling
 from segmentation.reporting import comparison
 from segmentation.testing import synthetic
 
@@ -193,7 +194,9 @@ def write_flags(folder, embedding: list[int], tabular: list[int]):
 
 def test_the_compared_customers_are_those_both_ecods_keep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(compare, "BLOCK_ROWS", 2)  # rows and positions carried across chunks
+    # rows and positions carried across chunks
+    monkeypatch.setattr(compare, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(sampling, "BLOCK_ROWS", 2)
     paths = write_flags(tmp_path, [0, 1, 0, 0, 1, 0, 1], [0, 0, 1, 0, 0, 0, 0])
     located = compare.compared_customers(paths, 1000, 7)
     assert located.rows.tolist() == [0, 3, 5]

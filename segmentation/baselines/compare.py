@@ -26,7 +26,12 @@ from segmentation.evaluation.maps import scatter_segments
 from segmentation.evaluation.surrogate import explain, surrogate_features
 from segmentation.evaluation.validity import cluster_metrics
 from segmentation.model.kmeans import fit_segments
-from segmentation.model.sampling import BLOCK_ROWS, sample_rows
+from segmentation.model.sampling import (
+    BLOCK_ROWS,
+    inlier_positions,
+    sample_kept_rows,
+    sample_rows,
+)
 
 METHODS = {
     "embedding": "Embeddings + KMeans",
@@ -59,8 +64,9 @@ class ComparedCustomers(NamedTuple):
     tabular_inliers: int
 
 
-def kept_by_both(paths: Layout) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Whether the embedding ECOD and Method 1's ECOD keep each customer, a chunk at a time."""
+def kept_by_both(paths: Layout) -> Iterator[np.ndarray]:
+    """Whether the embedding ECOD and Method 1's ECOD both keep each customer, a chunk at a
+    time."""
     columns = {"usecols": ["outlier"], "chunksize": BLOCK_ROWS}
     with (
         read_csv(paths.outliers, **columns) as embedding,
@@ -72,31 +78,17 @@ def kept_by_both(paths: Layout) -> Iterator[tuple[np.ndarray, np.ndarray]]:
                     f"{paths.tabular_outliers} and {paths.outliers} flag different numbers of "
                     "customers; rerun 'dvc repro'"
                 )
-            yield ours["outlier"].to_numpy() == 0, theirs["outlier"].to_numpy() == 0
+            yield (ours["outlier"].to_numpy() == 0) & (theirs["outlier"].to_numpy() == 0)
 
 
 def compared_customers(paths: Layout, sample_fit_rows: int, seed: int) -> ComparedCustomers:
-    """Where the compared customers lie, from the two ECODs' flags read twice, a chunk at a time,
-    so only the compared customers' positions are held."""
-    common = sum(int((ours & theirs).sum()) for ours, theirs in kept_by_both(paths))
-    chosen = sample_rows(common, sample_fit_rows, seed)
-    rows, embedding, tabular = [], [], []
-    done = both_before = embedding_before = tabular_before = 0
-    for ours, theirs in kept_by_both(paths):
-        both = np.flatnonzero(ours & theirs)
-        first, last = np.searchsorted(chosen, [both_before, both_before + len(both)])
-        picked = both[chosen[first:last] - both_before]
-        rows.append(done + picked)
-        embedding.append(embedding_before + np.cumsum(ours)[picked] - 1)
-        tabular.append(tabular_before + np.cumsum(theirs)[picked] - 1)
-        done, both_before = done + len(ours), both_before + len(both)
-        embedding_before += int(ours.sum())
-        tabular_before += int(theirs.sum())
+    """Where the compared customers lie, from the two ECODs' flags read a chunk at a time, so only
+    the compared customers' positions are held."""
+    common = sample_kept_rows(lambda: kept_by_both(paths), sample_fit_rows, seed)
+    embedding = inlier_positions(paths.outliers, common.rows)
+    tabular = inlier_positions(paths.tabular_outliers, common.rows)
     return ComparedCustomers(
-        *(np.concatenate(found) for found in (rows, embedding, tabular)),
-        common,
-        embedding_before,
-        tabular_before,
+        common.rows, embedding[0], tabular[0], common.inliers, embedding[1], tabular[1]
     )
 
 

@@ -637,12 +637,13 @@ class TableRows:
     the rejected rows kept aside (few, and written last) and the counts."""
 
     def __init__(self) -> None:
-        self.kept_rows = 0
+        self.kept_rows = self.rejected_rows = 0
         self.rejected_parts: list[pd.DataFrame] = []
 
     def kept(self, chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
         for cells, rejected in chunks:
             self.kept_rows += len(cells)
+            self.rejected_rows += len(rejected)
             self.rejected_parts.append(rejected)
             yield cells
 

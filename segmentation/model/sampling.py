@@ -9,7 +9,7 @@ copied: the file stays in the page cache, the process holds one block.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -149,19 +149,39 @@ def sample_inlier_rows(paths: Layout, size: int, seed: int) -> InlierRows:
 
 
 def sample_flagged_rows(flags_path: Path, size: int, seed: int) -> InlierRows:
-    """A seeded sample of ``size`` of the inliers of a flags file (all of them if fewer), from the
-    flags read twice, a chunk at a time, so only the sample's positions are held."""
+    """A seeded sample of ``size`` of the inliers of a flags file (all of them if fewer)."""
+    return sample_kept_rows(lambda: (flags == 0 for flags in flag_chunks(flags_path)), size, seed)
+
+
+def sample_kept_rows(
+    kept_chunks: Callable[[], Iterator[np.ndarray]], size: int, seed: int
+) -> InlierRows:
+    """A seeded sample of ``size`` of the rows that ``kept_chunks()`` marks kept, a chunk at a time
+    (all of them if fewer), from two passes over the chunks, so only the sample's positions are
+    held; ``inliers`` counts the kept rows."""
     customers = inliers = 0
-    for flags in flag_chunks(flags_path):
-        customers, inliers = customers + len(flags), inliers + int((flags == 0).sum())
+    for kept in kept_chunks():
+        customers, inliers = customers + len(kept), inliers + int(kept.sum())
     chosen, picked = sample_rows(inliers, size, seed), []
     inliers_before = customers_before = 0
-    for flags in flag_chunks(flags_path):
-        kept = np.flatnonzero(flags == 0)
-        first, last = np.searchsorted(chosen, [inliers_before, inliers_before + len(kept)])
-        picked.append(customers_before + kept[chosen[first:last] - inliers_before])
-        inliers_before, customers_before = inliers_before + len(kept), customers_before + len(flags)
+    for kept in kept_chunks():
+        rows = np.flatnonzero(kept)
+        first, last = np.searchsorted(chosen, [inliers_before, inliers_before + len(rows)])
+        picked.append(customers_before + rows[chosen[first:last] - inliers_before])
+        inliers_before, customers_before = inliers_before + len(rows), customers_before + len(kept)
     return InlierRows(chosen, np.concatenate(picked), inliers, customers)
+
+
+def inlier_positions(flags_path: Path, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """The positions among a flags file's inliers of the inliers at the sorted ``rows``, and how
+    many inliers it has, read a chunk at a time."""
+    positions, inliers, done = [], 0, 0
+    for flags in flag_chunks(flags_path):
+        kept = flags == 0
+        first, last = np.searchsorted(rows, [done, done + len(flags)])
+        positions.append(inliers + np.cumsum(kept)[rows[first:last] - done] - 1)
+        inliers, done = inliers + int(kept.sum()), done + len(flags)
+    return np.concatenate(positions), inliers
 
 
 def inliers_per_shard(paths: Layout, matrix: ShardedMatrix) -> list[int]:
