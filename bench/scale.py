@@ -20,10 +20,14 @@ shards: see ``segmentation/testing/synthetic.py``) and placeholder texts, then r
    encoding and ECOD fitted on a sample of the customers, KMeans on a sample of its inliers, every
    customer encoded, scored and labelled a chunk at a time), ``stages.mca`` (fitted on a sample
    of the Method-1 inliers) and ``stages.kprototypes`` (fitted on that sample, every Method-1
-   inlier given its nearest prototype a chunk at a time).
+   inlier given its nearest prototype a chunk at a time);
+8. a stand-in reference, as adopted a month earlier (``save_reference`` fed the labels a chunk at a
+   time: the segments numbered in reverse, one customer in 20 elsewhere, one in 100 not yet
+   there), then ``python -m stages.lineage``: the fit and the reference joined by customer id in
+   buckets, the lineage from their counts, every customer's move written in order.
 
 ``--steps`` runs some of them (those a step reads must run too: kmeans needs outliers, mca
-tabular, kprototypes mca).
+tabular, kprototypes mca, reference kmeans, lineage kmeans and, to follow one, reference).
 
 ``--engine ray`` runs every per-customer step with a Ray Data task per shard on a local Ray
 (``engine: ray``) of every core.
@@ -113,6 +117,28 @@ tallies = profile_tallies(paths, dataset, None, customers, params.engine)
 table = profile(tallies, dataset, value_differences(tallies, dataset), {})
 print(f"profile of {tallies.inliers:,} inliers in {len(table)} segments")
 """
+REFERENCE = """
+import sys
+import numpy as np
+from segmentation.artifacts import read_csv, read_json, read_npy
+from segmentation.config import layout
+from segmentation.lineage.reference import Reference, save_reference
+paths = layout(sys.argv[1])
+centroids = read_npy(paths.centroids)
+k = len(centroids)
+def adopted_segments():
+    rng = np.random.default_rng(0)
+    with read_csv(paths.labels, chunksize=65536) as chunks:
+        for chunk in chunks:
+            segments = chunk.set_index("customer_id")["segment"].rsub(k + 1)
+            moved = rng.random(len(segments)) < 0.05
+            segments[moved] = rng.integers(1, k + 1, moved.sum())
+            yield segments[rng.random(len(segments)) >= 0.01]
+numbers = list(range(k, 0, -1))
+model = read_json(paths.embedding_info)["model"]
+names = [f"Segment {number}" for number in numbers]
+save_reference(paths.reference, Reference(numbers, names, centroids, model), adopted_segments())
+"""
 STEPS = {
     "outliers": STAGE.format(stage="outliers"),
     "project": STAGE.format(stage="project"),
@@ -123,6 +149,8 @@ STEPS = {
     "tabular": STAGE.format(stage="tabular"),
     "mca": STAGE.format(stage="mca"),
     "kprototypes": STAGE.format(stage="kprototypes"),
+    "reference": REFERENCE,
+    "lineage": STAGE.format(stage="lineage"),
 }
 GENERATE = """
 import sys

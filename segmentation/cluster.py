@@ -15,6 +15,9 @@ per shard (``CsvColumns``): the driver finds where each shard's rows begin in on
 bytes, and each call gets its shard's rows of those columns as the keyword ``flags``, read by the
 worker itself. ``AlignedCsv.located`` does that pass once for a file several maps read.
 
+``map_parts(function, parts, engine, ...)`` is the same for work split otherwise than by shard
+(the buckets of a join by customer id): ``function(part, ...)`` for each part, in part order.
+
 Ray is joined at ``RAY_ADDRESS`` when that is set, and otherwise started on this machine with the
 given number of CPUs; the ``segmentation`` package travels to the workers as a ``py_modules``
 entry of the Ray runtime environment.
@@ -152,8 +155,7 @@ def run_shard(
     return function(MatrixRows(matrix.shard(number)), matrix.shards[number], *arguments, **tables)
 
 
-def _shard_task(batch: pd.DataFrame, folder: str, function, arguments, aligned) -> pd.DataFrame:
-    (number,) = batch["shard"].tolist()
+def _shard_task(number: int, folder: str, function, arguments, aligned) -> pd.DataFrame:
     return run_shard(ShardedMatrix(Path(folder)), number, function, arguments, aligned)
 
 
@@ -175,8 +177,7 @@ def map_shards(
     ``function`` and ``arguments`` must pickle (a module-level function, a fitted model) for the
     ``ray`` engine, which runs one Ray Data task of one CPU per shard.
     """
-    if engine not in ENGINES:
-        raise PipelineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    check_engine(engine)
     matrix = ShardedMatrix(folder)
     located = {
         name: csv if isinstance(csv, AlignedCsv) else AlignedCsv.located(CsvColumns(*csv), matrix)
@@ -186,6 +187,43 @@ def map_shards(
         for number in range(len(matrix.shards)):
             yield run_shard(matrix, number, function, arguments, located)
         return
+    yield from map_parts(
+        _shard_task,
+        len(matrix.shards),
+        engine,
+        str(Path(folder).resolve()),
+        function,
+        arguments,
+        located,
+        num_cpus=num_cpus,
+    )
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise PipelineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+
+
+def _part_task(batch: pd.DataFrame, function, arguments) -> pd.DataFrame:
+    (part,) = batch["part"].tolist()
+    return function(part, *arguments)
+
+
+def map_parts(
+    function: Callable[..., pd.DataFrame],
+    parts: int,
+    engine: str,
+    *arguments,
+    num_cpus: int | str = "auto",
+) -> Iterator[pd.DataFrame]:
+    """``function(part, *arguments)`` for each part 0 to ``parts - 1``, results in part order: here,
+    or as a Ray Data pipeline of one task of one CPU per part (``function`` and ``arguments`` must
+    pickle), whose results the driver streams on."""
+    check_engine(engine)
+    if engine == "local":
+        for part in range(parts):
+            yield function(part, *arguments)
+        return
     import ray
 
     owns_connection = start_ray(num_cpus)
@@ -194,17 +232,11 @@ def map_shards(
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         tasks = ray.data.from_items(
-            [{"shard": number} for number in range(len(matrix.shards))],
-            override_num_blocks=len(matrix.shards),
+            [{"part": part} for part in range(parts)], override_num_blocks=max(parts, 1)
         )
         results = tasks.map_batches(
-            _shard_task,
-            fn_kwargs={
-                "folder": str(Path(folder).resolve()),
-                "function": function,
-                "arguments": arguments,
-                "aligned": located,
-            },
+            _part_task,
+            fn_kwargs={"function": function, "arguments": arguments},
             batch_size=1,
             batch_format="pandas",
             num_cpus=1,

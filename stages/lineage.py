@@ -8,68 +8,61 @@ their fitted numbers. The profile, the segment model and ``assign`` use these st
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
 from segmentation.artifacts import (
     CUSTOMER_ID,
-    read_csv,
     read_json,
     read_npy,
     run,
     write_csv,
+    write_csv_chunks,
     write_json,
     write_metrics,
     write_png,
     write_text,
 )
 from segmentation.config import layout, load_params
-from segmentation.data.dataset import load_dataset, read_customers
-from segmentation.data.outcomes import outcome_title, outcome_values
-from segmentation.embedding.shards import read_vectors
+from segmentation.data.dataset import load_dataset
+from segmentation.data.outcomes import outcome_title
 from segmentation.lineage.figure import alluvial_figure
+from segmentation.lineage.join import joined_by_id
 from segmentation.lineage.reference import load_reference
-from segmentation.lineage.tracking import lineage_metrics, lineage_record, track, untracked
-from segmentation.model.sampling import MatrixRows
+from segmentation.lineage.tracking import lineage_metrics, lineage_record, tracked, untracked
 from segmentation.reporting.lineage import render_report
 
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    segments = read_csv(paths.labels).set_index(CUSTOMER_ID)["segment"]
-    table = read_csv(paths.outliers, usecols=[CUSTOMER_ID])[CUSTOMER_ID]
     # the outcome the data-set file describes first: its rate per segment, then and now
     outcome = next(iter(dataset.describe), None)
-    outcome_now = (
-        outcome_values(read_customers(paths.customers, dataset), dataset, outcome)
-        if outcome
-        else None
-    )
     reference = load_reference(paths.reference) if paths.reference.exists() else None
-    if reference is None:
-        tracked = untracked(segments, outcome_now)
-    else:
-        matrix = MatrixRows(read_vectors(paths.embeddings))
-        rows = pd.Series(np.arange(len(table)), index=table.to_numpy())
-        tracked = track(
-            reference,
-            segments,
-            lambda ids: matrix.take(rows.loc[ids].to_numpy()),
-            read_npy(paths.centroids),
-            read_json(paths.embedding_info)["model"],
-            pd.Index(table),
-            params.lineage,
-            outcome_now,
+    with joined_by_id(
+        paths,
+        dataset,
+        reference,
+        read_npy(paths.centroids),
+        read_json(paths.embedding_info)["model"],
+        params.engine,
+    ) as joined:
+        if reference is None:
+            followed = untracked(joined.counts, outcome is not None)
+        else:
+            followed = tracked(reference, joined.counts, params.lineage, outcome is not None)
+        write_csv_chunks(
+            paths.segment_moves,
+            (
+                moves.rename_axis(CUSTOMER_ID).reset_index()
+                for moves in joined.moves(followed.lineage.numbers)
+            ),
         )
-    metrics = lineage_metrics(tracked, len(reference.numbers) if reference else 0)
+    metrics = lineage_metrics(followed, len(reference.numbers) if reference else 0)
     folder = paths.reference.as_posix() if reference else None
     report = render_report(
-        tracked,
+        followed,
         metrics,
         {
             "title": dataset.title,
             "name": name,
-            "k": len(tracked.lineage.numbers),
+            "k": len(followed.lineage.numbers),
             "reference": folder,
             "reference_folder": paths.reference.as_posix(),
             "match_jaccard": params.lineage.match_jaccard,
@@ -80,20 +73,16 @@ def main(name: str) -> None:
         },
         outcome_title(dataset, outcome) if outcome else None,
     )
-    write_csv(
-        paths.segment_moves,
-        tracked.moves.rename_axis(CUSTOMER_ID).reset_index(),
-    )
     write_png(
         paths.plots / "lineage.png",
         alluvial_figure(
-            tracked.migration,
+            followed.migration,
             f"{dataset.title}: adopted segments (left) and this fit's (right)",
         ),
     )
-    write_csv(paths.reports / "migration.csv", tracked.migration)
-    write_csv(paths.reports / "segment_changes.csv", tracked.changes.reset_index())
-    write_json(paths.lineage, lineage_record(tracked, folder))
+    write_csv(paths.reports / "migration.csv", followed.migration)
+    write_csv(paths.reports / "segment_changes.csv", followed.changes.reset_index())
+    write_json(paths.lineage, lineage_record(followed, folder))
     write_metrics(paths.metrics / "lineage.json", metrics)
     write_text(paths.reports / "lineage.md", report)
 

@@ -19,14 +19,23 @@ from segmentation.artifacts import PipelineError, write_png
 from segmentation.lineage.figure import alluvial_figure
 from segmentation.lineage.matching import match_segments, overlap_table, paired_segments
 from segmentation.lineage.migration import (
-    migration_table,
+    customer_moves,
+    migration_of,
     population_stability,
     psi_reading,
     segment_changes,
 )
-from segmentation.lineage.reference import Reference, adopted, load_reference, save_reference
+from segmentation.lineage.reference import (
+    Reference,
+    adopted,
+    load_reference,
+    save_reference,
+    segment_chunks,
+)
 from segmentation.lineage.tracking import (
+    LineageCounts,
     Numbering,
+    customer_tallies,
     lineage_metrics,
     lineage_record,
     track,
@@ -46,6 +55,15 @@ def segments(labels, ids=None) -> pd.Series:
 
 def lineage_of(reference: pd.Series, current: pd.Series):
     return match_segments(overlap_table(reference, current))
+
+
+def migration_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+    moved = customer_moves(reference, current).groupby(["from", "to"]).size()
+    return migration_of(moved.rename("customers").reset_index())
+
+
+def adopted_segments(folder: Path) -> pd.Series:
+    return pd.concat(segment_chunks(folder, 7))
 
 
 def kinds(lineage) -> dict[int, str]:
@@ -79,7 +97,8 @@ def test_a_moved_reference_with_shuffled_rows_gives_every_number_and_name(four_b
     numbers = {1: 4, 2: 2, 3: 7, 4: 1}
     save_reference(
         tmp_path / "bank",
-        adopted(fitted, numbers, {numbers[s]: n for s, n in names.items()}, centroids, "m"),
+        adopted(numbers, {numbers[s]: n for s, n in names.items()}, centroids, "m"),
+        [fitted.iloc[:300].map(numbers), fitted.iloc[300:].map(numbers)],
     )
     (tmp_path / "bank").rename(tmp_path / "elsewhere")
     rows = (tmp_path / "elsewhere" / "segments.csv").read_text().splitlines()
@@ -91,15 +110,17 @@ def test_a_moved_reference_with_shuffled_rows_gives_every_number_and_name(four_b
     refit = KMeans(n_clusters=4, n_init=3, random_state=11).fit_predict(vectors[order]) + 1
     refit_centroids = np.stack([vectors[order][refit == s].mean(axis=0) for s in range(1, 5)])
     table = pd.DataFrame(vectors, index=fitted.index)
+    current = segments(refit, fitted.index[order])
     tracked = track(
         reference,
-        segments(refit, fitted.index[order]),
+        adopted_segments(tmp_path / "elsewhere"),
+        current,
         lambda ids: table.loc[ids].to_numpy(),
         refit_centroids,
         "m",
         fitted.index,
     )
-    assert tracked.segments.loc[fitted.index].equals(fitted.map(numbers))
+    assert tracked.lineage.stable(current).loc[fitted.index].equals(fitted.map(numbers))
     kept = Numbering.of(lineage_record(tracked, "elsewhere")).kept_names
     assert kept == {numbers[s]: name for s, name in names.items()}
 
@@ -165,7 +186,7 @@ def test_matching_is_deterministic_and_independent_of_row_order():
 def test_the_psi_equals_a_hand_computed_value():
     reference = segments([1] * 50 + [2] * 30 + [3] * 20)
     current = segments([1] * 40 + [2] * 40 + [3] * 20)
-    terms = population_stability(reference, current)
+    terms = population_stability(reference.value_counts(), current.value_counts())
     expected = (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.4 - 0.3) * math.log(0.4 / 0.3)
     assert terms.sum() == pytest.approx(expected)  # 0.0511
     assert terms.loc[3] == 0.0 and psi_reading(terms.sum()) == "no real shift"
@@ -185,7 +206,10 @@ def test_migration_shows_who_stayed_moved_left_and_is_new():
     ]
     outcome = pd.Series([1, 0, 0, 0, 1, 1], index=["a", "b", "c", "d", "e", "f"])
     adopted_rates = pd.Series({1: 0.5, 2: 0.0, 3: 1.0})  # segments 1, 2 and 3 when adopted
-    changes = segment_changes(reference, current, adopted_rates, outcome)
+    outcome_now = outcome.loc[current.index].groupby(current).mean()
+    changes = segment_changes(
+        reference.value_counts(), current.value_counts(), adopted_rates, outcome_now
+    )
     assert changes.loc[1, ["customers_then", "customers_now"]].tolist() == [2, 2]
     assert changes.loc[1, ["outcome_then", "outcome_now"]].tolist() == [0.5, 1.0]
     assert changes.loc[4, "customers_then"] == 0 and changes.loc[3, "customers_now"] == 0
@@ -228,15 +252,16 @@ def test_the_alluvial_chart_draws_every_segment_and_every_flow(tmp_path):
 def test_a_reference_round_trips_and_places_unseen_customers(tmp_path):
     centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=np.float32)
     reference = Reference(
-        segments(np.array([3, 1, 4]), ["007", "NA", "x"]),
         [1, 3, 4],
         ["Savers", "Young", "Families"],
         centroids,
         "sentence-transformers/all-MiniLM-L6-v2",
     )
-    save_reference(tmp_path / "bank", reference)
+    adopted_ones = segments(np.array([3, 1, 4]), ["007", "NA", "x"])
+    save_reference(tmp_path / "bank", reference, [adopted_ones])
     loaded = load_reference(tmp_path / "bank")
-    assert loaded.segments.to_dict() == {"007": 3, "NA": 1, "x": 4}
+    assert list(segment_chunks(tmp_path / "bank", 2))[1].to_dict() == {"x": 4}
+    assert adopted_segments(tmp_path / "bank").to_dict() == {"007": 3, "NA": 1, "x": 4}
     assert (loaded.numbers, loaded.names) == ([1, 3, 4], ["Savers", "Young", "Families"])
     assert np.array_equal(loaded.centroids, centroids)
     unseen = np.array([[9.0, 1.0], [1.0, 8.0], [0.5, 0.5]], dtype=np.float32)
@@ -247,7 +272,7 @@ def test_a_reference_round_trips_and_places_unseen_customers(tmp_path):
     (tmp_path / "bank" / "reference.json").write_text('{"segments": [{"number": 1}]')
     with pytest.raises(PipelineError, match=r"bank: not a reference segmentation .*stages.adopt"):
         load_reference(tmp_path / "bank")
-    save_reference(tmp_path / "bank", reference)
+    save_reference(tmp_path / "bank", reference, [adopted_ones])
     (tmp_path / "bank" / "reference.json").write_text('{"segments": [{"number": 1}]}')
     with pytest.raises(PipelineError, match=r"not a reference segmentation \(KeyError"):
         load_reference(tmp_path / "bank")
@@ -286,7 +311,8 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     then, then_centroids = fit(3, np.arange(800), seed=0)
     names = {1: "First", 2: "Second", 3: "Third"}
     first = track(
-        Reference(then, [1, 2, 3], list(names.values()), then_centroids, "m"),
+        Reference([1, 2, 3], list(names.values()), then_centroids, "m"),
+        then,
         then,
         vectors_of,
         then_centroids,
@@ -294,22 +320,25 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
         ids[:800],
     )
     assert first.lineage.numbers == {1: 1, 2: 2, 3: 3}
-    reference = adopted(then, first.lineage.numbers, names, then_centroids, "m")
-    save_reference(tmp_path / "bank", reference)
+    reference = adopted(first.lineage.numbers, names, then_centroids, "m")
+    save_reference(tmp_path / "bank", reference, [first.lineage.stable(then)])
     reference = load_reference(tmp_path / "bank")
     # this month: 100 customers left, 100 joined, and k = 4 with another seed
     now, now_centroids = fit(4, np.arange(100, 900), seed=5)
 
-    def follow(reference, embedding_model="m"):
-        return track(reference, now, vectors_of, now_centroids, embedding_model, ids[100:])
+    def follow(reference, adopted_ones, embedding_model="m"):
+        return track(
+            reference, adopted_ones, now, vectors_of, now_centroids, embedding_model, ids[100:]
+        )
 
-    tracked = follow(reference)
+    tracked = follow(reference, adopted_segments(tmp_path / "bank"))
     found = kinds(tracked.lineage)
     # the segment that held two blobs split; its second blob is the new segment 4
     assert sorted(found.values()) == ["kept", "kept", "split"]
     split = next(t for t in tracked.lineage.transitions if t.kind == "split")
     assert [number for number, _ in split.flows] in ([split.segment, 4], [4, split.segment])
-    assert set(tracked.segments.unique()) == {1, 2, 3, 4}
+    stable = tracked.lineage.stable(now)
+    assert set(stable.unique()) == {1, 2, 3, 4}
     assert tracked.names == names  # the new segment 4 is named by the profile
     assert Numbering.of(lineage_record(tracked, "references/bank")).kept_names == {
         n: names[n] for n in (1, 2, 3) if n in tracked.lineage.matched_jaccard
@@ -318,19 +347,22 @@ def test_a_fit_tracked_from_its_reference_keeps_names_and_becomes_the_next_refer
     assert table.xs("left", level="to").sum() == 100 and table.loc["new"].sum() == 100
     # the same fit tracked from its own adoption changes nothing
     numbers = tracked.lineage.numbers
-    again = follow(adopted(now, numbers, names | {4: "Fourth"}, now_centroids, "m"))
-    assert again.segments.equals(tracked.segments)
+    again = follow(adopted(numbers, names | {4: "Fourth"}, now_centroids, "m"), stable)
+    assert again.lineage.stable(now).equals(stable)
     assert set(kinds(again.lineage).values()) == {"kept"}
     # another embedding model: only the customers the reference segmented are compared
-    assert follow(reference, "another model").lineage.numbers == tracked.lineage.numbers
+    elsewhere = follow(reference, adopted_segments(tmp_path / "bank"), "another model")
+    assert elsewhere.lineage.numbers == tracked.lineage.numbers
+    assert elsewhere.compared == 700 < tracked.compared == 800
 
 
 def test_a_fit_with_nothing_adopted_keeps_its_numbers_and_every_segment_is_new():
     fitted = segments([1, 1, 2, 3, 3, 3])
     outcome = pd.Series([1.0, 0, 0, 1, 1, 0], index=fitted.index)
-    tracked = untracked(fitted, outcome)
+    nobody = pd.Series([], dtype=np.int64, index=pd.Index([], dtype=object))
+    tallies = customer_tallies(nobody, fitted, None, None, fitted.index, outcome)
+    tracked = untracked(LineageCounts.added([tallies]), with_outcome=True)
     assert tracked.lineage.numbers == {1: 1, 2: 2, 3: 3}
-    assert tracked.segments.equals(fitted)
     assert kinds(tracked.lineage) == {1: "new", 2: "new", 3: "new"}
     metrics = lineage_metrics(tracked, 0)
     assert metrics["reference_segments"] == 0 and metrics["segments_new"] == 3
@@ -344,7 +376,8 @@ def test_the_lineage_metrics_count_moves_new_and_left_customers():
     reference = segments([1, 1, 1, 1, 2, 2, 2, 2], list("abcdefgh"))
     current = segments([1, 1, 1, 2, 2, 2, 2, 1], list("abcdefgi"))  # d moved, h left, i is new
     tracked = track(
-        Reference(reference, [1, 2], ["Savers", "Spenders"], np.eye(2), "m"),
+        Reference([1, 2], ["Savers", "Spenders"], np.eye(2), "m"),
+        reference,
         current,
         lambda ids: np.tile([1.0, 0.0], (len(ids), 1)),
         np.eye(2),
@@ -359,23 +392,21 @@ def test_the_lineage_metrics_count_moves_new_and_left_customers():
     )
     assert metrics["customers_moved_share"] == pytest.approx(1 / 7)
     assert metrics["segments_kept"] == 2 and metrics["matched_jaccard_min"] > 0.5
-    moves = tracked.moves
+    moves = customer_moves(reference, tracked.lineage.stable(current))
     assert moves.loc["d"].tolist() == [1, 2]
     assert moves.loc["h"].tolist() == [2, "left"] and moves.loc["i"].tolist() == ["new", 1]
     assert moves.index.tolist()[-1] == "h"  # those who left come last
 
 
 def test_adopting_again_replaces_the_reference_folder_whole(tmp_path):
-    first = Reference(
-        segments([1, 2]), [1, 2], ["A", "B"], np.eye(2), "m", "y_yes_rate", [0.1, 0.2]
-    )
-    save_reference(tmp_path / "bank", first)
-    second = Reference(segments([3]), [3], ["C"], np.eye(2)[:1], "m")
-    save_reference(tmp_path / "bank", second)
+    first = Reference([1, 2], ["A", "B"], np.eye(2), "m", "y_yes_rate", [0.1, 0.2])
+    save_reference(tmp_path / "bank", first, [segments([1, 2])])
+    second = Reference([3], ["C"], np.eye(2)[:1], "m")
+    save_reference(tmp_path / "bank", second, [segments([3])])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]  # no temporary folder left
     loaded = load_reference(tmp_path / "bank")
     assert loaded.names == ["C"] and loaded.outcome_rates == [] and loaded.outcome == ""
-    save_reference(tmp_path / "bank", first)
+    save_reference(tmp_path / "bank", first, [segments([1, 2])])
     again = load_reference(tmp_path / "bank")
     assert again.outcome == "y_yes_rate" and again.outcome_by_segment().to_dict() == {
         1: 0.1,
@@ -387,7 +418,8 @@ def test_customers_placed_by_the_other_model_pair_segments_but_do_not_count_as_s
     reference = segments([1, 1, 1, 1, 2, 2, 2, 2], list("abcdefgh"))
     current = segments([1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1], list("abcdefghxyz"))  # x, y, z new
     tracked = track(
-        Reference(reference, [1, 2], ["Savers", "Spenders"], np.eye(2), "m"),
+        Reference([1, 2], ["Savers", "Spenders"], np.eye(2), "m"),
+        reference,
         current,
         lambda ids: np.tile([1.0, 0.0], (len(ids), 1)),  # the new ones: nearest to segment 1
         np.eye(2),
@@ -442,7 +474,12 @@ def test_the_adopt_command_writes_the_reference_and_refuses_outputs_of_two_runs(
     result = adopt()
     assert result.returncode == 0, result.stderr
     reference = load_reference(project / "references/bank")
-    assert reference.segments.to_dict() == {"a": 1, "b": 1, "c": 4, "d": 2}
+    assert adopted_segments(project / "references/bank").to_dict() == {
+        "a": 1,
+        "b": 1,
+        "c": 4,
+        "d": 2,
+    }
     assert (reference.numbers, reference.names) == (
         [1, 4, 2],
         ["Savers", "Young renters", "Spenders"],

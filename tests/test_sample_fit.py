@@ -15,16 +15,28 @@ from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies
 import stages.elbow
 import stages.evaluate
 import stages.kmeans
+import stages.lineage
 import stages.outliers
 import stages.project
 import stages.stability
 from segmentation import cluster
-from segmentation.artifacts import PipelineError, read_csv, write_csv, write_csv_chunks
+from segmentation.artifacts import (
+    PipelineError,
+    read_csv,
+    read_json,
+    read_npy,
+    write_csv,
+    write_csv_chunks,
+)
 from segmentation.config import layout, load_params
 from segmentation.data.dataset import read_customers
 from segmentation.embedding.shards import read_vectors, write_matrix
 from segmentation.evaluation import scores, stability
 from segmentation.evaluation import validity as scoring
+from segmentation.lineage import join
+from segmentation.lineage.migration import customer_moves
+from segmentation.lineage.reference import Reference, save_reference
+from segmentation.lineage.tracking import track, tracked
 from segmentation.model import kmeans
 from segmentation.model.ecod import ECODReference
 from segmentation.model.sampling import (
@@ -506,3 +518,116 @@ def test_labels_that_miss_an_inlier_are_one_line(fully_fitted, tmp_path, monkeyp
     monkeypatch.chdir(copy)
     with pytest.raises(PipelineError, match=r"labels.csv does not list the inliers of .*outliers"):
         stages.evaluate.main("bank")
+
+
+def adopted_before(copy, monkeypatch) -> tuple[Reference, pd.Series]:
+    """A reference for the fitted copy as a month earlier: 400 of today's customers not yet
+    there, 300 since gone, segments renumbered and 5% of customers elsewhere, centroids in
+    another order; written to ``references/bank`` in three chunks."""
+    monkeypatch.chdir(copy)
+    paths = layout("bank")
+    labels = read_csv(paths.labels).set_index("customer_id")["segment"]
+    flags = read_csv(paths.outliers)
+    rng = np.random.default_rng(9)
+    renumbered = {1: 3, 2: 1, 3: 6, 4: 2, 5: 4, 6: 5}
+    then = labels.map(renumbered)
+    moved = rng.random(len(then)) < 0.05
+    then[moved] = rng.integers(1, 7, moved.sum())
+    outliers = flags.loc[flags["outlier"] == 1, "customer_id"]
+    then = pd.concat([then, pd.Series(rng.integers(1, 7, len(outliers)), index=outliers)])
+    then = then.drop(rng.choice(labels.index, 400, replace=False))
+    gone = pd.Series(rng.integers(1, 7, 300), index=[f"gone{i:03d}" for i in range(300)])
+    then = pd.concat([then.sample(frac=1.0, random_state=2), gone]).astype(np.int64)
+    order = [renumbered[fitted] for fitted in range(1, 7)]
+    reference = Reference(
+        [2, 4, 1, 5, 6, 3],
+        ["Two", "Four", "One", "Five", "Six", "Three"],
+        read_npy(paths.centroids)[[order.index(number) for number in [2, 4, 1, 5, 6, 3]]],
+        read_json(paths.embedding_info)["model"],
+        "y_yes_rate",
+        [0.2, 0.4, 0.1, 0.5, 0.6, 0.3],
+    )
+    chunks = [then.iloc[:2000], then.iloc[2000:4100], then.iloc[4100:]]
+    save_reference(paths.reference, reference, chunks)
+    return reference, then
+
+
+def test_lineage_joined_in_buckets_here_and_on_ray_is_lineage_in_memory(
+    sample_fitted, tmp_path, monkeypatch, bank
+):
+    """The lineage stage joins the reference and the fit by id in buckets (10 here, chunks of 500
+    rows) and gives what ``track`` gives on both held whole: numbers, transitions, migration,
+    changes with the outcome, and every customer's move in order; a local 2-CPU Ray over four
+    shards gives the same, and the buckets' folder is gone afterwards."""
+    import ray
+
+    copy = tmp_path / "followed"
+    shutil.copytree(sample_fitted, copy)
+    table = synthetic.customers(CUSTOMERS, seed=5)
+    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
+    write_csv(copy / "data/bank/interim/customers.csv", table)
+    reference, then = adopted_before(copy, monkeypatch)
+    paths, params = layout("bank"), load_params()
+    labels = read_csv(paths.labels).set_index("customer_id")["segment"]
+    present = pd.Index(read_csv(paths.outliers)["customer_id"])
+    vectors = pd.DataFrame(np.asarray(read_vectors(paths.embeddings)), index=present)
+    outcome = pd.Series(table["y"].eq("yes").astype(float).to_numpy(), index=present)
+    expected = track(
+        reference,
+        then,
+        labels,
+        lambda ids: vectors.loc[ids].to_numpy(),
+        read_npy(paths.centroids),
+        reference.embedding_model,
+        present,
+        params.lineage,
+        outcome,
+    )
+    kinds = {transition.kind for transition in expected.lineage.transitions}
+    assert expected.compared == CUSTOMERS and kinds == {"kept"}
+    expected_moves = customer_moves(then, expected.lineage.stable(labels)).rename_axis(
+        "customer_id"
+    )
+    monkeypatch.setattr(join, "BUCKET_ROWS", 600)
+    monkeypatch.setattr(join, "CHUNK_ROWS", 500)
+
+    def followed(engine: str):
+        with join.joined_by_id(
+            paths, bank, reference, read_npy(paths.centroids), reference.embedding_model, engine
+        ) as joined:
+            assert joined.plan.buckets == 10
+            found = tracked(reference, joined.counts, params.lineage, with_outcome=True)
+            return found, pd.concat(joined.moves(found.lineage.numbers))
+
+    def assert_same(found, moves):
+        assert found.lineage == expected.lineage and found.compared == expected.compared
+        pd.testing.assert_frame_equal(found.migration, expected.migration)
+        pd.testing.assert_frame_equal(found.changes, expected.changes, rtol=1e-12)
+        pd.testing.assert_frame_equal(moves, expected_moves)
+
+    assert_same(*followed("local"))
+    in_four_shards(copy)
+    owned = cluster.start_ray(num_cpus=2)
+    try:
+        assert_same(*followed("ray"))
+    finally:
+        if owned:
+            ray.shutdown()
+    assert not list(paths.embeddings.parent.glob(".lineage-join-*"))
+    stages.lineage.main("bank")
+    write_csv(tmp_path / "moves.csv", expected_moves.reset_index())
+    assert paths.segment_moves.read_bytes() == (tmp_path / "moves.csv").read_bytes()
+
+
+def test_a_reference_listing_a_customer_twice_is_one_line(sample_fitted, tmp_path, monkeypatch):
+    copy = tmp_path / "twice"
+    shutil.copytree(sample_fitted, copy)
+    table = synthetic.customers(CUSTOMERS, seed=5)
+    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
+    write_csv(copy / "data/bank/interim/customers.csv", table)
+    reference, then = adopted_before(copy, monkeypatch)
+    save_reference(layout("bank").reference, reference, [then, then.iloc[[7]]])
+    with pytest.raises(PipelineError, match=r"segments.csv lists customer '.+' more than once"):
+        stages.lineage.main("bank")
+    assert not (copy / "data/bank/processed/segment_moves.csv").exists()
+    assert not list((copy / "data/bank/interim").glob(".lineage-join-*"))

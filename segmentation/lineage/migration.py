@@ -37,28 +37,28 @@ def customer_moves(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
     return moves
 
 
-def migration_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+def migration_of(moved: pd.DataFrame) -> pd.DataFrame:
     """Customers from each reference segment (``new`` for none) to each current segment (``left``
-    for none): columns ``from``, ``to``, ``customers`` and ``share`` (of the ``from`` row)."""
-    return migration_of(customer_moves(reference, current))
-
-
-def migration_of(moves: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``migration_table`` from ``customer_moves``."""
-    counts = moves.groupby(["from", "to"], sort=False).size()
-    ordered = sorted(
-        counts.index, key=lambda pair: (segment_order(pair[0]), segment_order(pair[1]))
+    for none), from ``moved``'s rows ``from``, ``to`` and ``customers`` (each pair once): ordered,
+    with each row's ``share`` of its ``from`` segment."""
+    table = moved.assign(customers=moved["customers"].astype(np.int64))
+    order = sorted(
+        range(len(table)),
+        key=lambda row: (
+            segment_order(table["from"].iat[row]),
+            segment_order(table["to"].iat[row]),
+        ),
     )
-    table = counts.loc[ordered].rename("customers").reset_index()
+    table = table.iloc[order].reset_index(drop=True)
     table["share"] = table["customers"] / table.groupby("from")["customers"].transform("sum")
     return table
 
 
-def population_stability(reference: pd.Series, current: pd.Series) -> pd.Series:
-    """Each segment's term of the population stability index of the segment shares,
-    (p_now - p_then) ln(p_now / p_then), with shares floored at PSI_FLOOR; their sum is the PSI."""
-    then = reference.value_counts(normalize=True)
-    now = current.value_counts(normalize=True)
+def population_stability(then: pd.Series, now: pd.Series) -> pd.Series:
+    """Each segment's term of the population stability index of the segment shares, from the
+    customers per segment then and now: (p_now - p_then) ln(p_now / p_then), with shares floored at
+    PSI_FLOOR; their sum is the PSI."""
+    then, now = then / then.sum(), now / now.sum()
     segments = then.index.union(now.index).sort_values()
     then = then.reindex(segments, fill_value=0.0).clip(lower=PSI_FLOOR)
     now = now.reindex(segments, fill_value=0.0).clip(lower=PSI_FLOOR)
@@ -70,24 +70,18 @@ def psi_reading(value: float) -> str:
 
 
 def segment_changes(
-    reference: pd.Series,
-    current: pd.Series,
+    then: pd.Series,
+    now: pd.Series,
     outcome_then: pd.Series | None = None,
     outcome_now: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per stable segment: customers then and now, the outcome's rate (or mean) then and now when
-    given (then: per reference segment, as adopted; now: per customer, indexed by id like the
-    segments), and the segment's PSI term."""
-    frame = pd.DataFrame(
-        {
-            "customers_then": reference.value_counts(),
-            "customers_now": current.value_counts(),
-        }
-    ).fillna(0)
+    """Per stable segment: customers then and now (``then``, ``now``: counts per segment), the
+    outcome's rate (or mean) then and now when given (per segment), and the segment's PSI term."""
+    frame = pd.DataFrame({"customers_then": then, "customers_now": now}).fillna(0)
     frame = frame.astype(int)
     if outcome_then is not None and outcome_now is not None:
         frame["outcome_then"] = outcome_then
-        frame["outcome_now"] = outcome_now.loc[current.index].groupby(current).mean()
-    frame["psi"] = population_stability(reference, current)
+        frame["outcome_now"] = outcome_now
+    frame["psi"] = population_stability(then, now)
     frame.index.name = "segment"
     return frame.sort_index()

@@ -1,10 +1,10 @@
-"""The reference segmentation a new one is matched to: the adopted segments, small enough for git.
+"""The reference segmentation a new one is matched to: the adopted segments.
 
-A reference holds each customer's stable segment number, each segment's name and centroid (to
-place customers the reference never saw), the embedding model the centroids live in and each
-segment's outcome rate (or mean) when it was adopted. It is
-written to a folder (``segments.csv``, ``centroids.npy``, ``reference.json``) when a segmentation
-is adopted, and read back by the next fit.
+A reference holds each customer's stable segment number (``segments.csv``, read and written a
+chunk of rows at a time), each segment's name and centroid (to place customers the reference never
+saw), the embedding model the centroids live in and each segment's outcome rate (or mean) when it
+was adopted. It is written to a folder (``segments.csv``, ``centroids.npy``, ``reference.json``)
+when a segmentation is adopted, and read back by the next fit.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ from segmentation.artifacts import (
     read_csv,
     read_json,
     read_npy,
-    write_csv,
+    write_csv_chunks,
     write_json,
     write_npy,
 )
@@ -34,7 +35,8 @@ SEGMENTS, CENTROIDS, DESCRIPTION = "segments.csv", "centroids.npy", "reference.j
 
 
 class Reference(NamedTuple):
-    segments: pd.Series  # customer id -> stable segment number
+    """The adopted segments: everything but the customers' own segments (``segment_chunks``)."""
+
     numbers: list[int]  # the stable number of each centroid row
     names: list[str]  # the name of each centroid row's segment
     centroids: np.ndarray
@@ -55,7 +57,6 @@ class Reference(NamedTuple):
 
 
 def adopted(
-    segments: pd.Series,
     numbers: dict[int, int],
     names: dict[int, str],
     centroids: np.ndarray,
@@ -63,12 +64,10 @@ def adopted(
     outcome: str = "",
     outcome_rates: dict[int, float] | None = None,
 ) -> Reference:
-    """The reference a fit becomes once a team adopts it. ``segments``: each customer's fitted
-    segment 1..k, the rows of ``centroids``; ``numbers``: fitted -> stable number; ``names`` and
-    ``outcome_rates``: by stable number."""
+    """The reference a fit becomes once a team adopts it. ``numbers``: fitted segment 1..k (the
+    rows of ``centroids``) -> stable number; ``names`` and ``outcome_rates``: by stable number."""
     stable = [numbers[fitted] for fitted in range(1, len(centroids) + 1)]
     return Reference(
-        segments.map(numbers),
         stable,
         [names[number] for number in stable],
         centroids,
@@ -78,12 +77,14 @@ def adopted(
     )
 
 
-def save_reference(folder: Path, reference: Reference) -> None:
-    """The three files, written to a new folder that then replaces ``folder`` whole."""
+def save_reference(folder: Path, reference: Reference, segments: Iterable[pd.Series]) -> None:
+    """The three files, written to a new folder that then replaces ``folder`` whole; ``segments``:
+    each customer's stable segment (by id), a chunk at a time. A failure while they are produced
+    leaves the old folder as it was."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        _write_reference(building, reference)
+        _write_reference(building, reference, segments)
         replaced = folder.with_name(f".{folder.name}.replaced")
         if folder.exists():
             os.replace(folder, replaced)
@@ -93,11 +94,11 @@ def save_reference(folder: Path, reference: Reference) -> None:
         shutil.rmtree(building, ignore_errors=True)
 
 
-def _write_reference(folder: Path, reference: Reference) -> None:
+def _write_reference(folder: Path, reference: Reference, segments: Iterable[pd.Series]) -> None:
     rates = reference.outcome_rates
-    write_csv(
+    write_csv_chunks(
         folder / SEGMENTS,
-        reference.segments.rename("segment").rename_axis(CUSTOMER_ID).reset_index(),
+        (chunk.rename("segment").rename_axis(CUSTOMER_ID).reset_index() for chunk in segments),
     )
     write_npy(folder / CENTROIDS, reference.centroids)
     write_json(
@@ -122,10 +123,9 @@ def load_reference(folder: Path) -> Reference:
         )
     try:
         description = read_json(folder / DESCRIPTION)
-        segments = read_csv(folder / SEGMENTS, usecols=[CUSTOMER_ID, "segment"])
+        read_csv(folder / SEGMENTS, usecols=[CUSTOMER_ID, "segment"], nrows=0)
         listed = description["segments"]
         reference = Reference(
-            segments.set_index(CUSTOMER_ID)["segment"].astype(int),
             [int(segment["number"]) for segment in listed],
             [str(segment["name"]) for segment in listed],
             read_npy(folder / CENTROIDS),
@@ -134,10 +134,7 @@ def load_reference(folder: Path) -> Reference:
             [float(segment["outcome"]) for segment in listed if "outcome" in segment],
         )
     except (PipelineError, ValueError, KeyError, TypeError) as error:
-        raise PipelineError(
-            f"{folder}: not a reference segmentation ({type(error).__name__}: {error}); "
-            f"adopt the segmentation again ('python -m stages.adopt {folder.name}')"
-        ) from None
+        raise _not_a_reference(folder, error) from None
     if len(reference.numbers) != len(reference.centroids):
         raise PipelineError(
             f"{folder / DESCRIPTION} lists {len(reference.numbers)} segments but "
@@ -145,3 +142,22 @@ def load_reference(folder: Path) -> Reference:
             "segmentation again"
         )
     return reference
+
+
+def segment_chunks(folder: Path, rows: int) -> Iterator[pd.Series]:
+    """The reference's stable segment of each customer (by id), ``rows`` customers at a time, in
+    the order of ``segments.csv``."""
+    path = folder / SEGMENTS
+    try:
+        with read_csv(path, usecols=[CUSTOMER_ID, "segment"], chunksize=rows) as chunks:
+            for chunk in chunks:
+                yield chunk.set_index(CUSTOMER_ID)["segment"].astype(np.int64)
+    except (PipelineError, ValueError, TypeError) as error:
+        raise _not_a_reference(folder, error) from None
+
+
+def _not_a_reference(folder: Path, error: Exception) -> PipelineError:
+    return PipelineError(
+        f"{folder}: not a reference segmentation ({type(error).__name__}: {error}); "
+        f"adopt the segmentation again ('python -m stages.adopt {folder.name}')"
+    )

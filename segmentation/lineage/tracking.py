@@ -1,9 +1,15 @@
 """A new segmentation followed from the reference: stable numbers and names, customers moving,
-and the reference the new segmentation becomes once it is adopted."""
+and the reference the new segmentation becomes once it is adopted.
+
+Everything is decided on counts of customers (``LineageCounts``), which add up over any split of
+the customers by id: ``customer_tallies`` counts one part of them, and ``track`` does the whole of
+a table held in memory, while the lineage stage adds up the parts of a table of any size
+(``segmentation.lineage.join``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, get_args
 
 import numpy as np
@@ -18,32 +24,181 @@ from segmentation.lineage.matching import (
     Lineage,
     Transition,
     match_segments,
-    overlap_table,
     paired_segments,
 )
 from segmentation.lineage.migration import (
     LEFT,
     NEW,
-    customer_moves,
     migration_of,
     segment_changes,
 )
 from segmentation.lineage.reference import Reference
 from segmentation.model.kmeans import nearest_segments
 
+TALLY_KEYS = ["part", "then", "now"]
+# ``then`` and ``now`` of a tally that counts one segmentation's segments only
+NONE = 0
+
+
+class LineageCounts(NamedTuple):
+    """What lineage reads of the customers: counts of them, and the outcome's sums."""
+
+    paired: pd.DataFrame  # reference (rows) by fitted segment, placed customers included
+    flows: Flows  # those both segmentations hold, and each segmentation's sizes
+    new: pd.Series  # per fitted segment: its customers the reference lacks
+    outcome_sums: pd.Series  # per fitted segment: the outcome summed over its customers
+    compared: int  # customers both segmentations place
+
+    @classmethod
+    def added(cls, tallies: Iterable[pd.DataFrame]) -> LineageCounts:
+        """The counts of ``customer_tallies`` of parts of the customers, added up."""
+        summed = pd.concat(tallies).groupby(TALLY_KEYS)["value"].sum()
+
+        def part(name: str) -> pd.Series:
+            return summed[summed.index.get_level_values("part") == name].droplevel("part")
+
+        def table(name: str) -> pd.DataFrame:
+            return part(name).unstack("now", fill_value=0).astype(np.int64)
+
+        paired = table("paired")
+        return cls(
+            paired,
+            Flows(
+                table("shared"),
+                part("reference").droplevel("now").astype(np.int64),
+                part("current").droplevel("then").astype(np.int64),
+            ),
+            part("new").droplevel("then").astype(np.int64),
+            part("outcome").droplevel("then"),
+            int(paired.to_numpy().sum()),
+        )
+
+
+def customer_tallies(
+    reference: pd.Series,
+    current: pd.Series,
+    place_then: Callable[[pd.Index], np.ndarray] | None,
+    place_now: Callable[[pd.Index], np.ndarray],
+    present: pd.Index,
+    outcome: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The counts of some customers, as rows ``part``, ``then``, ``now`` and ``value``.
+
+    ``reference``: their reference segments (by id); ``current``: the fitted segments 1..k of the
+    segmented ones; ``present``: every customer of the table among them; ``outcome``: per
+    segmented customer. Customers one segmentation lacks are placed by the other's model
+    (``place_then(ids)``, ``place_now(ids)``, as ``paired_segments``); without ``place_then`` (a
+    reference in another embedding model) they are compared on the customers the reference has.
+    """
+    if place_then is None:
+        present = present[present.isin(reference.index)]
+    then, now = paired_segments(reference, current, place_then, place_now, present)
+    both = current.index.isin(reference.index)
+    tallies = [
+        _counted("paired", then.to_numpy(), now.to_numpy()),
+        _counted("shared", reference.loc[current.index[both]].to_numpy(), current[both].to_numpy()),
+        _counted("reference", reference.to_numpy(), NONE),
+        _counted("current", NONE, current.to_numpy()),
+        _counted("new", NONE, current[~both].to_numpy()),
+    ]
+    if outcome is not None:
+        sums = outcome.loc[current.index].groupby(current.to_numpy()).sum()
+        tallies.append(_tally("outcome", NONE, sums.index.to_numpy(), sums.to_numpy()))
+    return pd.concat(tallies, ignore_index=True)
+
+
+def _counted(part: str, then: np.ndarray | int, now: np.ndarray | int) -> pd.DataFrame:
+    then, now = np.broadcast_arrays(then, now)
+    counts = pd.DataFrame({"then": then, "now": now}).groupby(["then", "now"]).size()
+    return _tally(
+        part,
+        counts.index.get_level_values("then").to_numpy(),
+        counts.index.get_level_values("now").to_numpy(),
+        counts.to_numpy(dtype=float),
+    )
+
+
+def _tally(part: str, then, now, value: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"part": part, "then": then, "now": now, "value": value}, index=np.arange(len(value))
+    )
+
 
 class Tracked(NamedTuple):
     lineage: Lineage
-    segments: pd.Series  # each segmented customer's stable number
     names: dict[int, str]  # the reference's names: of the segments kept and of those gone
-    moves: pd.DataFrame  # each customer's stable segment from (or new) and to (or left)
     migration: pd.DataFrame  # reference segment -> stable segment, with new and left customers
     changes: pd.DataFrame  # per stable segment: customers then and now, its PSI term
     compared: int  # customers both segmentations place
 
 
+def tracked(
+    reference: Reference,
+    counts: LineageCounts,
+    thresholds: LineageParams = DEFAULT_THRESHOLDS,
+    with_outcome: bool = False,
+) -> Tracked:
+    """The new fit followed from the reference, from the counts of its customers; with the
+    outcome's rate per segment then and now when ``with_outcome``."""
+    if counts.paired.empty:
+        raise PipelineError(
+            "the reference segmentation shares no customer id with this table; adopt this "
+            "segmentation as the reference ('python -m stages.adopt') or restore the old one"
+        )
+    lineage = match_segments(counts.paired, thresholds, reference.numbers, counts.flows)
+    outcome_then = reference.outcome_by_segment() if with_outcome else None
+    return _followed(lineage, reference.name_of(), counts, outcome_then, counts.compared)
+
+
+def untracked(counts: LineageCounts, with_outcome: bool = False) -> Tracked:
+    """A fit with no reference to follow: every segment is new and keeps its fitted number."""
+    sizes = counts.flows.current_sizes
+    numbers = {int(segment): int(segment) for segment in sorted(sizes.index)}
+    lineage = Lineage(numbers, {}, [Transition("new", number, ()) for number in numbers])
+    outcome_then = pd.Series([], dtype=float) if with_outcome else None
+    followed = _followed(lineage, {}, counts, outcome_then, 0)
+    # no reference, no shift: the index compares two segmentations
+    return followed._replace(changes=followed.changes.assign(psi=0.0))
+
+
+def _followed(
+    lineage: Lineage,
+    names: dict[int, str],
+    counts: LineageCounts,
+    outcome_then: pd.Series | None,
+    compared: int,
+) -> Tracked:
+    numbers, flows = lineage.numbers, counts.flows
+    left = flows.reference_sizes.sub(flows.shared.sum(axis=1), fill_value=0)
+    moved = pd.DataFrame(
+        [
+            *(
+                (int(then), numbers[int(now)], int(customers))
+                for (then, now), customers in flows.shared.stack().items()
+                if customers > 0
+            ),
+            *((int(then), LEFT, int(customers)) for then, customers in left.items() if customers),
+            *((NEW, numbers[int(now)], int(customers)) for now, customers in counts.new.items()),
+        ],
+        columns=["from", "to", "customers"],
+        dtype=object,
+    )
+    sizes_now = flows.current_sizes.rename(index=numbers)
+    outcome_now = (
+        counts.outcome_sums.rename(index=numbers) / sizes_now if outcome_then is not None else None
+    )
+    return Tracked(
+        lineage,
+        names,
+        migration_of(moved),
+        segment_changes(flows.reference_sizes, sizes_now, outcome_then, outcome_now),
+        compared,
+    )
+
+
 def track(
     reference: Reference,
+    reference_segments: pd.Series,
     segments: pd.Series,
     vectors_of: Callable[[pd.Index], np.ndarray],
     centroids: np.ndarray,
@@ -52,64 +207,26 @@ def track(
     thresholds: LineageParams = DEFAULT_THRESHOLDS,
     outcome_now: pd.Series | None = None,
 ) -> Tracked:
-    """Follow a new fit from the reference.
+    """Follow a new fit held in memory from the reference.
 
-    ``segments``: each segmented customer's fitted segment 1..k (by id), whose centroids are the
-    rows of ``centroids``; ``vectors_of(ids)``: those customers' embeddings; ``present``: every
-    customer of the table; ``outcome_now``: the reference's outcome per customer of the table.
-    Customers one segmentation lacks are placed by the other's nearest centroid, the reference's
-    only when its embedding model is the same (else they are compared on the customers the
-    reference segmented).
+    ``reference_segments``: each customer's adopted segment (by id); ``segments``: each segmented
+    customer's fitted segment 1..k (by id), whose centroids are the rows of ``centroids``;
+    ``vectors_of(ids)``: those customers' embeddings; ``present``: every customer of the table;
+    ``outcome_now``: the reference's outcome per customer of the table. Customers one
+    segmentation lacks are placed by the other's nearest centroid, the reference's only when its
+    embedding model is the same (else they are compared on the customers the reference
+    segmented).
     """
-    if reference.embedding_model != embedding_model:
-        present = present[present.isin(reference.segments.index)]
-    then, now = paired_segments(
-        reference.segments,
+    same_model = reference.embedding_model == embedding_model
+    tallies = customer_tallies(
+        reference_segments,
         segments,
-        lambda ids: reference.place(vectors_of(ids)),
+        (lambda ids: reference.place(vectors_of(ids))) if same_model else None,
         lambda ids: nearest_segments(vectors_of(ids), centroids)[0],
         present,
+        outcome_now,
     )
-    try:
-        overlap = overlap_table(then, now)
-    except ValueError:
-        raise PipelineError(
-            "the reference segmentation shares no customer id with this table; adopt this "
-            "segmentation as the reference ('python -m stages.adopt') or restore the old one"
-        ) from None
-    lineage = match_segments(
-        overlap, thresholds, reference.numbers, Flows.between(reference.segments, segments)
-    )
-    stable = lineage.stable(segments)
-    outcome_then = reference.outcome_by_segment() if outcome_now is not None else None
-    moves = customer_moves(reference.segments, stable)
-    return Tracked(
-        lineage,
-        stable,
-        reference.name_of(),
-        moves,
-        migration_of(moves),
-        segment_changes(reference.segments, stable, outcome_then, outcome_now),
-        len(then),
-    )
-
-
-def untracked(segments: pd.Series, outcome_now: pd.Series | None = None) -> Tracked:
-    """A fit with no reference to follow: every segment is new and keeps its fitted number."""
-    numbers = {int(segment): int(segment) for segment in sorted(segments.unique())}
-    none = pd.Series([], dtype=np.int64, index=pd.Index([], dtype=object))
-    outcome_then = pd.Series([], dtype=float) if outcome_now is not None else None
-    moves = customer_moves(none, segments)
-    return Tracked(
-        Lineage(numbers, {}, [Transition("new", number, ()) for number in numbers]),
-        segments,
-        {},
-        moves,
-        migration_of(moves),
-        # no reference, no shift: the index compares two segmentations
-        segment_changes(none, segments, outcome_then, outcome_now).assign(psi=0.0),
-        0,
-    )
+    return tracked(reference, LineageCounts.added([tallies]), thresholds, outcome_now is not None)
 
 
 def lineage_record(tracked: Tracked, reference: str | None) -> dict:

@@ -197,6 +197,27 @@ def inliers_per_shard(paths: Layout, matrix: ShardedMatrix) -> list[int]:
     return counts.tolist()
 
 
+def checked_inliers(
+    paths: Layout, customers: pd.DataFrame, flags: pd.DataFrame, labels: pd.DataFrame
+) -> np.ndarray:
+    """Which of a shard's rows of the customer table are inliers, once its rows of the outlier
+    flags and of the inliers' labels are checked to be the same customers in order."""
+    ids = customers[CUSTOMER_ID].to_numpy()
+    rows = f"rows {customers.index[0]} to {customers.index[-1]}"
+    if not np.array_equal(ids, flags[CUSTOMER_ID].to_numpy()):
+        raise PipelineError(
+            f"{paths.customers} does not list the customers of {paths.outliers} in order "
+            f"({rows}); rerun 'dvc repro'"
+        )
+    inliers = flags["outlier"].to_numpy() == 0
+    if not np.array_equal(ids[inliers], labels[CUSTOMER_ID].to_numpy()):
+        raise PipelineError(
+            f"{paths.labels} does not list the inliers of {paths.outliers} in order ({rows}); "
+            "rerun 'dvc repro'"
+        )
+    return inliers
+
+
 def rows_at(path: Path, columns: list[str], positions: np.ndarray) -> tuple[pd.DataFrame, int]:
     """``columns`` of a stage's CSV at the sorted row ``positions``, read a chunk at a time, and
     how many rows the file has."""

@@ -23,7 +23,7 @@ from segmentation.config import Layout
 from segmentation.data.dataset import Dataset, typed
 from segmentation.data.outcomes import outcome_key, outcome_values
 from segmentation.embedding.shards import read_vectors
-from segmentation.model.sampling import MatrixRows, inliers_per_shard
+from segmentation.model.sampling import MatrixRows, checked_inliers, inliers_per_shard
 from segmentation.text import band_edges
 
 KEYS = ["part", "segment", "column", "value"]
@@ -238,19 +238,7 @@ def profile_shard(
     """A shard's tallies, its segments in their stable ``numbers`` (as fitted without them), from
     its rows of the customer table, of the outlier flags and of the inliers' labels (the vectors
     are not read)."""
-    ids = customers[CUSTOMER_ID].to_numpy()
-    rows = f"rows {customers.index[0]} to {customers.index[-1]}"
-    if not np.array_equal(ids, flags[CUSTOMER_ID].to_numpy()):
-        raise PipelineError(
-            f"{paths.customers} does not list the customers of {paths.outliers} in order "
-            f"({rows}); rerun 'dvc repro'"
-        )
-    inliers = flags["outlier"].to_numpy() == 0
-    if not np.array_equal(ids[inliers], labels[CUSTOMER_ID].to_numpy()):
-        raise PipelineError(
-            f"{paths.labels} does not list the inliers of {paths.outliers} in order ({rows}); "
-            "rerun 'dvc repro'"
-        )
+    inliers = checked_inliers(paths, customers, flags, labels)
     segments = labels["segment"] if numbers is None else labels["segment"].map(numbers)
     if segments.isna().any():
         unknown = sorted(set(labels.loc[segments.isna(), "segment"]))
