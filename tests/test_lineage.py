@@ -17,7 +17,7 @@ from sklearn.datasets import make_blobs
 
 from segmentation.artifacts import PipelineError, write_png
 from segmentation.lineage.figure import alluvial_figure
-from segmentation.lineage.matching import match_segments, overlap_table, paired_segments
+from segmentation.lineage.matching import match_segments, paired_segments
 from segmentation.lineage.migration import (
     customer_moves,
     migration_of,
@@ -51,6 +51,11 @@ def segments(labels, ids=None) -> pd.Series:
     labels = np.asarray(labels)
     ids = [f"c{i:04d}" for i in range(len(labels))] if ids is None else ids
     return pd.Series(labels, index=pd.Index(ids, name="customer_id"))
+
+
+def overlap_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+    shared = reference.index.intersection(current.index)
+    return pd.crosstab(reference.loc[shared].to_numpy(), current.loc[shared].to_numpy())
 
 
 def lineage_of(reference: pd.Series, current: pd.Series):

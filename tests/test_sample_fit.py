@@ -318,6 +318,15 @@ def test_ray_scores_and_labels_every_customer_as_this_process_does(
     assert on_ray == pytest.approx(here, rel=1e-5) and on_ray["silhouette_sampled"] == 1
 
 
+def copied_with_customers(fitted_folder, copy) -> pd.DataFrame:
+    """The fitted folder copied, with a stand-in customer table under its ids (returned)."""
+    shutil.copytree(fitted_folder, copy)
+    table = synthetic.customers(CUSTOMERS, seed=5)
+    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
+    write_csv(copy / "data/bank/interim/customers.csv", table)
+    return table
+
+
 def test_ray_tallies_the_profile_this_process_tallies(sample_fitted, tmp_path, monkeypatch, bank):
     """Above the threshold, a local 2-CPU Ray's tallies over four shards give the profile, the
     differences and the shares by band that this process's tallies over one shard give; and the
@@ -326,10 +335,7 @@ def test_ray_tallies_the_profile_this_process_tallies(sample_fitted, tmp_path, m
     import ray
 
     copy = tmp_path / "profiled"
-    shutil.copytree(sample_fitted, copy)
-    table = synthetic.customers(CUSTOMERS, seed=5)
-    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
-    write_csv(copy / "data/bank/interim/customers.csv", table)
+    copied_with_customers(sample_fitted, copy)
     monkeypatch.chdir(copy)
     paths, params = layout("bank"), load_params()
     labels = read_csv(paths.labels)
@@ -562,10 +568,7 @@ def test_lineage_joined_in_buckets_here_and_on_ray_is_lineage_in_memory(
     import ray
 
     copy = tmp_path / "followed"
-    shutil.copytree(sample_fitted, copy)
-    table = synthetic.customers(CUSTOMERS, seed=5)
-    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
-    write_csv(copy / "data/bank/interim/customers.csv", table)
+    table = copied_with_customers(sample_fitted, copy)
     reference, then = adopted_before(copy, monkeypatch)
     paths, params = layout("bank"), load_params()
     labels = read_csv(paths.labels).set_index("customer_id")["segment"]
@@ -621,10 +624,7 @@ def test_lineage_joined_in_buckets_here_and_on_ray_is_lineage_in_memory(
 
 def test_a_reference_listing_a_customer_twice_is_one_line(sample_fitted, tmp_path, monkeypatch):
     copy = tmp_path / "twice"
-    shutil.copytree(sample_fitted, copy)
-    table = synthetic.customers(CUSTOMERS, seed=5)
-    table.insert(0, "customer_id", read(copy, "data/bank/interim/texts.csv")["customer_id"])
-    write_csv(copy / "data/bank/interim/customers.csv", table)
+    copied_with_customers(sample_fitted, copy)
     reference, then = adopted_before(copy, monkeypatch)
     save_reference(layout("bank").reference, reference, [then, then.iloc[[7]]])
     with pytest.raises(PipelineError, match=r"segments.csv lists customer '.+' more than once"):

@@ -33,7 +33,7 @@ def _band(axis, left: tuple[float, float], right: tuple[float, float], colour) -
 
 
 def alluvial_figure(migration: pd.DataFrame, title: str):
-    """``migration``: the rows of ``migration_table`` (from, to, customers)."""
+    """``migration``: the rows of ``migration_of`` (from, to, customers)."""
     total = int(migration["customers"].sum())
     order = sorted(set(migration["from"]) | set(migration["to"]), key=segment_order)
     colours = {

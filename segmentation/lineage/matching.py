@@ -78,15 +78,6 @@ def _placed(place: Callable[[pd.Index], np.ndarray], ids: pd.Index) -> pd.Series
     return pd.Series(place(ids) if len(ids) else np.empty(0, dtype=np.int64), index=ids)
 
 
-def overlap_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
-    """Customers per reference segment (rows) and new segment (columns), on the customers both
-    segment; both series are indexed by customer id, in any order."""
-    shared = reference.index.intersection(current.index)
-    if shared.empty:
-        raise ValueError("the two segmentations share no customer")
-    return pd.crosstab(reference.loc[shared].to_numpy(), current.loc[shared].to_numpy())
-
-
 class Flows(NamedTuple):
     """Where customers went: those both segmentations hold, per reference segment (rows) and new
     segment (columns), and each segment's whole size, its customers that left or are new
@@ -95,12 +86,6 @@ class Flows(NamedTuple):
     shared: pd.DataFrame
     reference_sizes: pd.Series
     current_sizes: pd.Series
-
-    @classmethod
-    def between(cls, reference: pd.Series, current: pd.Series) -> Flows:
-        both = reference.index.intersection(current.index)
-        shared = pd.crosstab(reference.loc[both].to_numpy(), current.loc[both].to_numpy())
-        return cls(shared, reference.value_counts(), current.value_counts())
 
 
 def jaccard_table(overlap: pd.DataFrame) -> pd.DataFrame:
