@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -440,6 +441,21 @@ def test_a_problem_in_a_later_chunk_is_one_line_with_its_file_line(tmp_path, row
     raw = ("\n".join([HEADER, *rows]) + "\n").encode("utf-8")
     with pytest.raises(PipelineError, match=refusal):
         list(chunked(tmp_path, shop(), raw, chunk_rows=2))
+
+
+def test_ids_repeated_far_apart_are_counted_one_hash_file_at_a_time():
+    """100,000 ids in 256 files by their hashes' top byte, 3 of them repeated once or twice in
+    later chunks: 3 repeats; the files are gone afterwards."""
+    ids = np.array([f"id{i}" for i in range(100_000)], dtype=object)
+    with dataset_module.IdHashes() as hashes:
+        for start in range(0, len(ids), 30_000):
+            hashes.add(ids[start : start + 30_000])
+        hashes.add(np.array(["id7", "id99999", "id50000", "id7"], dtype=object))
+        files = list(hashes.folder.iterdir())
+        assert len(files) == dataset_module.ID_HASH_FILES
+        assert sum(file.stat().st_size for file in files) == 8 * (len(ids) + 4)
+        assert hashes.repeated() == 3
+    assert not hashes.folder.exists()
 
 
 @pytest.mark.parametrize("block_bytes", [1 << 24, 7])

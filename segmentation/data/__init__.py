@@ -1,1 +1,2 @@
-"""Data-set files, reading and checking customer tables, fetching them, drafting a file for a raw export."""
+"""Data-set files, reading and checking customer tables, fetching them, drafting a file for a raw
+export."""

@@ -22,6 +22,7 @@ import datetime
 import io
 import re
 import string
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,7 +34,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from segmentation.artifacts import SCAN_BYTES, CUSTOMER_ID, PipelineError, picked_rows
+from segmentation.artifacts import CUSTOMER_ID, SCAN_BYTES, PipelineError, picked_rows
 from segmentation.config import DATASETS_DIR, validated
 
 Kind = Literal["numeric", "categorical", "ordinal", "date"]
@@ -555,7 +556,11 @@ def read_table(
     columns = dataset.used_columns if columns is None else columns
     text = _decode(path, path.read_bytes(), dataset.format.encoding)
     header, frame = split_table(
-        path, text, dataset.format.separator, dataset.format.quote, _separator_fix(dataset, spec_file)
+        path,
+        text,
+        dataset.format.separator,
+        dataset.format.quote,
+        _separator_fix(dataset, spec_file),
     )
     frame = frame.loc[:, _read_columns(path, header, dataset, spec_file, columns)]
     if frame.empty:
@@ -564,6 +569,39 @@ def read_table(
     if kept.empty:
         raise _all_rejected(path, len(rejected), rejected["reason"].iloc[0], spec_file)
     return kept, rejected
+
+
+# Ids' 64-bit hashes are kept on disk in this many files, by their top byte, and checked for
+# repeats one file at a time: 8 bytes per customer / ID_HASH_FILES in memory.
+ID_HASH_FILES = 256
+
+
+class IdHashes:
+    """The 64-bit hashes of the ids of a table read in chunks, on disk in a temporary folder (a
+    context manager that removes it), to count the ids that repeat across chunks."""
+
+    def __enter__(self) -> IdHashes:
+        self._folder = tempfile.TemporaryDirectory(prefix="segments-ids-")
+        self.folder = Path(self._folder.name)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._folder.cleanup()
+
+    def add(self, ids: np.ndarray) -> None:
+        hashes = np.sort(pd.util.hash_array(ids))
+        edges = np.searchsorted(hashes >> np.uint64(56), np.arange(ID_HASH_FILES + 1))
+        for top in np.flatnonzero(np.diff(edges)):
+            with (self.folder / f"{top:03d}").open("ab") as handle:
+                hashes[edges[top] : edges[top + 1]].tofile(handle)
+
+    def repeated(self) -> int:
+        """How many distinct ids occur more than once."""
+        repeats = 0
+        for file in sorted(self.folder.iterdir()):
+            _, counts = np.unique(np.fromfile(file, dtype=np.uint64), return_counts=True)
+            repeats += int((counts > 1).sum())
+        return repeats
 
 
 def read_table_chunks(
@@ -579,8 +617,8 @@ def read_table_chunks(
     Each chunk is checked as ``read_table`` checks a whole table, with the file's line numbers, so
     a problem that stops the run is reported for the first chunk that has it. Ids are checked
     unique within each chunk and, once the file is read, across chunks by a 64-bit hash of each id
-    (8 bytes a customer): a consumer that writes its output only after the last chunk writes none
-    for a file with repeated ids.
+    (``IdHashes``, on disk): a consumer that writes its output only after the last chunk writes
+    none for a file with repeated ids.
     """
     path = _existing_table(path)
     columns = dataset.used_columns if columns is None else columns
@@ -590,46 +628,46 @@ def read_table_chunks(
     header = table_header(path, first_line, separator, quote, _separator_fix(dataset, spec_file))
     read = _read_columns(path, header, dataset, spec_file, columns)
     rows = kept_rows = rejected_rows = 0
-    first_reason, id_hashes = "", []
-    try:
-        with pd.read_csv(
-            path,
-            sep=separator,
-            quotechar=quote,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            encoding=dataset.format.encoding,
-            chunksize=chunk_rows,
-        ) as chunks:
-            for frame in chunks:
-                if frame.empty:
-                    continue
-                frame.columns = header
-                frame = frame.loc[:, read].apply(lambda column: column.str.strip())
-                if dataset.id:
-                    id_hashes.append(pd.util.hash_array(frame[dataset.id].to_numpy()))
-                kept, rejected = _checked(path, frame, dataset, spec_file, columns)
-                rows, kept_rows = rows + len(frame), kept_rows + len(kept)
-                if len(rejected) and not rejected_rows:
-                    first_reason = rejected["reason"].iloc[0]
-                rejected_rows += len(rejected)
-                yield kept, rejected
-    except UnicodeDecodeError:
-        raise _first_undecodable(path, dataset.format.encoding) from None
-    except pd.errors.ParserError as exc:
-        raise _unreadable(path, exc, len(header), separator) from None
-    if not rows:
-        raise _no_rows(path)
-    if not kept_rows:
-        raise _all_rejected(path, rejected_rows, first_reason, spec_file)
-    if id_hashes:
-        _, counts = np.unique(np.concatenate(id_hashes), return_counts=True)
-        if (counts > 1).any():
-            raise PipelineError(
-                f"{path}: id column {dataset.id!r} repeats {int((counts > 1).sum())} id(s) far "
-                "apart in the file; ids must be unique"
-            )
+    first_reason = ""
+    with IdHashes() as id_hashes:
+        try:
+            with pd.read_csv(
+                path,
+                sep=separator,
+                quotechar=quote,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                encoding=dataset.format.encoding,
+                chunksize=chunk_rows,
+            ) as chunks:
+                for frame in chunks:
+                    if frame.empty:
+                        continue
+                    frame.columns = header
+                    frame = frame.loc[:, read].apply(lambda column: column.str.strip())
+                    if dataset.id:
+                        id_hashes.add(frame[dataset.id].to_numpy())
+                    kept, rejected = _checked(path, frame, dataset, spec_file, columns)
+                    rows, kept_rows = rows + len(frame), kept_rows + len(kept)
+                    if len(rejected) and not rejected_rows:
+                        first_reason = rejected["reason"].iloc[0]
+                    rejected_rows += len(rejected)
+                    yield kept, rejected
+        except UnicodeDecodeError:
+            raise _first_undecodable(path, dataset.format.encoding) from None
+        except pd.errors.ParserError as exc:
+            raise _unreadable(path, exc, len(header), separator) from None
+        if not rows:
+            raise _no_rows(path)
+        if not kept_rows:
+            raise _all_rejected(path, rejected_rows, first_reason, spec_file)
+        repeats = id_hashes.repeated()
+    if repeats:
+        raise PipelineError(
+            f"{path}: id column {dataset.id!r} repeats {repeats} id(s) far apart in the file; ids "
+            "must be unique"
+        )
 
 
 class TableRows:

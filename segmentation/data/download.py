@@ -15,9 +15,9 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from segmentation.artifacts import PipelineError, run, write_bytes
-from segmentation.config import DownloadParams, layout, load_params
-from segmentation.data.dataset import Source, dataset_file, load_dataset
+from segmentation.artifacts import PipelineError
+from segmentation.config import DownloadParams
+from segmentation.data.dataset import Source
 
 log = logging.getLogger("segments")
 
