@@ -15,8 +15,8 @@ score does not depend on the rest of the file. Rows that a missing-cell or inval
 rejects are written too, with their reason, and the good rows are still assigned.
 
 NEW.csv is read and validated a chunk of rows at a time, so memory does not grow with the file
-(only the rejected rows are kept, to be written last); every chunk is validated and written as text
-before any is embedded, so a bad row anywhere stops the run before the slow part.
+(the rejected rows are set aside on disk, to be written last); every chunk is validated and
+written as text before any is embedded, so a bad row anywhere stops the run before the slow part.
 
 The texts are embedded into shards of ``embed.shard_rows`` customers in a scratch folder beside
 the output, by ``embed.engine`` (a killed run resumes from its last chunk), and the shards are
@@ -72,8 +72,6 @@ def main() -> None:
     model = SegmentModel.load(paths.segment_model)
     check_compatible(model, paths.segment_model, params, dataset_file(name))
     chunks = read_table_chunks(args.customers, dataset, dataset_file(name), dataset.text_columns)
-    table = TableRows()
-    kept = (typed(cells, dataset) for cells in table.kept(chunks))
     segments: Counter[int] = Counter()
     flagged = 0
 
@@ -85,13 +83,17 @@ def main() -> None:
             flagged += int(part["outlier"].sum())
             columns = [*part.columns, "rejected"]
             yield part.assign(segment=part["segment"].astype("Int64"), rejected="")
-        refused = table.rejected
-        yield pd.DataFrame(
-            {CUSTOMER_ID: refused[CUSTOMER_ID], "rejected": refused["reason"]}
-        ).reindex(columns=columns)
+        for refused in table.rejected_chunks():
+            yield pd.DataFrame(
+                {CUSTOMER_ID: refused[CUSTOMER_ID], "rejected": refused["reason"]}
+            ).reindex(columns=columns)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".assign-", dir=args.out.parent) as work:
+    with (
+        TableRows() as table,
+        tempfile.TemporaryDirectory(prefix=".assign-", dir=args.out.parent) as work,
+    ):
+        kept = (typed(cells, dataset) for cells in table.kept(chunks))
         write_csv_chunks(
             args.out, written(assign_in_shards(kept, dataset, model, params, Path(work)))
         )

@@ -18,7 +18,6 @@ from __future__ import annotations
 from segmentation.artifacts import (
     log,
     run,
-    write_csv,
     write_csv_chunks,
     write_json,
     write_metrics,
@@ -40,10 +39,10 @@ from segmentation.text import fit_writing, numbers_written, write_texts
 def main(name: str) -> None:
     params = load_params()  # a bad param stops the pipeline at its first stage
     dataset, paths = load_dataset(name), layout(name)
-    table = TableRows()
-    chunks = read_table_chunks(paths.raw, dataset, dataset_file(name))
-    write_csv_chunks(paths.customers, (cells.reset_index() for cells in table.kept(chunks)))
-    write_csv(paths.rejected, table.rejected)
+    with TableRows() as table:
+        chunks = read_table_chunks(paths.raw, dataset, dataset_file(name))
+        write_csv_chunks(paths.customers, (cells.reset_index() for cells in table.kept(chunks)))
+        write_csv_chunks(paths.rejected, table.rejected_chunks())
     sample = read_customers(
         paths.customers, dataset, sample_rows(table.kept_rows, params.sample_fit_rows, params.seed)
     )

@@ -443,6 +443,25 @@ def test_a_problem_in_a_later_chunk_is_one_line_with_its_file_line(tmp_path, row
         list(chunked(tmp_path, shop(), raw, chunk_rows=2))
 
 
+def test_rows_rejected_in_several_chunks_come_back_from_disk_in_file_order(tmp_path):
+    rows = [*ROWS, "c4,33,gold,M,03/01/2010,1980,no", "c5,41,gold,M,03/01/2010,1980,no"]
+    rows.insert(2, "c9,44,gold,S,03/01/2010,1970,yes")
+    raw = ("\n".join([HEADER, *rows]) + "\n").encode("utf-8")
+    dataset = shop(
+        {"plan": {"kind": "categorical", "values": ["basic", "plus"], "invalid": "drop"}}
+    )
+    with dataset_module.TableRows() as table:
+        kept = pd.concat(table.kept(chunked(tmp_path, dataset, raw, chunk_rows=2)))
+        rejected = pd.concat(table.rejected_chunks(), ignore_index=True)
+        folder = Path(table._folder.name)
+        # the first chunk, which rejects nothing, gives the columns; then the two with rejects
+        assert len(list(folder.iterdir())) == 3
+    assert not folder.exists()
+    assert (table.kept_rows, table.rejected_rows) == (len(kept), 3) == (3, 3)
+    assert rejected[CUSTOMER_ID].tolist() == ["c9", "c4", "c5"]
+    assert rejected["line"].tolist() == [4, 6, 7]
+
+
 def test_ids_repeated_far_apart_are_counted_one_hash_file_at_a_time():
     """100,000 ids in 256 files by their hashes' top byte, 3 of them repeated once or twice in
     later chunks: 3 repeats; the files are gone afterwards."""

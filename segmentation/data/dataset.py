@@ -671,23 +671,34 @@ def read_table_chunks(
 
 
 class TableRows:
-    """The customers ``read_table_chunks`` keeps, passed through ``kept`` a chunk at a time, with
-    the rejected rows kept aside (few, and written last) and the counts."""
+    """The customers ``read_table_chunks`` keeps, passed through ``kept`` a chunk at a time, and
+    the counts; the rejected rows are set aside on disk a chunk at a time, to be read back with
+    ``rejected_chunks`` (a context manager that removes them at the end)."""
 
-    def __init__(self) -> None:
-        self.kept_rows = self.rejected_rows = 0
-        self.rejected_parts: list[pd.DataFrame] = []
+    def __enter__(self) -> TableRows:
+        self._folder = tempfile.TemporaryDirectory(prefix="segments-rejected-")
+        self.kept_rows = self.rejected_rows = self._parts = 0
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._folder.cleanup()
+
+    def _part(self, number: int) -> Path:
+        return Path(self._folder.name) / f"{number:09d}.parquet"
 
     def kept(self, chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
         for cells, rejected in chunks:
             self.kept_rows += len(cells)
             self.rejected_rows += len(rejected)
-            self.rejected_parts.append(rejected)
+            if len(rejected) or not self._parts:  # the first part, even empty, gives the columns
+                rejected.to_parquet(self._part(self._parts), index=False)
+                self._parts += 1
             yield cells
 
-    @property
-    def rejected(self) -> pd.DataFrame:
-        return pd.concat(self.rejected_parts, ignore_index=True)
+    def rejected_chunks(self) -> Iterator[pd.DataFrame]:
+        """The rejected rows in file order, a chunk at a time (at least one chunk)."""
+        for number in range(self._parts):
+            yield pd.read_parquet(self._part(number))
 
 
 def _existing_table(path: Path) -> Path:
