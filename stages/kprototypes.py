@@ -62,6 +62,7 @@ def main(name: str) -> None:
             )[0],
             "largest_segment_share": shares.max(),
             "smallest_segment_share": shares.min(),
+            **sample.fit_sample_metric(),
         },
     )
 

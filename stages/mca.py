@@ -20,11 +20,14 @@ from segmentation.data.dataset import load_dataset
 
 def main(name: str) -> None:
     params, dataset, paths = load_params(), load_dataset(name), layout(name)
-    customers, _ = read_tabular_inlier_sample(paths, dataset, params.sample_fit_rows, params.seed)
+    customers, sample = read_tabular_inlier_sample(
+        paths, dataset, params.sample_fit_rows, params.seed
+    )
     categories = customers.loc[:, dataset.categorical]
     coordinates, shares = correspondence_map(categories, params.comparison.mca, params.seed)
     metrics = {f"inertia_share_{i + 1}": share for i, share in enumerate(shares)}
     metrics[f"inertia_share_first{len(shares)}"] = shares.sum()
+    metrics.update(sample.fit_sample_metric())
     write_metrics(paths.metrics / "mca.json", metrics)
     write_csv(
         paths.mca_coordinates,

@@ -89,7 +89,12 @@ def main(name: str) -> None:
     )
     write_metrics(
         paths.metrics / "tabular.json",
-        {"inliers": inliers.inliers, "columns": matrix.shape[1], **metrics},
+        {
+            "inliers": inliers.inliers,
+            "columns": matrix.shape[1],
+            **metrics,
+            **inliers.fit_sample_metric(),
+        },
     )
 
 

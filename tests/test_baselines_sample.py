@@ -104,6 +104,9 @@ def test_every_customer_is_flagged_and_every_inlier_segmented(ran, monkeypatch):
         sizes = segment_sizes(labels)
         assert sizes.min() > 0 and np.all(np.diff(sizes) <= 0), path  # 1 = largest
     assert metrics["inliers"] == len(inliers)
+    # each stage says its metrics are those of a sample, and of how many
+    for stage in ("tabular", "kprototypes", "mca"):
+        assert read_json(paths.metrics / f"{stage}.json")["fit_sample_rows"] == SAMPLE, stage
     # the MCA map is fitted on, and shows, the inlier sample K-Prototypes is fitted on
     sample = sample_flagged_rows(paths.tabular_outliers, SAMPLE, load_params().seed)
     coordinates = read_csv(paths.mca_coordinates)
@@ -166,6 +169,8 @@ def test_a_sample_of_everything_is_the_whole_table_fit(ran, tmp_path, monkeypatc
     found, _ = kprototypes.fit_prototypes(frame, K, settings.n_init, settings.max_iter, params.seed)
     assert np.array_equal(read_csv(paths.kprototypes_labels)["segment"].to_numpy(), found)
     assert len(read_csv(paths.mca_coordinates)) == len(rows)
+    for stage in ("tabular", "kprototypes", "mca"):
+        assert "fit_sample_rows" not in read_json(paths.metrics / f"{stage}.json"), stage
 
 
 def test_the_outputs_do_not_depend_on_the_chunk_size(ran, tmp_path, monkeypatch):

@@ -137,6 +137,10 @@ class InlierRows(NamedTuple):
     inliers: int
     customers: int
 
+    def fit_sample_metric(self) -> dict[str, int]:
+        """``fit_sample_rows`` for a stage's metrics when the sample is not every inlier."""
+        return {"fit_sample_rows": len(self.rows)} if len(self.rows) < self.inliers else {}
+
 
 def sample_inlier_rows(paths: Layout, size: int, seed: int) -> InlierRows:
     """Where ``sample_inliers``' sample lies (``sample_flagged_rows`` of the outliers stage's
