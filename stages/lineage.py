@@ -38,6 +38,7 @@ def main(name: str) -> None:
     with joined_by_id(
         paths,
         dataset,
+        outcome,
         reference,
         read_npy(paths.centroids),
         read_json(paths.embedding_info)["model"],

@@ -453,7 +453,7 @@ def test_rows_rejected_in_several_chunks_come_back_from_disk_in_file_order(tmp_p
     with dataset_module.TableRows() as table:
         kept = pd.concat(table.kept(chunked(tmp_path, dataset, raw, chunk_rows=2)))
         rejected = pd.concat(table.rejected_chunks(), ignore_index=True)
-        folder = Path(table._folder.name)
+        folder = table.folder
         # the first chunk, which rejects nothing, gives the columns; then the two with rejects
         assert len(list(folder.iterdir())) == 3
     assert not folder.exists()

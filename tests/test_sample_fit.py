@@ -596,7 +596,13 @@ def test_lineage_joined_in_buckets_here_and_on_ray_is_lineage_in_memory(
 
     def followed(engine: str):
         with join.joined_by_id(
-            paths, bank, reference, read_npy(paths.centroids), reference.embedding_model, engine
+            paths,
+            bank,
+            "y",
+            reference,
+            read_npy(paths.centroids),
+            reference.embedding_model,
+            engine,
         ) as joined:
             assert joined.plan.buckets == 10
             found = tracked(reference, joined.counts, params.lineage, with_outcome=True)

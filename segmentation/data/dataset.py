@@ -576,17 +576,21 @@ def read_table(
 ID_HASH_FILES = 256
 
 
-class IdHashes:
-    """The 64-bit hashes of the ids of a table read in chunks, on disk in a temporary folder (a
-    context manager that removes it), to count the ids that repeat across chunks."""
+class ScratchFolder:
+    """A context manager whose ``folder`` is a temporary folder, removed on leaving."""
 
-    def __enter__(self) -> IdHashes:
-        self._folder = tempfile.TemporaryDirectory(prefix="segments-ids-")
-        self.folder = Path(self._folder.name)
+    def __enter__(self):
+        self._scratch = tempfile.TemporaryDirectory(prefix="segments-")
+        self.folder = Path(self._scratch.name)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._folder.cleanup()
+        self._scratch.cleanup()
+
+
+class IdHashes(ScratchFolder):
+    """The 64-bit hashes of the ids of a table read in chunks, on disk in a scratch folder, to
+    count the ids that repeat across chunks."""
 
     def add(self, ids: np.ndarray) -> None:
         hashes = np.sort(pd.util.hash_array(ids))
@@ -670,21 +674,16 @@ def read_table_chunks(
         )
 
 
-class TableRows:
+class TableRows(ScratchFolder):
     """The customers ``read_table_chunks`` keeps, passed through ``kept`` a chunk at a time, and
-    the counts; the rejected rows are set aside on disk a chunk at a time, to be read back with
-    ``rejected_chunks`` (a context manager that removes them at the end)."""
+    the counts; the rejected rows are set aside in a scratch folder a chunk at a time, to be read
+    back with ``rejected_chunks``."""
 
-    def __enter__(self) -> TableRows:
-        self._folder = tempfile.TemporaryDirectory(prefix="segments-rejected-")
+    def __init__(self) -> None:
         self.kept_rows = self.rejected_rows = self._parts = 0
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._folder.cleanup()
 
     def _part(self, number: int) -> Path:
-        return Path(self._folder.name) / f"{number:09d}.parquet"
+        return self.folder / f"{number:09d}.parquet"
 
     def kept(self, chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
         for cells, rejected in chunks:

@@ -231,12 +231,14 @@ class Joined:
 def joined_by_id(
     paths: Layout,
     dataset: Dataset,
+    outcome: str | None,
     reference: Reference | None,
     centroids: np.ndarray,
     embedding_model: str,
     engine: str,
 ) -> Iterator[Joined]:
-    """Steps 1 and 2 (``engine``: here or on Ray); the buckets are removed on leaving."""
+    """Steps 1 and 2 (``engine``: here or on Ray), with the described ``outcome`` column's sums;
+    the buckets are removed on leaving."""
     matrix = read_vectors(paths.embeddings)
     adopted_rows = csv_row_starts(paths.reference / SEGMENTS, [])[1] if reference is not None else 0
     folder = tempfile.mkdtemp(dir=paths.embeddings.parent.resolve(), prefix=".lineage-join-")
@@ -247,7 +249,7 @@ def joined_by_id(
             CHUNK_ROWS,
             paths,
             dataset,
-            next(iter(dataset.describe), None),
+            outcome,
             centroids,
             reference,
             reference is not None and reference.embedding_model == embedding_model,

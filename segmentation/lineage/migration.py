@@ -41,15 +41,9 @@ def migration_of(moved: pd.DataFrame) -> pd.DataFrame:
     """Customers from each reference segment (``new`` for none) to each current segment (``left``
     for none), from ``moved``'s rows ``from``, ``to`` and ``customers`` (each pair once): ordered,
     with each row's ``share`` of its ``from`` segment."""
-    table = moved.assign(customers=moved["customers"].astype(np.int64))
-    order = sorted(
-        range(len(table)),
-        key=lambda row: (
-            segment_order(table["from"].iat[row]),
-            segment_order(table["to"].iat[row]),
-        ),
+    table = moved.assign(customers=moved["customers"].astype(np.int64)).sort_values(
+        ["from", "to"], key=lambda column: column.map(segment_order), ignore_index=True
     )
-    table = table.iloc[order].reset_index(drop=True)
     table["share"] = table["customers"] / table.groupby("from")["customers"].transform("sum")
     return table
 

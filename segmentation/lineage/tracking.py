@@ -47,7 +47,11 @@ class LineageCounts(NamedTuple):
     flows: Flows  # those both segmentations hold, and each segmentation's sizes
     new: pd.Series  # per fitted segment: its customers the reference lacks
     outcome_sums: pd.Series  # per fitted segment: the outcome summed over its customers
-    compared: int  # customers both segmentations place
+
+    @property
+    def compared(self) -> int:
+        """Customers both segmentations place."""
+        return int(self.paired.to_numpy().sum())
 
     @classmethod
     def added(cls, tallies: Iterable[pd.DataFrame]) -> LineageCounts:
@@ -60,9 +64,8 @@ class LineageCounts(NamedTuple):
         def table(name: str) -> pd.DataFrame:
             return part(name).unstack("now", fill_value=0).astype(np.int64)
 
-        paired = table("paired")
         return cls(
-            paired,
+            table("paired"),
             Flows(
                 table("shared"),
                 part("reference").droplevel("now").astype(np.int64),
@@ -70,7 +73,6 @@ class LineageCounts(NamedTuple):
             ),
             part("new").droplevel("then").astype(np.int64),
             part("outcome").droplevel("then"),
-            int(paired.to_numpy().sum()),
         )
 
 
@@ -119,9 +121,7 @@ def _counted(part: str, then: np.ndarray | int, now: np.ndarray | int) -> pd.Dat
 
 
 def _tally(part: str, then, now, value: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"part": part, "then": then, "now": now, "value": value}, index=np.arange(len(value))
-    )
+    return pd.DataFrame({"part": part, "then": then, "now": now, "value": value})
 
 
 class Tracked(NamedTuple):
@@ -147,7 +147,7 @@ def tracked(
         )
     lineage = match_segments(counts.paired, thresholds, reference.numbers, counts.flows)
     outcome_then = reference.outcome_by_segment() if with_outcome else None
-    return _followed(lineage, reference.name_of(), counts, outcome_then, counts.compared)
+    return _followed(lineage, reference.name_of(), counts, outcome_then)
 
 
 def untracked(counts: LineageCounts, with_outcome: bool = False) -> Tracked:
@@ -156,7 +156,7 @@ def untracked(counts: LineageCounts, with_outcome: bool = False) -> Tracked:
     numbers = {int(segment): int(segment) for segment in sorted(sizes.index)}
     lineage = Lineage(numbers, {}, [Transition("new", number, ()) for number in numbers])
     outcome_then = pd.Series([], dtype=float) if with_outcome else None
-    followed = _followed(lineage, {}, counts, outcome_then, 0)
+    followed = _followed(lineage, {}, counts, outcome_then)
     # no reference, no shift: the index compares two segmentations
     return followed._replace(changes=followed.changes.assign(psi=0.0))
 
@@ -166,7 +166,6 @@ def _followed(
     names: dict[int, str],
     counts: LineageCounts,
     outcome_then: pd.Series | None,
-    compared: int,
 ) -> Tracked:
     numbers, flows = lineage.numbers, counts.flows
     left = flows.reference_sizes.sub(flows.shared.sum(axis=1), fill_value=0)
@@ -192,7 +191,7 @@ def _followed(
         names,
         migration_of(moved),
         segment_changes(flows.reference_sizes, sizes_now, outcome_then, outcome_now),
-        compared,
+        counts.compared,
     )
 
 
